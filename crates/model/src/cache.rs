@@ -1,0 +1,86 @@
+//! Key/value cache for incremental decoding: per layer, keys and values `[B, kv_heads, T, hd]`
+//! of every slot seen so far.
+
+use burn::tensor::Tensor;
+
+#[derive(Debug, Clone, Default)]
+pub struct LayerCache {
+    kv: Option<(Tensor<4>, Tensor<4>)>,
+}
+
+impl LayerCache {
+    /// Appends new keys/values (`[B, kvh, L, hd]`) and returns the full ones.
+    pub fn append(&mut self, k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+        let kv = match self.kv.take() {
+            Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
+            None => (k, v),
+        };
+        self.kv = Some(kv.clone());
+        kv
+    }
+
+    fn truncate(&mut self, len: usize) {
+        if let Some((k, v)) = self.kv.take() {
+            if len > 0 {
+                self.kv = Some((k.narrow(2, 0, len), v.narrow(2, 0, len)));
+            }
+        }
+    }
+
+    /// Keeps only the batch rows in `rows` (e.g. when finished sequences leave the batch).
+    fn select_rows(&mut self, rows: &Tensor<1, burn::tensor::Int>) {
+        if let Some((k, v)) = self.kv.take() {
+            self.kv = Some((k.select(0, rows.clone()), v.select(0, rows.clone())));
+        }
+    }
+}
+
+/// The cache of a whole model.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    layers: Vec<LayerCache>,
+    len: usize,
+}
+
+impl KvCache {
+    pub fn new(num_layers: usize) -> Self {
+        Self {
+            layers: vec![LayerCache::default(); num_layers],
+            len: 0,
+        }
+    }
+
+    /// Number of cached slots.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn layer_mut(&mut self, i: usize) -> &mut LayerCache {
+        &mut self.layers[i]
+    }
+
+    /// Called by the model after every layer has appended `n` slots.
+    pub fn advance(&mut self, n: usize) {
+        self.len += n;
+    }
+
+    /// Drops the slots after `len` (Quiet-STaR discards a thought's entries this way).
+    pub fn truncate(&mut self, len: usize) {
+        if len < self.len {
+            for l in &mut self.layers {
+                l.truncate(len);
+            }
+            self.len = len;
+        }
+    }
+
+    pub fn select_rows(&mut self, rows: &Tensor<1, burn::tensor::Int>) {
+        for l in &mut self.layers {
+            l.select_rows(rows);
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! Opening checkpoints on disk (native builds only): a Hugging Face folder or a GGUF file.
+//! Everything here reads files and hands bytes to the format parsers next door.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use super::gguf::{GgufFile, GgufSource};
+use super::gguf_tokenizer::tokenizer_from_gguf;
+use super::safetensors::SafetensorsSource;
+use super::{FileBytes, WeightSource};
+use crate::config::ModelConfig;
+use crate::error::{ModelError, Result};
+use crate::tokenizer::Tokenizer;
+
+/// A checkpoint opened from disk, weights not yet loaded onto a device.
+pub struct Checkpoint {
+    pub path: PathBuf,
+    pub config: ModelConfig,
+    pub weights: Box<dyn WeightSource>,
+    pub tokenizer: Tokenizer,
+    pub format: CheckpointFormat,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointFormat {
+    HfFolder,
+    Gguf { version: u32 },
+}
+
+pub fn map_file(path: &Path) -> Result<FileBytes> {
+    let file = File::open(path).map_err(|e| ModelError::io(path, e))?;
+    // SAFETY: the map is read-only; Starling never writes checkpoint files it has mapped, and a
+    // file changed underneath by another program yields wrong numbers, not memory unsafety in
+    // practice on the platforms we target (the same trade-off `safetensors` users make).
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| ModelError::io(path, e))?;
+    Ok(FileBytes::Mapped(map))
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))
+}
+
+/// Opens a model: a folder with `config.json`, `*.safetensors` and `tokenizer.json`, or a
+/// `.gguf` file. `tokenizer_override` replaces the tokenizer found with the model.
+pub fn open_checkpoint(path: &Path, tokenizer_override: Option<&Path>) -> Result<Checkpoint> {
+    if !path.exists() {
+        return Err(ModelError::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder; check the model path"),
+        ));
+    }
+    let override_tok = tokenizer_override.map(|p| Tokenizer::from_json(&read_text(p)?).map_err(|e| ModelError::format(p, e.to_string()))).transpose()?;
+    if path.is_dir() {
+        open_hf_folder(path, override_tok)
+    } else {
+        let file = GgufFile::parse(path.to_path_buf(), map_file(path)?)?;
+        let version = file.version;
+        let tokenizer = match override_tok {
+            Some(t) => t,
+            None => tokenizer_from_gguf(&file)?,
+        };
+        let source = GgufSource::new(file)?;
+        Ok(Checkpoint {
+            path: path.to_path_buf(),
+            config: source.config().clone(),
+            weights: Box::new(source),
+            tokenizer,
+            format: CheckpointFormat::Gguf { version },
+        })
+    }
+}
+
+fn open_hf_folder(dir: &Path, override_tok: Option<Tokenizer>) -> Result<Checkpoint> {
+    let config_path = dir.join("config.json");
+    if !config_path.exists() {
+        return Err(ModelError::format(
+            dir,
+            "no config.json in this folder; a Hugging Face model folder needs config.json, \
+             *.safetensors and tokenizer.json (or pass a .gguf file)",
+        ));
+    }
+    let config = ModelConfig::from_hf_json(&read_text(&config_path)?)
+        .map_err(|e| ModelError::format(&config_path, e.to_string()))?;
+    let shard_names = safetensors_files(dir)?;
+    let mut files = Vec::new();
+    for name in shard_names {
+        let p = dir.join(&name);
+        let bytes = map_file(&p)?;
+        files.push((p, bytes));
+    }
+    let weights = SafetensorsSource::new(dir.to_path_buf(), files)?;
+    let tokenizer = match override_tok {
+        Some(t) => t,
+        None => {
+            let tok_path = dir.join("tokenizer.json");
+            if !tok_path.exists() {
+                return Err(ModelError::format(
+                    dir,
+                    "no tokenizer.json in this folder; copy it from the original model or pass --tokenizer",
+                ));
+            }
+            Tokenizer::from_json(&read_text(&tok_path)?).map_err(|e| ModelError::format(&tok_path, e.to_string()))?
+        }
+    };
+    Ok(Checkpoint {
+        path: dir.to_path_buf(),
+        config,
+        weights: Box::new(weights),
+        tokenizer,
+        format: CheckpointFormat::HfFolder,
+    })
+}
+
+/// The safetensors files of a folder: those named by `model.safetensors.index.json` when it
+/// exists (sharded checkpoints), else every `*.safetensors` file.
+fn safetensors_files(dir: &Path) -> Result<Vec<String>> {
+    let index = dir.join("model.safetensors.index.json");
+    if index.exists() {
+        let v: serde_json::Value = serde_json::from_str(&read_text(&index)?)
+            .map_err(|e| ModelError::format(&index, format!("not valid JSON: {e}")))?;
+        let map = v
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| ModelError::format(&index, "has no `weight_map` object"))?;
+        let shards: BTreeSet<String> = map.values().filter_map(|s| s.as_str().map(str::to_string)).collect();
+        for s in &shards {
+            if !dir.join(s).exists() {
+                return Err(ModelError::format(
+                    &index,
+                    format!("names shard `{s}`, which is not in the folder; the download is incomplete"),
+                ));
+            }
+        }
+        return Ok(shards.into_iter().collect());
+    }
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| ModelError::io(dir, e))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".safetensors"))
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        return Err(ModelError::format(
+            dir,
+            "no *.safetensors file in this folder (PyTorch .bin checkpoints are not read; convert \
+             them with transformers' save_pretrained(safe_serialization=True))",
+        ));
+    }
+    Ok(names)
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, synced, then
+/// renamed over the target, so a crash never leaves a half-written file under the real name.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(ModelError::io(path, e));
+    }
+    Ok(())
+}
+
+/// The files of a Hugging Face model folder for `model` (f32 safetensors, `config.json`,
+/// `generation_config.json`, `tokenizer.json`), as (file name, bytes).
+pub fn hf_folder_files(model: &crate::Transformer, tokenizer: &Tokenizer) -> Result<Vec<(String, Vec<u8>)>> {
+    let config = model.config();
+    let tensors = crate::weights::export_tensors(model);
+    let mut meta = std::collections::HashMap::new();
+    meta.insert("format".to_string(), "pt".to_string());
+    let weights = super::safetensors::serialize_f32(&tensors, meta)?;
+    let mut generation = serde_json::json!({"_from_model_config": true});
+    for (key, id) in [("bos_token_id", config.bos_token_id), ("eos_token_id", config.eos_token_id), ("pad_token_id", config.pad_token_id)] {
+        if let Some(id) = id {
+            generation[key] = id.into();
+        }
+    }
+    let pretty = |v: &serde_json::Value| serde_json::to_vec_pretty(v).expect("JSON");
+    Ok(vec![
+        ("config.json".into(), pretty(&config.to_hf_json())),
+        ("generation_config.json".into(), pretty(&generation)),
+        ("tokenizer.json".into(), tokenizer.to_json()?.into_bytes()),
+        ("model.safetensors".into(), weights),
+    ])
+}
+
+/// Writes a folder of files so that `dir` is always either absent, the old complete folder, or
+/// the new complete folder: files go to a sibling temp folder that is then renamed into place.
+pub fn write_folder_atomic(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
+    use std::io::Write;
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| ModelError::io(parent, e))?;
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+    let cleanup = |e: std::io::Error, at: &Path| {
+        let _ = std::fs::remove_dir_all(&tmp);
+        ModelError::io(at, e)
+    };
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| cleanup(e, &tmp))?;
+    for (file, bytes) in files {
+        let p = tmp.join(file);
+        let mut f = File::create(&p).map_err(|e| cleanup(e, &p))?;
+        f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| cleanup(e, &p))?;
+    }
+    if dir.exists() {
+        std::fs::rename(dir, &old).map_err(|e| cleanup(e, dir))?;
+    }
+    if let Err(e) = std::fs::rename(&tmp, dir) {
+        // Put the previous folder back so nothing already written is lost.
+        let _ = std::fs::rename(&old, dir);
+        return Err(cleanup(e, dir));
+    }
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
+/// Saves `model` as a Hugging Face folder that transformers can load.
+pub fn save_hf_folder(dir: &Path, model: &crate::Transformer, tokenizer: &Tokenizer) -> Result<()> {
+    write_folder_atomic(dir, &hf_folder_files(model, tokenizer)?)
+}

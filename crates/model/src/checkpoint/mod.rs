@@ -1,0 +1,79 @@
+//! Reading and writing model weights.
+//!
+//! Every format is turned into one neutral view, [`WeightSource`]: tensors named as in Hugging
+//! Face Llama checkpoints (`model.layers.0.self_attn.q_proj.weight`), in PyTorch layout
+//! (`[out, in]` for linear weights), as f32. The model builder pulls from that view, so the
+//! safetensors and GGUF paths share every shape check and error message.
+
+pub mod gguf;
+pub mod gguf_tokenizer;
+pub mod quant;
+pub mod safetensors;
+#[cfg(not(target_family = "wasm"))]
+pub mod files;
+
+use std::path::Path;
+
+use crate::error::Result;
+
+/// A dense f32 tensor in host memory, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl HostTensor {
+    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Self {
+        debug_assert_eq!(shape.iter().product::<usize>(), data.len());
+        Self { shape, data }
+    }
+
+    /// Transpose of a 2-D tensor (`[r, c]` → `[c, r]`).
+    pub fn transposed(&self) -> HostTensor {
+        let [r, c] = [self.shape[0], self.shape[1]];
+        let mut out = vec![0f32; r * c];
+        // Blocked copy: a naive column walk thrashes the cache on 49152×576 embeddings.
+        const B: usize = 32;
+        for i0 in (0..r).step_by(B) {
+            for j0 in (0..c).step_by(B) {
+                for i in i0..(i0 + B).min(r) {
+                    for j in j0..(j0 + B).min(c) {
+                        out[j * r + i] = self.data[i * c + j];
+                    }
+                }
+            }
+        }
+        HostTensor::new(vec![c, r], out)
+    }
+}
+
+/// A checkpoint seen as named f32 tensors in Hugging Face naming and layout.
+pub trait WeightSource {
+    /// The file (or folder) the weights come from, for error messages.
+    fn origin(&self) -> &Path;
+    /// Names of every tensor the source holds.
+    fn names(&self) -> Vec<String>;
+    /// Shape of a tensor without loading it.
+    fn shape(&self, name: &str) -> Option<Vec<usize>>;
+    /// Loads (and dequantizes, converts, un-permutes) one tensor.
+    fn load(&self, name: &str) -> Result<HostTensor>;
+}
+
+/// Bytes of a checkpoint file: memory-mapped natively, owned in the browser.
+pub enum FileBytes {
+    Owned(Vec<u8>),
+    #[cfg(not(target_family = "wasm"))]
+    Mapped(memmap2::Mmap),
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Owned(v) => v,
+            #[cfg(not(target_family = "wasm"))]
+            FileBytes::Mapped(m) => m,
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Choosing where tensors live: a wgpu adapter (Vulkan / Metal / DX12 natively, WebGPU in the
+//! browser) or burn's pure-Rust CPU backend (flex).
+
+use burn::backend::DispatchDevice;
+use burn::tensor::Device;
+
+use crate::error::{ModelError, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceChoice {
+    /// A hardware wgpu adapter if there is one, else the CPU backend.
+    Auto,
+    /// The first wgpu adapter, software ones (lavapipe, SwiftShader) included; an error if none.
+    Gpu,
+    /// burn's flex backend on the CPU.
+    Cpu,
+}
+
+impl std::str::FromStr for DeviceChoice {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(DeviceChoice::Auto),
+            "gpu" | "wgpu" => Ok(DeviceChoice::Gpu),
+            "cpu" | "flex" => Ok(DeviceChoice::Cpu),
+            other => Err(format!("unknown device `{other}` (expected auto, gpu or cpu)")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Wgpu,
+    Flex,
+}
+
+/// The device taken, and a sentence saying which and why.
+#[derive(Debug, Clone)]
+pub struct SelectedDevice {
+    pub device: Device,
+    pub backend: BackendKind,
+    /// e.g. "wgpu: NVIDIA GeForce RTX 4090 (DiscreteGpu, Vulkan)".
+    pub name: String,
+    pub reason: String,
+}
+
+/// What a wgpu adapter is, as reported by the driver.
+#[derive(Debug, Clone)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub device_type: String,
+    pub api: String,
+    /// A CPU implementation (lavapipe/llvmpipe, SwiftShader, WARP).
+    pub is_software: bool,
+}
+
+/// Initializes burn's default wgpu device (once per process; later calls return the same
+/// device) and describes its adapter (native builds).
+#[cfg(not(target_family = "wasm"))]
+pub fn init_wgpu() -> std::result::Result<(Device, AdapterSummary), String> {
+    static WGPU: std::sync::OnceLock<std::result::Result<(Device, AdapterSummary), String>> = std::sync::OnceLock::new();
+    WGPU.get_or_init(start_wgpu).clone()
+}
+
+#[cfg(not(target_family = "wasm"))]
+fn start_wgpu() -> std::result::Result<(Device, AdapterSummary), String> {
+    use burn::tensor::wgpu::wgpu::DeviceType;
+    // Adapter discovery can panic inside drivers on broken installs; treat that as "no adapter".
+    let attempt = std::panic::catch_unwind(|| Device::wgpu_options().init_with_setup());
+    let (device, setup) = match attempt {
+        Ok(Ok(pair)) => pair,
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(_) => return Err("the wgpu driver panicked while starting".into()),
+    };
+    let info = setup.adapter.get_info();
+    let summary = AdapterSummary {
+        name: info.name.clone(),
+        device_type: format!("{:?}", info.device_type),
+        api: format!("{:?}", info.backend),
+        is_software: info.device_type == DeviceType::Cpu,
+    };
+    Ok((device, summary))
+}
+
+fn flex(reason: String) -> SelectedDevice {
+    SelectedDevice {
+        device: Device::flex(),
+        backend: BackendKind::Flex,
+        name: format!("cpu: burn flex backend ({} threads)", cpu_threads()),
+        reason,
+    }
+}
+
+fn cpu_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// Picks a device as `choice` asks, never silently: `reason` explains the pick.
+#[cfg(not(target_family = "wasm"))]
+pub fn select_device(choice: DeviceChoice) -> Result<SelectedDevice> {
+    let wgpu_pick = |a: &AdapterSummary, device: Device, reason: String| SelectedDevice {
+        device,
+        backend: BackendKind::Wgpu,
+        name: format!("wgpu: {} ({}, {})", a.name, a.device_type, a.api),
+        reason,
+    };
+    match choice {
+        DeviceChoice::Cpu => Ok(flex("--device cpu was asked for".into())),
+        DeviceChoice::Gpu => match init_wgpu() {
+            Ok((device, a)) => {
+                let why = if a.is_software {
+                    "--device gpu was asked for; note this adapter is a software (CPU) implementation".to_string()
+                } else {
+                    "--device gpu was asked for".to_string()
+                };
+                Ok(wgpu_pick(&a, device, why))
+            }
+            Err(e) => Err(ModelError::Device(format!(
+                "--device gpu: no wgpu adapter could be started ({e}). Install a Vulkan/Metal/DX12 \
+                 driver (on Debian without a GPU: apt install mesa-vulkan-drivers), or use --device cpu"
+            ))),
+        },
+        DeviceChoice::Auto => match init_wgpu() {
+            Ok((device, a)) if !a.is_software => {
+                Ok(wgpu_pick(&a, device, "auto: the first hardware wgpu adapter".into()))
+            }
+            Ok((_, a)) => Ok(flex(format!(
+                "auto: the only wgpu adapter is `{}`, a software implementation slower than the CPU \
+                 backend; --device gpu forces it",
+                a.name
+            ))),
+            Err(e) => Ok(flex(format!("auto: no wgpu adapter ({e})"))),
+        },
+    }
+}
+
+/// Which backend a device runs on (autodiff wrappers looked through).
+pub fn backend_of(device: &Device) -> BackendKind {
+    match device.clone().without_autodiff().as_dispatch() {
+        DispatchDevice::Flex(_) => BackendKind::Flex,
+        _ => BackendKind::Wgpu,
+    }
+}

@@ -1,0 +1,67 @@
+//! Errors of the model crate. Each one says what is wrong and, where there is one, the fix.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = ModelError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("invalid model config: {0}")]
+    Config(String),
+
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A checkpoint or tokenizer file whose contents are not what its format promises.
+    #[error("{path}: {message}")]
+    Format { path: PathBuf, message: String },
+
+    /// A tensor whose shape disagrees with the model config.
+    #[error(
+        "{path}: tensor `{name}` has shape {found:?} but the config asks for {expected:?}; \
+         the weights do not belong to this config.json (check that both come from the same model)"
+    )]
+    Shape {
+        path: PathBuf,
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+
+    #[error("{path}: tensor `{name}` is missing; {hint}")]
+    MissingTensor {
+        path: PathBuf,
+        name: String,
+        hint: String,
+    },
+
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+
+    /// Bad arguments to generation or scoring (empty prompt, prompt longer than the context, ...).
+    #[error("{0}")]
+    Input(String),
+
+    #[error("device: {0}")]
+    Device(String),
+}
+
+impl ModelError {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        ModelError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn format(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        ModelError::Format {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}

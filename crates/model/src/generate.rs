@@ -1,0 +1,198 @@
+//! Batched, KV-cached text generation.
+//!
+//! Prompts of different lengths are left-padded into one batch; the prompt is run once (prefill)
+//! and then one token per row per step reuses the cache. Sampling happens on the device and only
+//! the sampled ids are read back, once per step, to check EOS and stop strings.
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::cache::KvCache;
+use crate::error::{ModelError, Result};
+use crate::mask::{AttentionBias, positions};
+use crate::model::Transformer;
+use crate::sampling::{SamplingConfig, sample};
+use crate::tokenizer::Tokenizer;
+
+#[derive(Debug, Clone)]
+pub struct GenerateConfig {
+    pub max_new_tokens: usize,
+    pub sampling: SamplingConfig,
+    /// Generation of a row ends when its text contains one of these (the stop string itself is
+    /// cut from the returned text).
+    pub stop_strings: Vec<String>,
+    /// Ids that end a row (usually the tokenizer's EOS); not included in the text.
+    pub eos_ids: Vec<u32>,
+    /// Seeds the device RNG before the first step; same seed, same backend → same output.
+    pub seed: u64,
+}
+
+impl Default for GenerateConfig {
+    fn default() -> Self {
+        Self {
+            max_new_tokens: 64,
+            sampling: SamplingConfig::greedy(),
+            stop_strings: Vec::new(),
+            eos_ids: Vec::new(),
+            seed: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    Eos,
+    StopString,
+    Length,
+}
+
+#[derive(Debug, Clone)]
+pub struct Generation {
+    pub prompt_ids: Vec<u32>,
+    /// Generated ids (EOS excluded; tokens after a stop string's start included).
+    pub ids: Vec<u32>,
+    /// Decoded text, cut before any stop string.
+    pub text: String,
+    pub finish: FinishReason,
+}
+
+/// One generated token, reported as it is produced.
+#[derive(Debug, Clone)]
+pub struct TokenEvent<'a> {
+    pub row: usize,
+    pub id: u32,
+    /// The text this token completes (may be empty for a partial UTF-8 sequence).
+    pub text: &'a str,
+}
+
+struct Row<'t> {
+    ids: Vec<u32>,
+    text: String,
+    decoder: crate::tokenizer::StreamDecoder<'t>,
+    finish: Option<FinishReason>,
+}
+
+/// Generates continuations of `prompts` (token ids). `on_token` sees every kept token.
+pub fn generate_ids(
+    model: &Transformer,
+    tokenizer: &Tokenizer,
+    prompts: &[Vec<u32>],
+    cfg: &GenerateConfig,
+    on_token: &mut dyn FnMut(TokenEvent<'_>),
+) -> Result<Vec<Generation>> {
+    cfg.sampling.validate()?;
+    if prompts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let c = model.config();
+    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    if let Some(i) = prompts.iter().position(|p| p.is_empty()) {
+        return Err(ModelError::Input(format!("prompt {i} is empty; give at least one token of text")));
+    }
+    if let Some(bad) = prompts.iter().flatten().find(|&&id| id as usize >= c.vocab_size) {
+        return Err(ModelError::Input(format!(
+            "token id {bad} is outside the model's vocabulary ({}); the tokenizer does not belong to this model",
+            c.vocab_size
+        )));
+    }
+    if longest + cfg.max_new_tokens > c.max_position_embeddings {
+        return Err(ModelError::Input(format!(
+            "a prompt of {longest} tokens plus {} new tokens exceeds the model's context of {} tokens; \
+             shorten the prompt or lower --max-new-tokens",
+            cfg.max_new_tokens, c.max_position_embeddings
+        )));
+    }
+    let device = model.device();
+    device.seed(cfg.seed);
+    let b = prompts.len();
+    let pad_left: Vec<usize> = prompts.iter().map(|p| longest - p.len()).collect();
+    let pad_id = c.pad_token_id.or(c.eos_token_id).unwrap_or(0);
+    let flat: Vec<i64> = prompts
+        .iter()
+        .flat_map(|p| std::iter::repeat_n(pad_id as i64, longest - p.len()).chain(p.iter().map(|&t| t as i64)))
+        .collect();
+    let tokens = Tensor::<2, Int>::from_data(TensorData::new(flat, [b, longest]), &device);
+
+    let mut rows: Vec<Row> = (0..b)
+        .map(|_| Row {
+            ids: Vec::new(),
+            text: String::new(),
+            decoder: tokenizer.stream_decoder(true),
+            finish: None,
+        })
+        .collect();
+    let mut cache = KvCache::new(c.num_layers);
+    let mut logits = prefill(model, tokens, &pad_left, &mut cache, &device);
+    for step in 0..cfg.max_new_tokens {
+        let next = sample(logits, &cfg.sampling);
+        let host: Vec<i64> = next.clone().into_data().try_into_vec_as::<i64>().expect("int ids");
+        for (r, row) in rows.iter_mut().enumerate() {
+            if row.finish.is_some() {
+                continue;
+            }
+            let id = host[r] as u32;
+            if cfg.eos_ids.contains(&id) {
+                row.finish = Some(FinishReason::Eos);
+                continue;
+            }
+            row.ids.push(id);
+            let piece = row.decoder.push(id)?;
+            row.text.push_str(&piece);
+            on_token(TokenEvent { row: r, id, text: &piece });
+            if let Some(cut) = cfg.stop_strings.iter().filter_map(|s| row.text.find(s.as_str())).min() {
+                row.text.truncate(cut);
+                row.finish = Some(FinishReason::StopString);
+            }
+        }
+        if rows.iter().all(|r| r.finish.is_some()) || step + 1 == cfg.max_new_tokens {
+            break;
+        }
+        logits = decode_step(model, next.reshape([b, 1]), &pad_left, &mut cache, &device);
+    }
+    Ok(rows
+        .into_iter()
+        .zip(prompts)
+        .map(|(r, p)| Generation {
+            prompt_ids: p.clone(),
+            ids: r.ids,
+            text: r.text,
+            finish: r.finish.unwrap_or(FinishReason::Length),
+        })
+        .collect())
+}
+
+/// Runs the padded prompts through the model, filling `cache`; returns last-position logits.
+pub fn prefill(model: &Transformer, tokens: Tensor<2, Int>, pad_left: &[usize], cache: &mut KvCache, device: &Device) -> Tensor<2> {
+    let [b, l] = tokens.dims();
+    let pos = positions(pad_left, 0, l, device);
+    let bias = AttentionBias::causal(pad_left, 0, l, model.config().sliding_window, device);
+    let hidden = model.forward_embeds(model.embed(tokens), &pos, &bias, Some(cache));
+    last_logits(model, hidden.narrow(1, l - 1, 1), b)
+}
+
+/// Feeds one token per row (`[B, 1]`) after the cached slots; returns its logits `[B, V]`.
+pub fn decode_step(model: &Transformer, tokens: Tensor<2, Int>, pad_left: &[usize], cache: &mut KvCache, device: &Device) -> Tensor<2> {
+    let b = tokens.dims()[0];
+    let past = cache.len();
+    let pos = positions(pad_left, past, 1, device);
+    let bias = AttentionBias::causal(pad_left, past, 1, model.config().sliding_window, device);
+    let hidden = model.forward_embeds(model.embed(tokens), &pos, &bias, Some(cache));
+    last_logits(model, hidden, b)
+}
+
+fn last_logits(model: &Transformer, hidden: Tensor<3>, b: usize) -> Tensor<2> {
+    model.logits(hidden).reshape([b, model.config().vocab_size])
+}
+
+/// Text-in, text-out convenience over [`generate_ids`]. `add_special` applies the tokenizer's
+/// post-processor (BOS for tokenizers that want one).
+pub fn generate(
+    model: &Transformer,
+    tokenizer: &Tokenizer,
+    prompts: &[&str],
+    add_special: bool,
+    cfg: &GenerateConfig,
+    on_token: &mut dyn FnMut(TokenEvent<'_>),
+) -> Result<Vec<Generation>> {
+    let ids = prompts.iter().map(|p| tokenizer.encode(p, add_special)).collect::<Result<Vec<_>>>()?;
+    generate_ids(model, tokenizer, &ids, cfg, on_token)
+}

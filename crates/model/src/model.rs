@@ -1,0 +1,215 @@
+//! The decoder-only transformer of the Llama family: token embedding, `num_layers` pre-norm
+//! blocks (RMSNorm → grouped-query attention with RoPE → residual; RMSNorm → SwiGLU MLP →
+//! residual), a final RMSNorm and the LM head (tied to the embedding or not).
+//!
+//! The pieces are public so later stages can reach inside: Quiet-STaR feeds its own embeddings
+//! (start/end-of-thought) through [`Transformer::forward_embeds`] and mixes hidden states before
+//! [`Transformer::logits`].
+
+use burn::module::{Module, Param, ParamId};
+use burn::nn::{Linear, RmsNorm};
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::cache::KvCache;
+use crate::config::ModelConfig;
+use crate::mask::AttentionBias;
+
+/// Deterministic parameter id from the parameter's Hugging Face name, so optimizer state saved
+/// in one run lines up with the same parameters when a checkpoint is loaded in another.
+pub fn param_id(name: &str) -> ParamId {
+    // FNV-1a, 64-bit.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    ParamId::from(h)
+}
+
+/// A parameter named `name` (see [`param_id`]), trainable when `device` has autodiff.
+pub fn param<const D: usize>(name: &str, data: TensorData, device: &Device) -> Param<Tensor<D>> {
+    let t = Tensor::from_data(data, device);
+    let t = if device.is_autodiff() { t.require_grad() } else { t };
+    Param::initialized(param_id(name), t)
+}
+
+#[derive(Module, Debug)]
+pub struct Attention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+    #[module(skip)]
+    pub num_heads: usize,
+    #[module(skip)]
+    pub num_kv_heads: usize,
+    #[module(skip)]
+    pub head_dim: usize,
+    #[module(skip)]
+    pub rope_theta: f64,
+}
+
+/// Rotates q or k (`[B, L, heads, hd]`) by the RoPE angles of their positions (`[B, L]`), in the
+/// "rotate half" layout of Hugging Face Llama: x·cos + rotate_half(x)·sin.
+pub fn apply_rope(x: Tensor<4>, positions: &Tensor<2>, theta: f64) -> Tensor<4> {
+    let [b, l, _, hd] = x.dims();
+    let half = hd / 2;
+    let inv_freq: Vec<f32> = (0..half).map(|i| (1.0 / theta.powf(2.0 * i as f64 / hd as f64)) as f32).collect();
+    let inv_freq = Tensor::<1>::from_data(TensorData::new(inv_freq, [half]), &x.device());
+    // [B, L, 1] × [1, 1, half] → angles [B, L, half].
+    let angles = positions.clone().reshape([b, l, 1]) * inv_freq.reshape([1, 1, half]);
+    let cos = angles.clone().cos().reshape([b, l, 1, half]);
+    let sin = angles.sin().reshape([b, l, 1, half]);
+    let x1 = x.clone().narrow(3, 0, half);
+    let x2 = x.narrow(3, half, half);
+    // [x1, x2] → [x1·cos − x2·sin, x2·cos + x1·sin]
+    let out1 = x1.clone() * cos.clone() - x2.clone() * sin.clone();
+    let out2 = x2 * cos + x1 * sin;
+    Tensor::cat(vec![out1, out2], 3)
+}
+
+impl Attention {
+    /// `x`: `[B, L, d]`; `positions`: RoPE positions `[B, L]`; `bias`: additive attention bias
+    /// over all keys (cached + new); `cache`: this layer's keys/values, extended in place.
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        positions: &Tensor<2>,
+        bias: &AttentionBias,
+        cache: Option<&mut crate::cache::LayerCache>,
+    ) -> Tensor<3> {
+        let [b, l, _] = x.dims();
+        let (h, kvh, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let rep = h / kvh;
+        let q = self.q_proj.forward(x.clone()).reshape([b, l, h, hd]);
+        let k = self.k_proj.forward(x.clone()).reshape([b, l, kvh, hd]);
+        let v = self.v_proj.forward(x).reshape([b, l, kvh, hd]);
+        let q = apply_rope(q, positions, self.rope_theta);
+        let k = apply_rope(k, positions, self.rope_theta);
+        // Keys/values as [B, kvh, L, hd], appended to the cache.
+        let k = k.swap_dims(1, 2);
+        let v = v.swap_dims(1, 2);
+        let (k, v) = match cache {
+            Some(c) => c.append(k, v),
+            None => (k, v),
+        };
+        let t = k.dims()[2];
+        // Grouped-query attention without copying K/V: the `rep` query heads that share a KV head
+        // are stacked along the query axis, [B, kvh, rep·L, hd].
+        let q = q.reshape([b, l, kvh, rep, hd]).permute([0, 2, 3, 1, 4]).reshape([b, kvh, rep * l, hd]);
+        let scale = 1.0 / (hd as f64).sqrt();
+        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale).reshape([b, kvh, rep, l, t]);
+        let scores = scores + bias.tensor().clone().reshape([b, 1, 1, l, t]);
+        let probs = softmax(scores, 4).reshape([b, kvh, rep * l, t]);
+        let out = probs.matmul(v); // [B, kvh, rep·L, hd]
+        let out = out.reshape([b, kvh, rep, l, hd]).permute([0, 3, 1, 2, 4]).reshape([b, l, h * hd]);
+        self.o_proj.forward(out)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
+}
+
+impl Mlp {
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let gate = silu(self.gate_proj.forward(x.clone()));
+        self.down_proj.forward(gate * self.up_proj.forward(x))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct DecoderLayer {
+    pub input_layernorm: RmsNorm,
+    pub self_attn: Attention,
+    pub post_attention_layernorm: RmsNorm,
+    pub mlp: Mlp,
+}
+
+impl DecoderLayer {
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        positions: &Tensor<2>,
+        bias: &AttentionBias,
+        cache: Option<&mut crate::cache::LayerCache>,
+    ) -> Tensor<3> {
+        let attn = self.self_attn.forward(self.input_layernorm.forward(x.clone()), positions, bias, cache);
+        let x = x + attn;
+        let mlp = self.mlp.forward(self.post_attention_layernorm.forward(x.clone()));
+        x + mlp
+    }
+}
+
+/// The whole decoder. Parameter names follow Hugging Face (`model.layers.N…` is `layers.N…`).
+#[derive(Module, Debug)]
+pub struct Transformer {
+    /// `[vocab, d]`.
+    pub embed_tokens: Param<Tensor<2>>,
+    pub layers: Vec<DecoderLayer>,
+    pub norm: RmsNorm,
+    /// `[d, vocab]` when the head is not tied to the embedding.
+    pub lm_head: Option<Param<Tensor<2>>>,
+    #[module(skip)]
+    pub config: ModelConfig,
+}
+
+impl Transformer {
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    pub fn device(&self) -> Device {
+        self.embed_tokens.val().device()
+    }
+
+    /// Token embeddings, `[B, L]` → `[B, L, d]`.
+    pub fn embed(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        burn::tensor::module::embedding(self.embed_tokens.val(), tokens)
+    }
+
+    /// Runs the decoder stack on embeddings and returns the final-normed hidden states
+    /// `[B, L, d]`. `positions` are RoPE positions `[B, L]` (as floats); `bias` masks keys.
+    pub fn forward_embeds(
+        &self,
+        embeds: Tensor<3>,
+        positions: &Tensor<2>,
+        bias: &AttentionBias,
+        mut cache: Option<&mut KvCache>,
+    ) -> Tensor<3> {
+        let mut x = embeds;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let layer_cache = cache.as_deref_mut().map(|c| c.layer_mut(i));
+            x = layer.forward(x, positions, bias, layer_cache);
+        }
+        if let Some(c) = cache {
+            c.advance(positions.dims()[1]);
+        }
+        self.norm.forward(x)
+    }
+
+    /// LM head: hidden `[B, L, d]` → logits `[B, L, vocab]`.
+    pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        let [b, l, d] = hidden.dims();
+        let flat = hidden.reshape([b * l, d]);
+        let logits = match &self.lm_head {
+            Some(w) => flat.matmul(w.val()),
+            None => flat.matmul(self.embed_tokens.val().transpose()),
+        };
+        logits.reshape([b, l, self.config.vocab_size])
+    }
+
+    /// Full-sequence forward with a causal mask and no padding: tokens `[B, L]` → logits.
+    pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        let [b, l] = tokens.dims();
+        let device = tokens.device();
+        let positions = crate::mask::positions(&vec![0; b], 0, l, &device);
+        let bias = AttentionBias::causal(&vec![0; b], 0, l, self.config.sliding_window, &device);
+        let hidden = self.forward_embeds(self.embed(tokens), &positions, &bias, None);
+        self.logits(hidden)
+    }
+}

@@ -1,0 +1,178 @@
+//! Text ↔ token ids through the Hugging Face `tokenizers` crate, and a character-level
+//! tokenizer for the built-in tasks (saved as an ordinary `tokenizer.json`).
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use crate::error::{ModelError, Result};
+
+/// A loaded tokenizer plus the ids Starling needs to know about.
+#[derive(Clone)]
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tokenizer(vocab={})", self.vocab_size())
+    }
+}
+
+fn tok_err(e: impl std::fmt::Display) -> ModelError {
+    ModelError::Tokenizer(e.to_string())
+}
+
+impl Tokenizer {
+    /// Parses the contents of a `tokenizer.json`.
+    pub fn from_json(json: &str) -> Result<Self> {
+        let inner: tokenizers::Tokenizer = json
+            .parse()
+            .map_err(|e| ModelError::Tokenizer(format!("not a valid tokenizer.json: {e}")))?;
+        Ok(Self { inner })
+    }
+
+    pub fn to_json(&self) -> Result<String> {
+        self.inner.to_string(true).map_err(tok_err)
+    }
+
+    pub fn inner(&self) -> &tokenizers::Tokenizer {
+        &self.inner
+    }
+
+    /// Vocabulary size including added tokens.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// Encodes text. `add_special` applies the tokenizer's post-processor (e.g. a BOS token
+    /// for tokenizers that declare one); special tokens written in the text are always parsed.
+    pub fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
+        Ok(self.inner.encode(text, add_special).map_err(tok_err)?.get_ids().to_vec())
+    }
+
+    pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
+        self.inner.decode(ids, skip_special).map_err(tok_err)
+    }
+
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    /// Decodes a stream of ids one at a time, returning the text each id completes (multi-byte
+    /// characters can span several ids).
+    pub fn stream_decoder(&self, skip_special: bool) -> StreamDecoder<'_> {
+        StreamDecoder {
+            tokenizer: self,
+            ids: Vec::new(),
+            emitted: 0,
+            skip_special,
+        }
+    }
+
+    /// A character-level tokenizer over `alphabet` plus special tokens (ids 0..specials.len()).
+    /// Unknown characters map to `<unk>`, which is added if not among `specials`.
+    pub fn char_level(alphabet: &str, specials: &[&str]) -> Result<Self> {
+        let mut vocab: BTreeMap<String, u32> = BTreeMap::new();
+        let mut added = Vec::new();
+        let mut push_special = |vocab: &mut BTreeMap<String, u32>, s: &str| {
+            let id = vocab.len() as u32;
+            vocab.insert(s.to_string(), id);
+            added.push(json!({"id": id, "content": s, "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": false, "special": true}));
+        };
+        for s in specials {
+            push_special(&mut vocab, s);
+        }
+        if !vocab.contains_key("<unk>") {
+            push_special(&mut vocab, "<unk>");
+        }
+        for ch in alphabet.chars() {
+            let key = ch.to_string();
+            if !vocab.contains_key(&key) {
+                let id = vocab.len() as u32;
+                vocab.insert(key, id);
+            }
+        }
+        let tokenizer = json!({
+            "version": "1.0",
+            "truncation": null,
+            "padding": null,
+            "added_tokens": added,
+            "normalizer": null,
+            // Every character is its own piece, whitespace included.
+            "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "(?s)."}, "behavior": "Isolated", "invert": false},
+            "post_processor": null,
+            "decoder": {"type": "Fuse"},
+            "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"},
+        });
+        Self::from_json(&tokenizer.to_string())
+    }
+}
+
+/// Incremental decoding for streaming (see [`Tokenizer::stream_decoder`]).
+pub struct StreamDecoder<'a> {
+    tokenizer: &'a Tokenizer,
+    ids: Vec<u32>,
+    emitted: usize,
+    skip_special: bool,
+}
+
+impl StreamDecoder<'_> {
+    /// Adds one id; returns the newly completed text (possibly empty).
+    pub fn push(&mut self, id: u32) -> Result<String> {
+        self.ids.push(id);
+        let text = self.tokenizer.decode(&self.ids, self.skip_special)?;
+        // Hold back while the tail is an incomplete UTF-8 sequence (decoded as U+FFFD).
+        if text.ends_with('\u{FFFD}') {
+            return Ok(String::new());
+        }
+        let new = if text.len() >= self.emitted && text.is_char_boundary(self.emitted) {
+            text[self.emitted..].to_string()
+        } else {
+            String::new()
+        };
+        self.emitted = text.len();
+        Ok(new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn char_level_round_trip() {
+        let t = Tokenizer::char_level("0123456789+= \n", &["<pad>", "<eos>"]).unwrap();
+        assert_eq!(t.vocab_size(), 2 + 1 + 14);
+        let ids = t.encode("12+3 =15\n", false).unwrap();
+        assert_eq!(ids.len(), 9);
+        assert_eq!(t.decode(&ids, false).unwrap(), "12+3 =15\n");
+        assert_eq!(t.token_to_id("<eos>"), Some(1));
+        // Unknown characters become <unk>; special tokens in text are parsed as one id.
+        let ids = t.encode("1x<eos>", false).unwrap();
+        assert_eq!(ids, vec![t.token_to_id("1").unwrap(), t.token_to_id("<unk>").unwrap(), 1]);
+        assert_eq!(t.decode(&ids, true).unwrap(), "1");
+        // Survives a save/load through tokenizer.json.
+        let again = Tokenizer::from_json(&t.to_json().unwrap()).unwrap();
+        assert_eq!(again.encode("9=9", false).unwrap(), t.encode("9=9", false).unwrap());
+    }
+
+    #[test]
+    fn stream_decoder_emits_text_incrementally() {
+        let t = Tokenizer::char_level("ab c", &[]).unwrap();
+        let ids = t.encode("ab c", false).unwrap();
+        let mut s = t.stream_decoder(false);
+        let pieces: Vec<String> = ids.iter().map(|&i| s.push(i).unwrap()).collect();
+        assert_eq!(pieces.concat(), "ab c");
+    }
+
+    #[test]
+    fn invalid_json_is_an_error() {
+        assert!(Tokenizer::from_json("{}").unwrap_err().to_string().contains("tokenizer.json"));
+    }
+}

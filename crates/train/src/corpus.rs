@@ -1,0 +1,136 @@
+//! Turning training text into examples: plain text (one token stream cut into windows) or JSONL
+//! (`{"text": …}` learned whole, or `{"prompt": …, "completion": …}` learned on the completion).
+
+use serde_json::Value;
+
+use starling_model::Tokenizer;
+
+use crate::data::{Example, chunk_stream};
+use crate::trainer::TrainError;
+
+/// What to do with a malformed JSONL line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadLines {
+    Error,
+    Skip,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CorpusReport {
+    pub examples: usize,
+    pub skipped_lines: usize,
+    /// Examples longer than the training window (they are cut).
+    pub truncated: usize,
+}
+
+/// Plain text: the whole file is one stream of tokens, cut into windows of `max_len`.
+pub fn text_examples(text: &str, tokenizer: &Tokenizer, max_len: usize, origin: &str) -> Result<Vec<Example>, TrainError> {
+    if text.trim().is_empty() {
+        return Err(TrainError::Data(format!("{origin} is empty; give it some text to learn")));
+    }
+    let ids = tokenizer.encode(text, false)?;
+    let ex = chunk_stream(&ids, max_len);
+    if ex.is_empty() {
+        return Err(TrainError::Data(format!("{origin} has fewer than two tokens")));
+    }
+    Ok(ex)
+}
+
+/// JSONL: each non-blank line an object with `text`, or with `prompt` and `completion`.
+/// `eos` (if given) is appended to every example so the model learns where text ends.
+pub fn jsonl_examples(
+    text: &str,
+    tokenizer: &Tokenizer,
+    eos: Option<u32>,
+    max_len: usize,
+    origin: &str,
+    bad: BadLines,
+) -> Result<(Vec<Example>, CorpusReport), TrainError> {
+    let mut out = Vec::new();
+    let mut report = CorpusReport::default();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let parsed = parse_line(line, tokenizer, eos);
+        match parsed {
+            Ok(e) => {
+                if e.ids.len() > max_len {
+                    report.truncated += 1;
+                }
+                out.push(e);
+            }
+            Err(why) => match bad {
+                BadLines::Error => {
+                    return Err(TrainError::Data(format!(
+                        "{origin}:{}: {why} (pass --skip-bad-lines to skip such lines)",
+                        i + 1
+                    )));
+                }
+                BadLines::Skip => report.skipped_lines += 1,
+            },
+        }
+    }
+    if out.is_empty() {
+        return Err(TrainError::Data(format!(
+            "{origin} has no usable example{}",
+            if report.skipped_lines > 0 { format!(" ({} malformed lines skipped)", report.skipped_lines) } else { String::new() }
+        )));
+    }
+    report.examples = out.len();
+    Ok((out, report))
+}
+
+fn parse_line(line: &str, tokenizer: &Tokenizer, eos: Option<u32>) -> Result<Example, String> {
+    let v: Value = serde_json::from_str(line).map_err(|e| format!("not valid JSON ({e})"))?;
+    let field = |k: &str| -> Result<Option<&str>, String> {
+        match v.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(format!("field `{k}` must be a string")),
+        }
+    };
+    let enc = |s: &str| tokenizer.encode(s, false).map_err(|e| e.to_string());
+    let tail: Vec<u32> = eos.into_iter().collect();
+    let ex = match (field("text")?, field("prompt")?, field("completion")?) {
+        (Some(t), None, None) => Example::full([enc(t)?, tail].concat()),
+        (None, Some(p), Some(c)) => Example::prompt_completion(&enc(p)?, &[enc(c)?, tail].concat()),
+        _ => return Err("expected an object with `text`, or with `prompt` and `completion`".into()),
+    };
+    if ex.ids.len() < 2 || ex.targets() == 0 {
+        return Err("the example has nothing to learn (empty text or completion)".into());
+    }
+    Ok(ex)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tok() -> Tokenizer {
+        Tokenizer::char_level("abcdefghijklmnopqrstuvwxyz ", &["<pad>", "<eos>"]).unwrap()
+    }
+
+    #[test]
+    fn reads_both_jsonl_shapes() {
+        let data = "{\"text\": \"ab\"}\n\n{\"prompt\": \"q \", \"completion\": \"yes\"}\n";
+        let (ex, rep) = jsonl_examples(data, &tok(), Some(1), 64, "d.jsonl", BadLines::Error).unwrap();
+        assert_eq!(rep.examples, 2);
+        assert_eq!(ex[0].ids.len(), 3);
+        assert_eq!(ex[0].ids[2], 1);
+        assert_eq!(ex[1].train, vec![false, false, true, true, true, true]);
+    }
+
+    #[test]
+    fn malformed_lines_name_file_and_line_or_are_skipped() {
+        let data = "{\"text\": \"ab\"}\n{\"txt\": 3}\nnot json\n";
+        let err = jsonl_examples(data, &tok(), None, 64, "d.jsonl", BadLines::Error).unwrap_err().to_string();
+        assert!(err.contains("d.jsonl:2:"), "{err}");
+        let (ex, rep) = jsonl_examples(data, &tok(), None, 64, "d.jsonl", BadLines::Skip).unwrap();
+        assert_eq!((ex.len(), rep.skipped_lines), (1, 2));
+        let err = jsonl_examples("\n\n", &tok(), None, 64, "e.jsonl", BadLines::Error).unwrap_err().to_string();
+        assert!(err.contains("e.jsonl has no usable example"), "{err}");
+        let err = text_examples("  \n", &tok(), 64, "e.txt").unwrap_err().to_string();
+        assert!(err.contains("e.txt is empty"), "{err}");
+    }
+}

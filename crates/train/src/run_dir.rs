@@ -1,0 +1,187 @@
+//! A training run on disk (native builds):
+//!
+//! ```text
+//! run/
+//!   train_config.json          the TrainConfig of the run
+//!   metrics.jsonl              one StepMetrics per line
+//!   checkpoints/step-00000100/ a Hugging Face model folder + optimizer.safetensors + trainer_state.json
+//! ```
+//!
+//! Checkpoints are written to a temporary folder and renamed into place, so a `step-*` folder is
+//! always complete; a run killed at any moment resumes from the newest one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use starling_model::Tokenizer;
+use starling_model::Transformer;
+use starling_model::checkpoint::files::{hf_folder_files, map_file, write_atomic, write_folder_atomic};
+use starling_model::checkpoint::safetensors::{SafetensorsSource, serialize_f32};
+use starling_model::checkpoint::{HostTensor, WeightSource};
+
+use crate::optim::AdamW;
+use crate::trainer::{StartPoint, StepMetrics, TrainConfig, TrainError, TrainObserver};
+
+const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+const STATE_FILE: &str = "trainer_state.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainerState {
+    pub step: usize,
+    pub optimizer_steps: u64,
+    pub config: TrainConfig,
+}
+
+pub struct RunDir {
+    pub root: PathBuf,
+    pub config: TrainConfig,
+    tokenizer: Tokenizer,
+}
+
+fn ck(e: impl std::fmt::Display) -> TrainError {
+    TrainError::Checkpoint(e.to_string())
+}
+
+impl RunDir {
+    /// Opens (creating if needed) a run folder and records the config.
+    pub fn create(root: &Path, config: &TrainConfig, tokenizer: &Tokenizer) -> Result<Self, TrainError> {
+        std::fs::create_dir_all(root.join("checkpoints")).map_err(|e| ck(format!("cannot create {}: {e}", root.display())))?;
+        let json = serde_json::to_vec_pretty(config).expect("config JSON");
+        write_atomic(&root.join("train_config.json"), &json)?;
+        Ok(Self {
+            root: root.to_path_buf(),
+            config: config.clone(),
+            tokenizer: tokenizer.clone(),
+        })
+    }
+
+    pub fn checkpoint_dir(&self, step: usize) -> PathBuf {
+        self.root.join("checkpoints").join(format!("step-{step:08}"))
+    }
+
+    /// Complete checkpoints, oldest first.
+    pub fn checkpoints(&self) -> Vec<(usize, PathBuf)> {
+        let mut out: Vec<(usize, PathBuf)> = std::fs::read_dir(self.root.join("checkpoints"))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let step = name.strip_prefix("step-")?.parse().ok()?;
+                e.path().join(STATE_FILE).exists().then(|| (step, e.path()))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    pub fn latest_checkpoint(&self) -> Option<(usize, PathBuf)> {
+        self.checkpoints().pop()
+    }
+
+    pub fn save_checkpoint(&self, step: usize, model: &Transformer, optimizer: &AdamW) -> Result<PathBuf, TrainError> {
+        let mut files = hf_folder_files(model, &self.tokenizer)?;
+        let opt = serialize_f32(&optimizer.state_tensors(), HashMap::new())?;
+        files.push((OPTIMIZER_FILE.into(), opt));
+        let state = TrainerState {
+            step,
+            optimizer_steps: optimizer.steps,
+            config: self.config.clone(),
+        };
+        files.push((STATE_FILE.into(), serde_json::to_vec_pretty(&state).expect("state JSON")));
+        let dir = self.checkpoint_dir(step);
+        write_folder_atomic(&dir, &files)?;
+        // Prune only after the new checkpoint is complete.
+        let all = self.checkpoints();
+        let excess = all.len().saturating_sub(self.config.keep_checkpoints.max(1));
+        for (_, old) in all.into_iter().take(excess) {
+            let _ = std::fs::remove_dir_all(old);
+        }
+        Ok(dir)
+    }
+
+    /// The optimizer state and step stored in a checkpoint folder, checked against this run's
+    /// config (a different seed or batch shape would silently change the data order).
+    pub fn load_start(&self, checkpoint: &Path, device: &Device) -> Result<StartPoint, TrainError> {
+        let state_path = checkpoint.join(STATE_FILE);
+        let text = std::fs::read_to_string(&state_path).map_err(|e| ck(format!("{}: {e}", state_path.display())))?;
+        let state: TrainerState = serde_json::from_str(&text).map_err(|e| ck(format!("{}: {e}", state_path.display())))?;
+        let (a, b) = (&state.config, &self.config);
+        if a.seed != b.seed || a.batch_size != b.batch_size || a.grad_accum != b.grad_accum || a.max_len != b.max_len {
+            return Err(TrainError::Config(format!(
+                "{} was made with seed {}, batch {}×{}, max_len {}; resuming needs the same values \
+                 (got seed {}, batch {}×{}, max_len {}) or a fresh run folder",
+                checkpoint.display(), a.seed, a.batch_size, a.grad_accum, a.max_len, b.seed, b.batch_size, b.grad_accum, b.max_len
+            )));
+        }
+        let opt_path = checkpoint.join(OPTIMIZER_FILE);
+        let source = SafetensorsSource::new(opt_path.clone(), vec![(opt_path.clone(), map_file(&opt_path)?)])?;
+        let tensors: BTreeMap<String, HostTensor> =
+            source.names().into_iter().map(|n| source.load(&n).map(|t| (n, t))).collect::<Result<_, _>>()?;
+        let mut optimizer = AdamW::new(self.config.adamw);
+        optimizer.load_state(state.optimizer_steps, &tensors, device).map_err(|e| ck(format!("{}: {e}", opt_path.display())))?;
+        Ok(StartPoint { step: state.step, optimizer })
+    }
+
+    fn metrics_path(&self) -> PathBuf {
+        self.root.join("metrics.jsonl")
+    }
+
+    pub fn append_metrics(&self, m: &StepMetrics) -> Result<(), TrainError> {
+        let path = self.metrics_path();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| ck(format!("{}: {e}", path.display())))?;
+        let line = serde_json::to_string(m).expect("metrics JSON");
+        writeln!(f, "{line}").map_err(|e| ck(format!("{}: {e}", path.display())))
+    }
+
+    /// Drops metric lines past `step` (left by a run that was killed after its last checkpoint).
+    pub fn truncate_metrics(&self, step: usize) -> Result<(), TrainError> {
+        let path = self.metrics_path();
+        let Ok(text) = std::fs::read_to_string(&path) else { return Ok(()) };
+        let kept: String = text
+            .lines()
+            .filter(|l| serde_json::from_str::<StepMetrics>(l).is_ok_and(|m| m.step <= step))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        write_atomic(&path, kept.as_bytes())?;
+        Ok(())
+    }
+
+    pub fn read_metrics(&self) -> Vec<StepMetrics> {
+        std::fs::read_to_string(self.metrics_path())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+/// Observer that logs every step to `metrics.jsonl` and writes checkpoints, then forwards to
+/// `inner` (progress bars and the like).
+pub struct RunObserver<'a> {
+    pub run: &'a RunDir,
+    pub inner: &'a mut dyn TrainObserver,
+}
+
+impl TrainObserver for RunObserver<'_> {
+    fn on_step(&mut self, m: &StepMetrics) {
+        if let Err(e) = self.run.append_metrics(m) {
+            // Metrics are advisory; a full disk shows up again at the next checkpoint.
+            let _ = e;
+        }
+        self.inner.on_step(m);
+    }
+
+    fn on_checkpoint(&mut self, step: usize, model: &Transformer, optimizer: &AdamW) -> Result<(), TrainError> {
+        self.run.save_checkpoint(step, model, optimizer)?;
+        self.inner.on_checkpoint(step, model, optimizer)
+    }
+}

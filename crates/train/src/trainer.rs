@@ -1,0 +1,262 @@
+//! The language-model training loop: masked cross-entropy, gradient accumulation, AdamW with a
+//! warm-up + cosine/constant schedule, global-norm clipping, periodic evaluation, and (natively)
+//! atomic checkpoints with optimizer state for exact resume.
+
+use burn::module::Module;
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use web_time::Instant;
+
+use starling_model::Transformer;
+
+use crate::data::{Batch, BatchOrder, Example, make_batch};
+use crate::optim::{AdamW, AdamWConfig, clip_scale, global_grad_norm};
+use crate::schedule::{Schedule, ScheduleKind};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Optimizer steps to run in total.
+    pub steps: usize,
+    /// Examples per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step.
+    pub grad_accum: usize,
+    /// Longest example in tokens (longer ones are cut).
+    pub max_len: usize,
+    pub lr: f64,
+    pub warmup_steps: usize,
+    pub schedule: ScheduleKind,
+    pub min_lr_ratio: f64,
+    pub adamw: AdamWConfig,
+    /// Clip the global gradient norm to this value.
+    pub grad_clip: Option<f64>,
+    pub seed: u64,
+    /// Evaluate on the held-out set every this many steps (and at the end).
+    pub eval_every: Option<usize>,
+    /// Write a checkpoint every this many steps (and at the end).
+    pub save_every: Option<usize>,
+    /// Checkpoints kept on disk (oldest deleted first).
+    pub keep_checkpoints: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            steps: 200,
+            batch_size: 16,
+            grad_accum: 1,
+            max_len: 256,
+            lr: 1e-3,
+            warmup_steps: 20,
+            schedule: ScheduleKind::Cosine,
+            min_lr_ratio: 0.1,
+            adamw: AdamWConfig::default(),
+            grad_clip: Some(1.0),
+            seed: 0,
+            eval_every: None,
+            save_every: None,
+            keep_checkpoints: 2,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn schedule(&self) -> Schedule {
+        Schedule {
+            kind: self.schedule,
+            peak_lr: self.lr,
+            warmup_steps: self.warmup_steps,
+            total_steps: self.steps,
+            min_lr_ratio: self.min_lr_ratio,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let bad = |m: &str| Err(TrainError::Config(m.to_string()));
+        if self.batch_size == 0 || self.grad_accum == 0 {
+            return bad("batch size and gradient accumulation must be at least 1");
+        }
+        if self.max_len < 2 {
+            return bad("max_len must be at least 2 tokens");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad("the learning rate must be positive");
+        }
+        if self.grad_clip.is_some_and(|c| !(c > 0.0)) {
+            return bad("grad_clip must be positive");
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("training config: {0}")]
+    Config(String),
+    #[error("training data: {0}")]
+    Data(String),
+    #[error(
+        "the loss became {value} at step {step}; training stopped and no checkpoint was written \
+         for this step (the last good one is kept). Lower the learning rate or enable gradient clipping"
+    )]
+    NonFinite { step: usize, value: f64 },
+    #[error(transparent)]
+    Model(#[from] starling_model::ModelError),
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+}
+
+/// One optimizer step's numbers; also one line of `metrics.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepMetrics {
+    pub step: usize,
+    pub loss: f64,
+    pub lr: f64,
+    pub grad_norm: f64,
+    pub epoch: f64,
+    pub tokens: usize,
+    pub target_tokens: usize,
+    pub step_seconds: f64,
+    pub tokens_per_second: f64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub eval_loss: Option<f64>,
+}
+
+/// Callbacks for progress display, logging and checkpointing; all optional.
+pub trait TrainObserver {
+    fn on_step(&mut self, _m: &StepMetrics) {}
+    /// Called after `step` when a checkpoint is due; `model` is the current model.
+    fn on_checkpoint(&mut self, _step: usize, _model: &Transformer, _optimizer: &AdamW) -> Result<(), TrainError> {
+        Ok(())
+    }
+}
+
+pub struct NoObserver;
+impl TrainObserver for NoObserver {}
+
+/// Where a run starts: from scratch, or after `step` steps with restored optimizer state.
+pub struct StartPoint {
+    pub step: usize,
+    pub optimizer: AdamW,
+}
+
+/// Mean negative log-likelihood of the target tokens of `batch`, divided by `denominator`
+/// target tokens (the whole accumulation group, so micro-batch losses add up to the mean).
+pub fn masked_nll(model: &Transformer, batch: &Batch, denominator: usize) -> Tensor<1> {
+    let logits = model.forward(batch.inputs.clone());
+    let logp = log_softmax(logits, 2);
+    let picked = logp.gather(2, batch.targets.clone().unsqueeze_dim(2)).squeeze_dim::<2>(2);
+    (picked * batch.weights.clone()).sum().neg().div_scalar(denominator.max(1) as f64)
+}
+
+/// Mean loss over `examples` without gradients.
+pub fn evaluate(model: &Transformer, examples: &[Example], batch_size: usize, max_len: usize, pad_id: u32) -> f64 {
+    let device = model.device();
+    let mut total = 0.0;
+    let mut count = 0usize;
+    for chunk in examples.chunks(batch_size.max(1)) {
+        let refs: Vec<&Example> = chunk.iter().collect();
+        let batch = make_batch(&refs, max_len, pad_id, &device);
+        if batch.target_count == 0 {
+            continue;
+        }
+        let loss = masked_nll(model, &batch, 1).into_scalar::<f64>();
+        total += loss;
+        count += batch.target_count;
+    }
+    total / count.max(1) as f64
+}
+
+/// Trains `model` (whose parameters live on an autodiff device) on `train` examples.
+/// Returns the trained model and the metrics of every step run.
+pub fn train(
+    mut model: Transformer,
+    train: &[Example],
+    eval: Option<&[Example]>,
+    cfg: &TrainConfig,
+    pad_id: u32,
+    start: Option<StartPoint>,
+    observer: &mut dyn TrainObserver,
+) -> Result<(Transformer, Vec<StepMetrics>), TrainError> {
+    cfg.validate()?;
+    if train.is_empty() {
+        return Err(TrainError::Data("no training examples (is the data file empty?)".into()));
+    }
+    if train.iter().all(|e| e.targets() == 0) {
+        return Err(TrainError::Data("no example has a token to learn (every token is masked out)".into()));
+    }
+    let device: Device = model.device();
+    if !device.is_autodiff() {
+        return Err(TrainError::Config("the model must be on an autodiff device to train".into()));
+    }
+    let order = BatchOrder::new(train.len(), cfg.batch_size, cfg.seed);
+    let schedule = cfg.schedule();
+    let (first_step, mut optimizer) = match start {
+        Some(s) => (s.step, s.optimizer),
+        None => (0, AdamW::new(cfg.adamw)),
+    };
+    let mut history = Vec::new();
+    for step in first_step..cfg.steps {
+        let t0 = Instant::now();
+        let micro: Vec<Batch> = (0..cfg.grad_accum)
+            .map(|i| {
+                let idx = order.batch(step * cfg.grad_accum + i);
+                let refs: Vec<&Example> = idx.iter().map(|&j| &train[j]).collect();
+                make_batch(&refs, cfg.max_len, pad_id, &device)
+            })
+            .collect();
+        let targets: usize = micro.iter().map(|b| b.target_count).sum();
+        let tokens: usize = micro.iter().map(|b| b.tokens).sum();
+        let mut accumulator = GradientsAccumulator::<Transformer>::new();
+        let mut loss_sum: Option<Tensor<1>> = None;
+        for batch in &micro {
+            let loss = masked_nll(&model, batch, targets);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            accumulator.accumulate(&model, grads);
+            let detached = loss.detach();
+            loss_sum = Some(match loss_sum {
+                Some(s) => s + detached,
+                None => detached,
+            });
+        }
+        let loss = loss_sum.expect("at least one micro-batch").into_scalar::<f64>();
+        if !loss.is_finite() {
+            return Err(TrainError::NonFinite { step: step + 1, value: loss });
+        }
+        let mut grads = accumulator.grads();
+        let grad_norm = global_grad_norm(&model, &grads);
+        if !grad_norm.is_finite() {
+            return Err(TrainError::NonFinite { step: step + 1, value: grad_norm });
+        }
+        let lr = schedule.lr(step);
+        model = optimizer.step(model, &mut grads, lr, clip_scale(grad_norm, cfg.grad_clip));
+        let done = step + 1;
+        let eval_loss = match (eval, cfg.eval_every) {
+            (Some(ev), Some(every)) if !ev.is_empty() && (done % every == 0 || done == cfg.steps) => {
+                Some(evaluate(&model.valid(), ev, cfg.batch_size, cfg.max_len, pad_id))
+            }
+            _ => None,
+        };
+        let secs = t0.elapsed().as_secs_f64();
+        let m = StepMetrics {
+            step: done,
+            loss,
+            lr,
+            grad_norm,
+            epoch: order.epoch_at(done * cfg.grad_accum),
+            tokens,
+            target_tokens: targets,
+            step_seconds: secs,
+            tokens_per_second: tokens as f64 / secs.max(1e-9),
+            eval_loss,
+        };
+        observer.on_step(&m);
+        history.push(m);
+        if cfg.save_every.is_some_and(|every| done % every == 0) || done == cfg.steps {
+            observer.on_checkpoint(done, &model, &optimizer)?;
+        }
+    }
+    Ok((model, history))
+}

@@ -1,0 +1,68 @@
+//! Pieces shared by the commands: device pick, model loading, progress bars.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use starling_model::checkpoint::files::{Checkpoint, CheckpointFormat, open_checkpoint};
+use starling_model::device::{DeviceChoice, SelectedDevice, select_device};
+use starling_model::weights::load_transformer;
+use starling_model::{Tokenizer, Transformer};
+
+/// Picks the device and says which one and why (on stderr, so stdout stays clean for output).
+pub fn pick_device(choice: DeviceChoice) -> Result<SelectedDevice> {
+    let d = select_device(choice)?;
+    eprintln!("device: {} — {}", d.name, d.reason);
+    Ok(d)
+}
+
+pub struct Loaded {
+    pub model: Transformer,
+    pub tokenizer: Tokenizer,
+    pub path: PathBuf,
+    pub format: CheckpointFormat,
+}
+
+/// Opens a checkpoint and loads its weights onto `device`.
+pub fn load_model(path: &Path, tokenizer: Option<&Path>, device: &burn::tensor::Device) -> Result<Loaded> {
+    let t0 = Instant::now();
+    let Checkpoint {
+        path,
+        config,
+        weights,
+        tokenizer,
+        format,
+    } = open_checkpoint(path, tokenizer)?;
+    let (model, report) = load_transformer(&config, weights.as_ref(), device)?;
+    let unused: Vec<&String> = report.unused.iter().filter(|n| !n.ends_with("rotary_emb.inv_freq")).collect();
+    if !unused.is_empty() {
+        eprintln!("note: {} tensors in the checkpoint are not used by the model (first: {})", unused.len(), unused[0]);
+    }
+    eprintln!(
+        "model: {} — {} layers, d={}, {:.1}M parameters, loaded in {:.1}s",
+        path.display(),
+        config.num_layers,
+        config.hidden_size,
+        config.num_parameters() as f64 / 1e6,
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(Loaded {
+        model,
+        tokenizer,
+        path,
+        format,
+    })
+}
+
+pub fn bar(len: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} ({elapsed} elapsed, ~{eta} left) {prefix}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    pb
+}

@@ -1,0 +1,69 @@
+//! `starling`: the command-line shell over Starling's libraries.
+
+mod bench;
+mod common;
+mod generate;
+mod info;
+mod perplexity;
+mod train_lm;
+
+use clap::{Parser, Subcommand};
+
+use starling_model::device::DeviceChoice;
+
+/// Starling: self-taught reasoning (STaR, Quiet-STaR) for language models, on burn + wgpu.
+///
+/// Models are read from a Hugging Face folder (config.json, *.safetensors, tokenizer.json) or a
+/// GGUF file. Every command runs on a wgpu GPU adapter when one is present, else on the CPU.
+#[derive(Parser)]
+#[command(name = "starling", version, about, long_about, after_help = EXAMPLES)]
+struct Cli {
+    /// Where to run: `auto` (a hardware GPU through wgpu if present, else the CPU), `gpu` (the
+    /// first wgpu adapter, software ones like lavapipe included) or `cpu` (burn's flex backend).
+    #[arg(long, global = true, default_value = "auto")]
+    device: DeviceChoice,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+const EXAMPLES: &str = "Examples:
+  starling info models/SmolLM2-135M-Instruct.Q4_1.gguf
+  starling generate -m models/SmolLM2-135M-Instruct.Q4_1.gguf -p 'The capital of France is'
+  starling perplexity -m models/smollm2-hf --file notes.txt
+  starling train-lm --builtin arithmetic --out runs/arith
+  starling bench -m models/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+#[derive(Subcommand)]
+enum Command {
+    /// Describe a model: format, architecture, size, tokenizer, GGUF metadata.
+    Info(info::Args),
+    /// Generate text from one or more prompts (batched, KV-cached, streamed).
+    Generate(generate::Args),
+    /// Perplexity of a text file under a model.
+    Perplexity(perplexity::Args),
+    /// Train a small model from scratch, or fine-tune a loaded one, on text / JSONL / a built-in task.
+    TrainLm(train_lm::Args),
+    /// Time forward, forward+backward and generation of a model on the chosen device.
+    Bench(bench::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Info(a) => info::run(a),
+        Command::Generate(a) => generate::run(a, cli.device),
+        Command::Perplexity(a) => perplexity::run(a, cli.device),
+        Command::TrainLm(a) => train_lm::run(a, cli.device),
+        Command::Bench(a) => bench::run(a, cli.device),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        let mut source = e.source();
+        while let Some(s) = source {
+            eprintln!("  caused by: {s}");
+            source = s.source();
+        }
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,343 @@
+//! `starling train-lm`: language-model training from scratch or fine-tuning, with checkpoints,
+//! exact resume and metrics.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use indicatif::ProgressBar;
+
+use starling_model::checkpoint::files::{open_checkpoint, save_hf_folder};
+use starling_model::device::DeviceChoice;
+use starling_model::generate::{GenerateConfig, generate};
+use starling_model::weights::{init_transformer, load_transformer};
+use burn::module::Module;
+use starling_model::{ModelConfig, Tokenizer, Transformer};
+use starling_tasks::arithmetic;
+use starling_train::corpus::{BadLines, jsonl_examples, text_examples};
+use starling_train::optim::{AdamW, AdamWConfig};
+use starling_train::run_dir::{RunDir, RunObserver};
+use starling_train::schedule::ScheduleKind;
+use starling_train::trainer::{StartPoint, StepMetrics, TrainConfig, TrainError, TrainObserver, train};
+use starling_train::Example;
+
+use crate::common::{bar, load_model, pick_device};
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Builtin {
+    /// n-digit addition with a column-by-column scratchpad (the STaR paper's arithmetic format).
+    Arithmetic,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Run folder: checkpoints, metrics.jsonl and the final model (in <out>/model).
+    #[arg(long)]
+    out: PathBuf,
+    /// Fine-tune this model (HF folder or GGUF); without it a small model is trained from scratch.
+    #[arg(short, long)]
+    model: Option<PathBuf>,
+    /// Training data: .txt (one text stream) or .jsonl ({"text"} or {"prompt","completion"} per line).
+    #[arg(long, conflicts_with = "builtin")]
+    data: Option<PathBuf>,
+    /// Held-out data in the same format (default: none, or the built-in task's held-out set).
+    #[arg(long)]
+    eval_data: Option<PathBuf>,
+    /// Train on a built-in task instead of a file.
+    #[arg(long)]
+    builtin: Option<Builtin>,
+    /// Skip malformed JSONL lines instead of stopping at the first one.
+    #[arg(long)]
+    skip_bad_lines: bool,
+    /// Continue the run in --out from its newest checkpoint.
+    #[arg(long)]
+    resume: bool,
+
+    #[arg(long, default_value_t = 300)]
+    steps: usize,
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// Micro-batches per optimizer step.
+    #[arg(long, default_value_t = 1)]
+    grad_accum: usize,
+    /// Longest training example in tokens.
+    #[arg(long, default_value_t = 256)]
+    max_len: usize,
+    /// Peak learning rate (default: 3e-3 from scratch, 5e-5 when fine-tuning).
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long, default_value_t = 20)]
+    warmup: usize,
+    #[arg(long, default_value = "cosine")]
+    schedule: ScheduleKind,
+    #[arg(long, default_value_t = 0.1)]
+    min_lr_ratio: f64,
+    #[arg(long, default_value_t = 0.01)]
+    weight_decay: f64,
+    /// Clip the global gradient norm (0 disables).
+    #[arg(long, default_value_t = 1.0)]
+    grad_clip: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 50)]
+    eval_every: usize,
+    #[arg(long, default_value_t = 100)]
+    save_every: usize,
+    #[arg(long, default_value_t = 2)]
+    keep_checkpoints: usize,
+
+    /// From-scratch model size: layers.
+    #[arg(long, default_value_t = 4)]
+    layers: usize,
+    /// From-scratch model size: hidden width.
+    #[arg(long, default_value_t = 128)]
+    hidden: usize,
+    /// From-scratch model size: attention heads (head size = hidden / heads).
+    #[arg(long, default_value_t = 4)]
+    heads: usize,
+    /// From-scratch model size: key/value heads (grouped-query attention).
+    #[arg(long, default_value_t = 2)]
+    kv_heads: usize,
+}
+
+struct Data {
+    tokenizer: Tokenizer,
+    train: Vec<Example>,
+    eval: Vec<Example>,
+    /// Built-in arithmetic: held-out problems to test by generation.
+    probe: Vec<arithmetic::Addition>,
+}
+
+const SPECIALS: [&str; 2] = ["<pad>", "<eos>"];
+
+fn builtin_data(tokenizer: Option<Tokenizer>, seed: u64) -> Result<Data> {
+    let tokenizer = match tokenizer {
+        Some(t) => t,
+        None => Tokenizer::char_level(arithmetic::ALPHABET, &SPECIALS)?,
+    };
+    let eos = tokenizer.token_to_id("<eos>");
+    let to_example = |p: &arithmetic::Addition| -> Result<Example> {
+        let mut ids = tokenizer.encode(&p.worked_example(), false)?;
+        ids.extend(eos);
+        Ok(Example::full(ids))
+    };
+    let train_problems = arithmetic::problems(seed, 4000, 1, 5);
+    let held_out = arithmetic::problems(seed.wrapping_add(1_000_003), 200, 1, 5);
+    Ok(Data {
+        train: train_problems.iter().map(to_example).collect::<Result<_>>()?,
+        eval: held_out.iter().map(to_example).collect::<Result<_>>()?,
+        probe: held_out.into_iter().take(40).collect(),
+        tokenizer,
+    })
+}
+
+fn file_examples(path: &PathBuf, tokenizer: &Tokenizer, max_len: usize, bad: BadLines) -> Result<Vec<Example>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let origin = path.display().to_string();
+    let eos = tokenizer.token_to_id("<eos>").or_else(|| tokenizer.token_to_id("<|endoftext|>"));
+    if path.extension().is_some_and(|e| e == "jsonl") {
+        let (ex, report) = jsonl_examples(&text, tokenizer, eos, max_len, &origin, bad)?;
+        if report.skipped_lines > 0 {
+            eprintln!("note: {origin}: skipped {} malformed lines", report.skipped_lines);
+        }
+        if report.truncated > 0 {
+            eprintln!("note: {origin}: {} examples are longer than --max-len {max_len} and will be cut", report.truncated);
+        }
+        Ok(ex)
+    } else {
+        Ok(text_examples(&text, tokenizer, max_len, &origin)?)
+    }
+}
+
+/// The characters of a text file, for a from-scratch character-level tokenizer.
+fn alphabet_of(path: &PathBuf) -> Result<String> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut chars: Vec<char> = text.chars().collect();
+    chars.sort_unstable();
+    chars.dedup();
+    Ok(chars.into_iter().collect())
+}
+
+struct Progress {
+    pb: ProgressBar,
+    first_loss: Option<f64>,
+    last_eval: Option<f64>,
+}
+
+impl TrainObserver for Progress {
+    fn on_step(&mut self, m: &StepMetrics) {
+        self.first_loss.get_or_insert(m.loss);
+        if m.eval_loss.is_some() {
+            self.last_eval = m.eval_loss;
+        }
+        self.pb.set_position(m.step as u64);
+        let eval = self.last_eval.map(|e| format!(" eval {e:.4}")).unwrap_or_default();
+        self.pb.set_prefix(format!(
+            "loss {:.4}{eval} lr {:.2e} |g| {:.2} {:.0} tok/s",
+            m.loss, m.lr, m.grad_norm, m.tokens_per_second
+        ));
+    }
+
+    fn on_checkpoint(&mut self, step: usize, _m: &Transformer, _o: &AdamW) -> Result<(), TrainError> {
+        self.pb.println(format!("checkpoint written at step {step}"));
+        Ok(())
+    }
+}
+
+pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
+    if a.data.is_none() && a.builtin.is_none() {
+        bail!("nothing to train on: pass --data FILE (.txt or .jsonl) or --builtin arithmetic");
+    }
+    let dev = pick_device(device)?;
+    let train_device = dev.device.clone().autodiff();
+    let from_scratch = a.model.is_none();
+    let cfg = TrainConfig {
+        steps: a.steps,
+        batch_size: a.batch_size,
+        grad_accum: a.grad_accum,
+        max_len: a.max_len,
+        lr: a.lr.unwrap_or(if from_scratch { 3e-3 } else { 5e-5 }),
+        warmup_steps: a.warmup,
+        schedule: a.schedule,
+        min_lr_ratio: a.min_lr_ratio,
+        adamw: AdamWConfig {
+            weight_decay: a.weight_decay,
+            ..AdamWConfig::default()
+        },
+        grad_clip: (a.grad_clip > 0.0).then_some(a.grad_clip),
+        seed: a.seed,
+        eval_every: Some(a.eval_every.max(1)),
+        save_every: Some(a.save_every.max(1)),
+        keep_checkpoints: a.keep_checkpoints,
+    };
+
+    // Tokenizer and data.
+    let loaded = match &a.model {
+        Some(path) => Some(load_model(path, None, &train_device)?),
+        None => None,
+    };
+    let bad = if a.skip_bad_lines { BadLines::Skip } else { BadLines::Error };
+    let given_tokenizer = loaded.as_ref().map(|l| l.tokenizer.clone());
+    let data = match (a.builtin, &a.data) {
+        (Some(Builtin::Arithmetic), _) => builtin_data(given_tokenizer, a.seed)?,
+        (None, Some(path)) => {
+            let tokenizer = match given_tokenizer {
+                Some(t) => t,
+                None => Tokenizer::char_level(&alphabet_of(path)?, &SPECIALS)?,
+            };
+            let train_ex = file_examples(path, &tokenizer, a.max_len, bad)?;
+            let eval = match &a.eval_data {
+                Some(p) => file_examples(p, &tokenizer, a.max_len, bad)?,
+                None => Vec::new(),
+            };
+            Data { tokenizer, train: train_ex, eval, probe: Vec::new() }
+        }
+        (None, None) => unreachable!(),
+    };
+    let pad_id = data.tokenizer.token_to_id("<pad>").or(loaded.as_ref().and_then(|l| l.model.config().pad_token_id)).unwrap_or(0);
+
+    // The run folder, and where training starts.
+    let run = RunDir::create(&a.out, &cfg, &data.tokenizer)?;
+    let latest = run.latest_checkpoint();
+    let (model, start) = match (a.resume, latest) {
+        (true, Some((step, path))) => {
+            let ck = open_checkpoint(&path, None)?;
+            let (model, _) = load_transformer(&ck.config, ck.weights.as_ref(), &train_device)?;
+            let start = run.load_start(&path, &train_device)?;
+            run.truncate_metrics(step)?;
+            eprintln!("resuming from {} (step {step} of {})", path.display(), cfg.steps);
+            (model, Some(start))
+        }
+        (true, None) => bail!("--resume: {} has no checkpoint to resume from", a.out.display()),
+        (false, Some((step, _))) => bail!(
+            "{} already holds a run (checkpoint at step {step}); pass --resume to continue it or choose another --out",
+            a.out.display()
+        ),
+        (false, None) => {
+            let model = match loaded {
+                Some(l) => l.model,
+                None => {
+                    let mut mc = ModelConfig::tiny(data.tokenizer.vocab_size());
+                    mc.num_layers = a.layers;
+                    mc.hidden_size = a.hidden;
+                    mc.num_heads = a.heads;
+                    mc.num_kv_heads = a.kv_heads;
+                    mc.head_dim = a.hidden / a.heads.max(1);
+                    mc.intermediate_size = a.hidden * 3;
+                    mc.max_position_embeddings = a.max_len.max(512);
+                    mc.eos_token_id = data.tokenizer.token_to_id("<eos>");
+                    mc.pad_token_id = data.tokenizer.token_to_id("<pad>");
+                    let m = init_transformer(&mc, a.seed, &train_device)?;
+                    eprintln!(
+                        "model: new {:.2}M-parameter model ({} layers, d={}, vocab {})",
+                        mc.num_parameters() as f64 / 1e6,
+                        mc.num_layers,
+                        mc.hidden_size,
+                        mc.vocab_size
+                    );
+                    m
+                }
+            };
+            run.truncate_metrics(0)?;
+            (model, None::<StartPoint>)
+        }
+    };
+    eprintln!(
+        "data: {} training examples, {} held out; {} steps × {} examples",
+        data.train.len(),
+        data.eval.len(),
+        cfg.steps,
+        cfg.batch_size * cfg.grad_accum
+    );
+
+    let t0 = Instant::now();
+    let pb = bar(cfg.steps as u64, "training");
+    let mut progress = Progress { pb, first_loss: None, last_eval: None };
+    let mut observer = RunObserver { run: &run, inner: &mut progress };
+    let eval = (!data.eval.is_empty()).then_some(data.eval.as_slice());
+    let (model, history) = train(model, &data.train, eval, &cfg, pad_id, start, &mut observer)?;
+    progress.pb.finish_and_clear();
+    let model = model.valid();
+    let final_dir = a.out.join("model");
+    save_hf_folder(&final_dir, &model, &data.tokenizer)?;
+    let all = run.read_metrics();
+    let first = all.first().map(|m| m.loss).unwrap_or(f64::NAN);
+    let last = history.last().or(all.last()).map(|m| m.loss).unwrap_or(f64::NAN);
+    println!("trained {} steps in {:.1}s: loss {first:.4} → {last:.4}", cfg.steps, t0.elapsed().as_secs_f64());
+    if let Some(e) = all.iter().rev().find_map(|m| m.eval_loss) {
+        println!("held-out loss {e:.4} (perplexity {:.3})", e.exp());
+    }
+    println!("model saved to {} (metrics: {})", final_dir.display(), a.out.join("metrics.jsonl").display());
+
+    if !data.probe.is_empty() {
+        probe_arithmetic(&model, &data.tokenizer, &data.probe)?;
+    }
+    Ok(())
+}
+
+/// Greedy answers to held-out addition problems: exact-match accuracy by digit count.
+fn probe_arithmetic(model: &Transformer, tokenizer: &Tokenizer, probe: &[arithmetic::Addition]) -> Result<()> {
+    let prompts: Vec<String> = probe.iter().map(|p| p.question()).collect();
+    let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
+    let cfg = GenerateConfig {
+        max_new_tokens: 220,
+        eos_ids: tokenizer.token_to_id("<eos>").into_iter().collect(),
+        stop_strings: vec!["\nQ:".into()],
+        ..GenerateConfig::default()
+    };
+    let out = generate(model, tokenizer, &refs, false, &cfg, &mut |_| {})?;
+    let mut by_digits: std::collections::BTreeMap<usize, (usize, usize)> = Default::default();
+    for (p, g) in probe.iter().zip(&out) {
+        let e = by_digits.entry(p.digits()).or_default();
+        e.1 += 1;
+        if arithmetic::parse_answer(&g.text) == Some(p.sum()) {
+            e.0 += 1;
+        }
+    }
+    println!("held-out addition, greedy answers (exact match):");
+    for (d, (ok, n)) in &by_digits {
+        println!("  {d} digits: {ok}/{n}");
+    }
+    println!("example:\n{}{}", prompts[0], out[0].text);
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! End-to-end tests of the `starling` command line, as a user runs it: real models from the shared
+//! folder, a short training run with resume, and bad input that must give a clear error and
+//! exit code 1 (never a panic, never a half-written file).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn shared() -> PathBuf {
+    let dir = std::env::var_os("STARLING_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+    assert!(dir.join("models").is_dir(), "shared data not found at {} (set STARLING_SHARED)", dir.display());
+    dir
+}
+
+fn gguf() -> PathBuf {
+    shared().join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+fn hf() -> PathBuf {
+    shared().join("models/smollm2-135m-instruct-4layer-hf")
+}
+
+fn starling(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_starling")).args(args).output().expect("run starling")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = starling(args);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "starling {args:?} failed:\n{out}\n{err}");
+    out
+}
+
+/// The command fails with exit code 1, an `error:` line containing `needle`, and no panic.
+fn fails_with(args: &[&str], needle: &str) -> String {
+    let o = starling(args);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "starling {args:?} should fail cleanly:\n{out}\n{err}");
+    assert!(!err.contains("panicked"), "panic instead of an error:\n{err}");
+    assert!(err.contains("error:") && err.contains(needle), "expected `{needle}` in:\n{err}");
+    err
+}
+
+fn temp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("starling-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn info_describes_the_gguf_model() {
+    let out = ok(&["info", s(&gguf())]);
+    assert!(out.contains("GGUF v3"), "{out}");
+    assert!(out.contains("134515008"), "{out}");
+    assert!(out.contains("Q4_1") && out.contains("Q8_0"), "{out}");
+    assert!(out.contains("<|im_end|> (2)"), "{out}");
+}
+
+#[test]
+fn generate_continues_a_prompt_with_the_full_model() {
+    let out = ok(&["--device", "cpu", "generate", "-m", s(&gguf()), "-p", "In 1969, the first humans landed on", "-n", "6"]);
+    // transformers' greedy continuation starts with " Mars.".
+    assert!(out.starts_with("In 1969, the first humans landed on Mars."), "{out}");
+}
+
+#[test]
+fn generate_batches_prompts_and_stops_on_strings() {
+    let out = ok(&[
+        "--device", "cpu", "generate", "-m", s(&hf()), "-p", "The quick brown fox", "-p", "def f(x):", "-n", "8", "--stop", "and",
+        "--temperature", "0.8", "--top-k", "20", "--seed", "1",
+    ]);
+    assert!(out.contains("=== 0 ===\nThe quick brown fox") && out.contains("=== 1 ===\ndef f(x):"), "{out}");
+}
+
+#[test]
+fn perplexity_of_a_text_file() {
+    let dir = temp("ppl");
+    let f = dir.join("t.txt");
+    std::fs::write(&f, "The quick brown fox jumps over the lazy dog. The capital of France is Paris.").unwrap();
+    let out = ok(&["--device", "cpu", "perplexity", "-m", s(&gguf()), "--file", s(&f)]);
+    let ppl: f64 = out.split("perplexity ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(ppl > 1.0 && ppl < 200.0, "{out}");
+}
+
+#[test]
+fn train_lm_builtin_then_resume_extends_the_run() {
+    let dir = temp("train");
+    let out_dir = dir.join("run");
+    let base = [
+        "--device", "cpu", "train-lm", "--builtin", "arithmetic", "--out", s(&out_dir), "--layers", "2", "--hidden", "64",
+        "--batch-size", "8", "--save-every", "10", "--eval-every", "10",
+    ];
+    let out = ok(&[&base[..], &["--steps", "10"]].concat());
+    assert!(out.contains("trained 10 steps"), "{out}");
+    assert!(out_dir.join("model/model.safetensors").exists());
+    // A second run into the same folder must not clobber it without --resume.
+    fails_with(&[&base[..], &["--steps", "20"]].concat(), "--resume");
+    let out = ok(&[&base[..], &["--steps", "20", "--resume"]].concat());
+    assert!(out.contains("trained 20 steps"), "{out}");
+    let metrics = std::fs::read_to_string(out_dir.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 20);
+    // The saved model is a normal model folder.
+    let info = ok(&["info", s(&out_dir.join("model"))]);
+    assert!(info.contains("Hugging Face folder"), "{info}");
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let dir = temp("bad");
+    fails_with(&["info", "/nonexistent/model"], "no such file or folder");
+    // A truncated GGUF.
+    let bytes = std::fs::read(gguf()).unwrap();
+    let cut = dir.join("cut.gguf");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    fails_with(&["info", s(&cut)], "truncated");
+    // Not a model at all.
+    let junk = dir.join("junk.gguf");
+    std::fs::write(&junk, b"hello world, not a model").unwrap();
+    fails_with(&["info", s(&junk)], "not a GGUF file");
+    // A folder whose weights do not match its config.
+    let mismatched = dir.join("mismatch");
+    std::fs::create_dir_all(&mismatched).unwrap();
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(hf().join(f), mismatched.join(f)).unwrap();
+    }
+    let cfg = std::fs::read_to_string(hf().join("config.json")).unwrap().replace("\"intermediate_size\": 1536", "\"intermediate_size\": 1024");
+    std::fs::write(mismatched.join("config.json"), cfg).unwrap();
+    fails_with(&["--device", "cpu", "generate", "-m", s(&mismatched), "-p", "hi"], "do not belong to this config.json");
+    // A prompt longer than the context (the 4-layer model's context is 8192 tokens).
+    let long = "word ".repeat(9000);
+    fails_with(&["--device", "cpu", "generate", "-m", s(&hf()), "-p", &long, "-n", "4"], "exceeds the model's context");
+    // Empty and malformed training data.
+    let empty = dir.join("empty.jsonl");
+    std::fs::write(&empty, "\n").unwrap();
+    fails_with(&["--device", "cpu", "train-lm", "--data", s(&empty), "--out", s(&dir.join("r1"))], "no usable example");
+    let broken = dir.join("broken.jsonl");
+    std::fs::write(&broken, "{\"text\": \"ok\"}\n{\"text\": 5}\n").unwrap();
+    fails_with(&["--device", "cpu", "train-lm", "--data", s(&broken), "--out", s(&dir.join("r2"))], "broken.jsonl:2:");
+    fails_with(&["--device", "cpu", "train-lm", "--builtin", "arithmetic", "--out", s(&dir.join("r3")), "--resume"], "no checkpoint");
+}
