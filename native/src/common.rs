@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use starling_model::checkpoint::files::{Checkpoint, CheckpointFormat, open_checkpoint};
+use starling_model::checkpoint::files::{Checkpoint, open_checkpoint};
 use starling_model::device::{DeviceChoice, SelectedDevice, select_device};
 use starling_model::weights::load_transformer;
 use starling_model::{Tokenizer, Transformer};
@@ -22,7 +22,6 @@ pub struct Loaded {
     pub model: Transformer,
     pub tokenizer: Tokenizer,
     pub path: PathBuf,
-    pub format: CheckpointFormat,
 }
 
 /// Opens a checkpoint and loads its weights onto `device`.
@@ -33,7 +32,7 @@ pub fn load_model(path: &Path, tokenizer: Option<&Path>, device: &burn::tensor::
         config,
         weights,
         tokenizer,
-        format,
+        ..
     } = open_checkpoint(path, tokenizer)?;
     let (model, report) = load_transformer(&config, weights.as_ref(), device)?;
     let unused: Vec<&String> = report.unused.iter().filter(|n| !n.ends_with("rotary_emb.inv_freq")).collect();
@@ -52,7 +51,6 @@ pub fn load_model(path: &Path, tokenizer: Option<&Path>, device: &burn::tensor::
         model,
         tokenizer,
         path,
-        format,
     })
 }
 

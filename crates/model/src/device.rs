@@ -65,13 +65,17 @@ pub fn init_wgpu() -> std::result::Result<(Device, AdapterSummary), String> {
 #[cfg(not(target_family = "wasm"))]
 fn start_wgpu() -> std::result::Result<(Device, AdapterSummary), String> {
     use burn::tensor::wgpu::wgpu::DeviceType;
+    use burn::tensor::wgpu::WgpuBackend;
     // Adapter discovery can panic inside drivers on broken installs; treat that as "no adapter".
-    let attempt = std::panic::catch_unwind(|| Device::wgpu_options().init_with_setup());
-    let (device, setup) = match attempt {
-        Ok(Ok(pair)) => pair,
-        Ok(Err(e)) => return Err(e.to_string()),
-        Err(_) => return Err("the wgpu driver panicked while starting".into()),
+    let start = |api: WgpuBackend| match std::panic::catch_unwind(|| Device::wgpu_options().graphics_api(api).init_with_setup()) {
+        Ok(Ok(pair)) => Ok(pair),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the wgpu driver panicked while starting".to_string()),
     };
+    // The platform's main API first: burn's automatic choice also probes OpenGL when Vulkan has
+    // only a software adapter, which prints EGL/Wayland noise on headless machines.
+    let native = if cfg!(target_os = "macos") { WgpuBackend::Metal } else { WgpuBackend::Vulkan };
+    let (device, setup) = start(native).or_else(|_| start(WgpuBackend::Auto))?;
     let info = setup.adapter.get_info();
     let summary = AdapterSummary {
         name: info.name.clone(),

@@ -8,7 +8,7 @@
 
 use burn::module::{Module, Param, ParamId};
 use burn::nn::{Linear, RmsNorm};
-use burn::tensor::activation::{silu, softmax};
+use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::cache::KvCache;
@@ -46,47 +46,63 @@ pub struct Attention {
     pub num_kv_heads: usize,
     #[module(skip)]
     pub head_dim: usize,
-    #[module(skip)]
-    pub rope_theta: f64,
 }
 
-/// Rotates q or k (`[B, L, heads, hd]`) by the RoPE angles of their positions (`[B, L]`), in the
-/// "rotate half" layout of Hugging Face Llama: x·cos + rotate_half(x)·sin.
-pub fn apply_rope(x: Tensor<4>, positions: &Tensor<2>, theta: f64) -> Tensor<4> {
-    let [b, l, _, hd] = x.dims();
-    let half = hd / 2;
-    let inv_freq: Vec<f32> = (0..half).map(|i| (1.0 / theta.powf(2.0 * i as f64 / hd as f64)) as f32).collect();
-    let inv_freq = Tensor::<1>::from_data(TensorData::new(inv_freq, [half]), &x.device());
-    // [B, L, 1] × [1, 1, half] → angles [B, L, half].
-    let angles = positions.clone().reshape([b, l, 1]) * inv_freq.reshape([1, 1, half]);
-    let cos = angles.clone().cos().reshape([b, l, 1, half]);
-    let sin = angles.sin().reshape([b, l, 1, half]);
-    let x1 = x.clone().narrow(3, 0, half);
-    let x2 = x.narrow(3, half, half);
-    // [x1, x2] → [x1·cos − x2·sin, x2·cos + x1·sin]
-    let out1 = x1.clone() * cos.clone() - x2.clone() * sin.clone();
-    let out2 = x2 * cos + x1 * sin;
-    Tensor::cat(vec![out1, out2], 3)
+/// RoPE angles of a batch of positions, computed once per forward pass and shared by all layers.
+#[derive(Debug, Clone)]
+pub struct Rope {
+    /// `[B, L, 1, head_dim]`: cos of the angles, repeated for both halves.
+    cos: Tensor<4>,
+    /// `[B, L, 1, head_dim]`: −sin for the first half, +sin for the second.
+    sin: Tensor<4>,
+}
+
+impl Rope {
+    /// Angles for RoPE positions `[B, L]` (floats), inverse frequencies θ^(−2i/d).
+    pub fn new(positions: &Tensor<2>, head_dim: usize, theta: f64) -> Self {
+        let [b, l] = positions.dims();
+        let half = head_dim / 2;
+        let inv_freq: Vec<f32> = (0..half).map(|i| (1.0 / theta.powf(2.0 * i as f64 / head_dim as f64)) as f32).collect();
+        let inv_freq = Tensor::<1>::from_data(TensorData::new(inv_freq, [half]), &positions.device());
+        // [B, L, 1] × [1, 1, half] → angles [B, L, half].
+        let angles = positions.clone().reshape([b, l, 1]) * inv_freq.reshape([1, 1, half]);
+        let (cos, sin) = (angles.clone().cos(), angles.sin());
+        Self {
+            cos: Tensor::cat(vec![cos.clone(), cos], 2).reshape([b, l, 1, head_dim]),
+            sin: Tensor::cat(vec![sin.clone().neg(), sin], 2).reshape([b, l, 1, head_dim]),
+        }
+    }
+
+    /// Rotates q or k (`[B, L, heads, hd]`) in the "rotate half" layout of Hugging Face Llama:
+    /// [x1, x2] → [x1·cos − x2·sin, x2·cos + x1·sin], computed as x·cos + [x2, x1]·(∓sin).
+    pub fn apply(&self, x: Tensor<4>) -> Tensor<4> {
+        let half = x.dims()[3] / 2;
+        let swapped = Tensor::cat(vec![x.clone().narrow(3, half, half), x.clone().narrow(3, 0, half)], 3);
+        x * self.cos.clone() + swapped * self.sin.clone()
+    }
+}
+
+/// SiLU as x / (1 + e^(−x)): the same function as burn's `silu`, about twice as fast on the CPU
+/// backend (one exp and one division instead of a sigmoid and a product).
+pub fn silu(x: Tensor<3>) -> Tensor<3> {
+    x.clone() / x.neg().exp().add_scalar(1.0)
 }
 
 impl Attention {
-    /// `x`: `[B, L, d]`; `positions`: RoPE positions `[B, L]`; `bias`: additive attention bias
+    /// `x`: `[B, L, d]`; `rope`: angles of the L positions; `bias`: additive attention bias
     /// over all keys (cached + new); `cache`: this layer's keys/values, extended in place.
     pub fn forward(
         &self,
         x: Tensor<3>,
-        positions: &Tensor<2>,
+        rope: &Rope,
         bias: &AttentionBias,
         cache: Option<&mut crate::cache::LayerCache>,
     ) -> Tensor<3> {
         let [b, l, _] = x.dims();
         let (h, kvh, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let rep = h / kvh;
-        let q = self.q_proj.forward(x.clone()).reshape([b, l, h, hd]);
-        let k = self.k_proj.forward(x.clone()).reshape([b, l, kvh, hd]);
+        let q = rope.apply(self.q_proj.forward(x.clone()).reshape([b, l, h, hd]));
+        let k = rope.apply(self.k_proj.forward(x.clone()).reshape([b, l, kvh, hd]));
         let v = self.v_proj.forward(x).reshape([b, l, kvh, hd]);
-        let q = apply_rope(q, positions, self.rope_theta);
-        let k = apply_rope(k, positions, self.rope_theta);
         // Keys/values as [B, kvh, L, hd], appended to the cache.
         let k = k.swap_dims(1, 2);
         let v = v.swap_dims(1, 2);
@@ -94,18 +110,44 @@ impl Attention {
             Some(c) => c.append(k, v),
             None => (k, v),
         };
-        let t = k.dims()[2];
-        // Grouped-query attention without copying K/V: the `rep` query heads that share a KV head
-        // are stacked along the query axis, [B, kvh, rep·L, hd].
-        let q = q.reshape([b, l, kvh, rep, hd]).permute([0, 2, 3, 1, 4]).reshape([b, kvh, rep * l, hd]);
-        let scale = 1.0 / (hd as f64).sqrt();
-        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale).reshape([b, kvh, rep, l, t]);
-        let scores = scores + bias.tensor().clone().reshape([b, 1, 1, l, t]);
-        let probs = softmax(scores, 4).reshape([b, kvh, rep * l, t]);
-        let out = probs.matmul(v); // [B, kvh, rep·L, hd]
-        let out = out.reshape([b, kvh, rep, l, hd]).permute([0, 3, 1, 2, 4]).reshape([b, l, h * hd]);
+        let out = if use_fused_attention(&k) {
+            fused_attention(q, k, v, bias)
+        } else {
+            grouped_attention(q, k, v, bias)
+        };
         self.o_proj.forward(out)
     }
+}
+
+/// burn's attention op where it is a fused, grouped-query-aware kernel: the CPU backend without
+/// autodiff (under autodiff burn falls back to a decomposition without GQA support).
+fn use_fused_attention(k: &Tensor<4>) -> bool {
+    !k.is_autodiff() && crate::device::backend_of(&k.device()) == crate::device::BackendKind::Flex
+}
+
+/// q `[B, L, h, hd]`, k/v `[B, kvh, T, hd]` → `[B, L, h·hd]`.
+fn fused_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: &AttentionBias) -> Tensor<3> {
+    let [b, l, h, hd] = q.dims();
+    let t = k.dims()[2];
+    let bias = bias.tensor().clone().reshape([b, 1, l, t]);
+    let out = burn::tensor::module::attention(q.swap_dims(1, 2), k, v, None, Some(bias), Default::default());
+    out.swap_dims(1, 2).reshape([b, l, h * hd])
+}
+
+/// Attention from plain tensor ops (differentiable on every backend). Grouped-query attention
+/// without copying K/V: the `rep` query heads that share a KV head are stacked along the query
+/// axis, `[B, kvh, rep·L, hd]`.
+fn grouped_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: &AttentionBias) -> Tensor<3> {
+    let [b, l, h, hd] = q.dims();
+    let [_, kvh, t, _] = k.dims();
+    let rep = h / kvh;
+    let q = q.reshape([b, l, kvh, rep, hd]).permute([0, 2, 3, 1, 4]).reshape([b, kvh, rep * l, hd]);
+    let scale = 1.0 / (hd as f64).sqrt();
+    let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale).reshape([b, kvh, rep, l, t]);
+    let scores = scores + bias.tensor().clone().reshape([b, 1, 1, l, t]);
+    let probs = softmax(scores, 4).reshape([b, kvh, rep * l, t]);
+    let out = probs.matmul(v); // [B, kvh, rep·L, hd]
+    out.reshape([b, kvh, rep, l, hd]).permute([0, 3, 1, 2, 4]).reshape([b, l, h * hd])
 }
 
 #[derive(Module, Debug)]
@@ -134,11 +176,11 @@ impl DecoderLayer {
     pub fn forward(
         &self,
         x: Tensor<3>,
-        positions: &Tensor<2>,
+        rope: &Rope,
         bias: &AttentionBias,
         cache: Option<&mut crate::cache::LayerCache>,
     ) -> Tensor<3> {
-        let attn = self.self_attn.forward(self.input_layernorm.forward(x.clone()), positions, bias, cache);
+        let attn = self.self_attn.forward(self.input_layernorm.forward(x.clone()), rope, bias, cache);
         let x = x + attn;
         let mlp = self.mlp.forward(self.post_attention_layernorm.forward(x.clone()));
         x + mlp
@@ -182,9 +224,10 @@ impl Transformer {
         mut cache: Option<&mut KvCache>,
     ) -> Tensor<3> {
         let mut x = embeds;
+        let rope = Rope::new(positions, self.config.head_dim, self.config.rope_theta);
         for (i, layer) in self.layers.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| c.layer_mut(i));
-            x = layer.forward(x, positions, bias, layer_cache);
+            x = layer.forward(x, &rope, bias, layer_cache);
         }
         if let Some(c) = cache {
             c.advance(positions.dims()[1]);

@@ -86,7 +86,6 @@ fn build(c: &ModelConfig, p: &mut dyn TensorProvider, device: &Device) -> Result
             num_heads: c.num_heads,
             num_kv_heads: c.num_kv_heads,
             head_dim: c.head_dim,
-            rope_theta: c.rope_theta,
         };
         let mlp = Mlp {
             gate_proj: linear(&format!("{pre}.mlp.gate_proj"), d, ff, c.mlp_bias)?,
