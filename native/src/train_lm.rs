@@ -116,10 +116,13 @@ fn builtin_data(tokenizer: Option<Tokenizer>, seed: u64) -> Result<Data> {
         None => Tokenizer::char_level(arithmetic::ALPHABET, &SPECIALS)?,
     };
     let eos = tokenizer.token_to_id("<eos>");
+    // The question is context; the loss is on the scratchpad and the answer (loss masking, as
+    // STaR trains on rationales), so the model spends its capacity on the working.
     let to_example = |p: &arithmetic::Addition| -> Result<Example> {
-        let mut ids = tokenizer.encode(&p.worked_example(), false)?;
-        ids.extend(eos);
-        Ok(Example::full(ids))
+        let question = tokenizer.encode(&p.question(), false)?;
+        let mut working = tokenizer.encode(&format!("{}{}", p.scratchpad(), p.answer_line()), false)?;
+        working.extend(eos);
+        Ok(Example::prompt_completion(&question, &working))
     };
     let train_problems = arithmetic::problems(seed, 4000, 1, 5);
     let held_out = arithmetic::problems(seed.wrapping_add(1_000_003), 200, 1, 5);

@@ -22,7 +22,8 @@ pub struct GenerateConfig {
     pub stop_strings: Vec<String>,
     /// Ids that end a row (usually the tokenizer's EOS); not included in the text.
     pub eos_ids: Vec<u32>,
-    /// Seeds the device RNG before the first step; same seed, same backend → same output.
+    /// Seeds the device RNG before the first step when sampling; same seed, same backend → same
+    /// output.
     pub seed: u64,
 }
 
@@ -102,7 +103,11 @@ pub fn generate_ids(
         )));
     }
     let device = model.device();
-    device.seed(cfg.seed);
+    if !cfg.sampling.is_greedy() {
+        // burn's device RNG is process-wide per backend: generations sampling concurrently on
+        // one backend draw from the same stream, so only a sequential run repeats exactly.
+        device.seed(cfg.seed);
+    }
     let b = prompts.len();
     let pad_left: Vec<usize> = prompts.iter().map(|p| longest - p.len()).collect();
     let pad_id = c.pad_token_id.or(c.eos_token_id).unwrap_or(0);

@@ -101,7 +101,11 @@ fn save_and_reload(device: Device) {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Device RNGs are process-wide, so the sampling tests must not interleave with each other.
+static SAMPLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn seeded_sampling_repeats(device: Device) {
+    let _guard = SAMPLING.lock().unwrap_or_else(|e| e.into_inner());
     let model = init_transformer(&tiny_config(), 4, &device).unwrap();
     let tok = Tokenizer::char_level("abcdefghijklmnopqrstuvwxyz0123456789", &[]).unwrap();
     let cfg = GenerateConfig {
@@ -126,6 +130,79 @@ fn context_overflow_is_an_error(device: Device) {
     assert!(err.contains("exceeds the model's context of 64"), "{err}");
     let err = generate_ids(&model, &tok, &[vec![]], &cfg, &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("empty"), "{err}");
+}
+
+/// A checkpoint split across two safetensors shards with an index, as large models ship.
+#[test]
+fn sharded_folder_loads_like_a_single_file() {
+    use std::collections::{BTreeMap, HashMap};
+    use starling_model::checkpoint::safetensors::serialize_f32;
+    use starling_model::weights::export_tensors;
+    let device = common::cpu();
+    let model = init_transformer(&tiny_config(), 6, &device).unwrap();
+    let tok = Tokenizer::char_level("abc", &[]).unwrap();
+    let dir = std::env::temp_dir().join(format!("starling-sharded-{}", std::process::id()));
+    save_hf_folder(&dir, &model, &tok).unwrap();
+    std::fs::remove_file(dir.join("model.safetensors")).unwrap();
+    let tensors = export_tensors(&model);
+    let (first, second): (BTreeMap<_, _>, BTreeMap<_, _>) =
+        tensors.into_iter().partition(|(name, _)| name.contains("layers.0") || name.contains("embed"));
+    let mut index = serde_json::Map::new();
+    for (file, part) in [("model-00001-of-00002.safetensors", &first), ("model-00002-of-00002.safetensors", &second)] {
+        std::fs::write(dir.join(file), serialize_f32(part, HashMap::new()).unwrap()).unwrap();
+        for name in part.keys() {
+            index.insert(name.clone(), file.into());
+        }
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": index});
+    std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    let ck = open_checkpoint(&dir, None).unwrap();
+    let (again, _) = load_transformer(&ck.config, ck.weights.as_ref(), &device).unwrap();
+    let ids = [3, 1, 4, 1, 5];
+    assert_eq!(full_last_logits(&model, &ids, &device), full_last_logits(&again, &ids, &device));
+    // A missing shard is named.
+    std::fs::remove_file(dir.join("model-00002-of-00002.safetensors")).unwrap();
+    let err = open_checkpoint(&dir, None).err().unwrap().to_string();
+    assert!(err.contains("model-00002-of-00002.safetensors") && err.contains("incomplete"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// What `save_hf_folder` writes has the names, shapes and config keys of a folder written by
+/// transformers itself (the shared SmolLM2 folder), so transformers can load it back.
+#[test]
+fn saved_folder_has_the_transformers_layout() {
+    let src = common::shared().join("models/smollm2-135m-instruct-4layer-hf");
+    let device = common::cpu();
+    let ck = open_checkpoint(&src, None).unwrap();
+    let (model, _) = load_transformer(&ck.config, ck.weights.as_ref(), &device).unwrap();
+    let out = std::env::temp_dir().join(format!("starling-resave-{}", std::process::id()));
+    save_hf_folder(&out, &model, &ck.tokenizer).unwrap();
+    let again = open_checkpoint(&out, None).unwrap();
+    let mut original = ck.weights.names();
+    let mut saved = again.weights.names();
+    original.sort();
+    saved.sort();
+    assert_eq!(original, saved);
+    for name in &original {
+        assert_eq!(ck.weights.shape(name), again.weights.shape(name), "{name}");
+    }
+    // Values survive exactly (f16 → f32 is exact, and we store f32).
+    let name = "model.layers.2.self_attn.k_proj.weight";
+    assert_eq!(ck.weights.load(name).unwrap(), again.weights.load(name).unwrap());
+    let theirs: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    let ours: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    for key in ["architectures", "model_type", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+        "num_key_value_heads", "head_dim", "vocab_size", "tie_word_embeddings", "rms_norm_eps", "max_position_embeddings"] {
+        assert_eq!(ours[key], theirs[key], "config key {key}");
+    }
+    assert_eq!(ours["rope_theta"], theirs["rope_parameters"]["rope_theta"]);
+    let header_len = {
+        let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        String::from_utf8(bytes[8..8 + n].to_vec()).unwrap()
+    };
+    assert!(header_len.contains("\"format\":\"pt\""), "transformers expects format=pt metadata");
+    std::fs::remove_dir_all(&out).unwrap();
 }
 
 macro_rules! on_both_devices {

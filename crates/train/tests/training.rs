@@ -144,6 +144,42 @@ fn nothing_to_learn_is_an_error(device: Device) {
     assert!(err.contains("nothing") || err.contains("no example"), "{err}");
 }
 
+/// Two micro-batches of 4 make the same step as one batch of 8 (same examples, same loss).
+fn accumulation_matches_a_big_batch(device: Device) {
+    let ad = device.autodiff();
+    let tok = tokenizer();
+    let train_set = examples(&tok, 9, 64);
+    let big = TrainConfig { save_every: None, eval_every: None, ..config(4) };
+    let small = TrainConfig { batch_size: 4, grad_accum: 2, ..big.clone() };
+    let (_, a) = train(model(&tok, &ad), &train_set, None, &big, 0, None, &mut NoObserver).unwrap();
+    let (_, b) = train(model(&tok, &ad), &train_set, None, &small, 0, None, &mut NoObserver).unwrap();
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x.loss - y.loss).abs() < 1e-5, "step {}: {} vs {}", x.step, x.loss, y.loss);
+        assert!((x.grad_norm - y.grad_norm).abs() < 1e-4 * x.grad_norm.max(1.0));
+        assert_eq!(x.target_tokens, y.target_tokens);
+    }
+}
+
+/// A NaN in the weights makes the loss NaN: training stops with an error naming the step, and
+/// no checkpoint is written for it.
+fn nan_loss_stops_training(device: Device) {
+    use burn::module::Param;
+    let ad = device.autodiff();
+    let tok = tokenizer();
+    let mut m = model(&tok, &ad);
+    let bad = m.norm.gamma.val().mul_scalar(f32::NAN);
+    m.norm.gamma = Param::initialized(m.norm.gamma.id, bad.detach().require_grad());
+    let dir = temp_dir("nan");
+    let cfg = config(4);
+    let run = RunDir::create(&dir, &cfg, &tok).unwrap();
+    let mut obs = RunObserver { run: &run, inner: &mut NoObserver };
+    let err = train(m, &examples(&tok, 3, 16), None, &cfg, 0, None, &mut obs).err().unwrap();
+    assert!(matches!(err, TrainError::NonFinite { step: 1, .. }), "{err}");
+    assert!(err.to_string().contains("the last good one is kept"), "{err}");
+    assert!(run.checkpoints().is_empty());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 fn cpu() -> Device {
     Device::flex()
 }
@@ -159,4 +195,4 @@ macro_rules! on_both_devices {
     };
 }
 
-on_both_devices!(loss_falls, resume_is_exact, nothing_to_learn_is_an_error);
+on_both_devices!(loss_falls, resume_is_exact, nothing_to_learn_is_an_error, accumulation_matches_a_big_batch, nan_loss_stops_training);
