@@ -60,6 +60,13 @@ fn main() {
     // activations, and fresh pages from the OS cost a page fault each (2–3× slower steps).
     // SAFETY: called before any other thread exists, as mimalloc's option API requires.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    // Vulkan drivers probe for a Wayland display while starting; without XDG_RUNTIME_DIR (a
+    // headless server, a container) libwayland prints an alarming but harmless error per probe.
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        // SAFETY: still single-threaded here.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info(a) => info::run(a),

@@ -32,8 +32,12 @@ enum Builtin {
 #[derive(clap::Args)]
 pub struct Args {
     /// Run folder: checkpoints, metrics.jsonl and the final model (in <out>/model).
+    /// Default: runs/<task or data file name>.
     #[arg(long)]
-    out: PathBuf,
+    out: Option<PathBuf>,
+    /// Delete the run folder first if it holds an earlier run (instead of refusing to touch it).
+    #[arg(long, conflicts_with = "resume")]
+    fresh: bool,
     /// Fine-tune this model (HF folder or GGUF); without it a small model is trained from scratch.
     #[arg(short, long)]
     model: Option<PathBuf>,
@@ -191,6 +195,16 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     if a.data.is_none() && a.builtin.is_none() {
         bail!("nothing to train on: pass --data FILE (.txt or .jsonl) or --builtin arithmetic");
     }
+    let out = match (&a.out, a.builtin, &a.data) {
+        (Some(o), _, _) => o.clone(),
+        (None, Some(Builtin::Arithmetic), _) => PathBuf::from("runs/arithmetic"),
+        (None, None, Some(d)) => PathBuf::from("runs").join(d.file_stem().unwrap_or_default()),
+        (None, None, None) => unreachable!(),
+    };
+    if a.fresh && out.join("train_config.json").exists() {
+        std::fs::remove_dir_all(&out).with_context(|| format!("cannot delete {}", out.display()))?;
+        eprintln!("--fresh: deleted the earlier run in {}", out.display());
+    }
     let dev = pick_device(device)?;
     let train_device = dev.device.clone().autodiff();
     let from_scratch = a.model.is_none();
@@ -240,7 +254,7 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     let pad_id = data.tokenizer.token_to_id("<pad>").or(loaded.as_ref().and_then(|l| l.model.config().pad_token_id)).unwrap_or(0);
 
     // The run folder, and where training starts.
-    let run = RunDir::create(&a.out, &cfg, &data.tokenizer)?;
+    let run = RunDir::create(&out, &cfg, &data.tokenizer)?;
     let latest = run.latest_checkpoint();
     let (model, start) = match (a.resume, latest) {
         (true, Some((step, path))) => {
@@ -251,10 +265,11 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
             eprintln!("resuming from {} (step {step} of {})", path.display(), cfg.steps);
             (model, Some(start))
         }
-        (true, None) => bail!("--resume: {} has no checkpoint to resume from", a.out.display()),
+        (true, None) => bail!("--resume: {} has no checkpoint to resume from", out.display()),
         (false, Some((step, _))) => bail!(
-            "{} already holds a run (checkpoint at step {step}); pass --resume to continue it or choose another --out",
-            a.out.display()
+            "{} already holds a run (checkpoint at step {step}); pass --resume to continue it, --fresh to \
+             start over, or choose another --out",
+            out.display()
         ),
         (false, None) => {
             let model = match loaded {
@@ -301,7 +316,7 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     let (model, history) = train(model, &data.train, eval, &cfg, pad_id, start, &mut observer)?;
     progress.pb.finish_and_clear();
     let model = model.valid();
-    let final_dir = a.out.join("model");
+    let final_dir = out.join("model");
     save_hf_folder(&final_dir, &model, &data.tokenizer)?;
     let all = run.read_metrics();
     let first = all.first().map(|m| m.loss).unwrap_or(f64::NAN);
@@ -310,7 +325,7 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     if let Some(e) = all.iter().rev().find_map(|m| m.eval_loss) {
         println!("held-out loss {e:.4} (perplexity {:.3})", e.exp());
     }
-    println!("model saved to {} (metrics: {})", final_dir.display(), a.out.join("metrics.jsonl").display());
+    println!("model saved to {} (metrics: {})", final_dir.display(), out.join("metrics.jsonl").display());
 
     if !data.probe.is_empty() {
         probe_arithmetic(&model, &data.tokenizer, &data.probe)?;
