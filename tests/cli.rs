@@ -115,6 +115,28 @@ fn train_lm_builtin_then_resume_extends_the_run() {
 }
 
 #[test]
+fn fine_tunes_a_real_checkpoint_on_jsonl() {
+    let dir = temp("finetune");
+    let data = dir.join("qa.jsonl");
+    let lines: Vec<String> = (0..8)
+        .map(|i| format!("{{\"prompt\": \"Q: what is {i} plus one?\\nA:\", \"completion\": \" {}\"}}", i + 1))
+        .collect();
+    std::fs::write(&data, lines.join("\n")).unwrap();
+    let out_dir = dir.join("run");
+    let out = ok(&[
+        "--device", "cpu", "train-lm", "-m", s(&hf()), "--data", s(&data), "--out", s(&out_dir), "--steps", "6",
+        "--batch-size", "4", "--lr", "1e-3", "--warmup", "1", "--save-every", "6",
+    ]);
+    let (first, last) = out.split("loss ").nth(1).unwrap().split_once(" → ").unwrap();
+    let first: f64 = first.parse().unwrap();
+    let last: f64 = last.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(last < first, "fine-tuning did not lower the loss: {out}");
+    // The fine-tuned model is a complete model folder with the original tokenizer.
+    let info = ok(&["info", s(&out_dir.join("model"))]);
+    assert!(info.contains("42472512") && info.contains("<|im_end|> (2)"), "{info}");
+}
+
+#[test]
 fn bad_input_gives_clear_errors() {
     let dir = temp("bad");
     fails_with(&["info", "/nonexistent/model"], "no such file or folder");

@@ -43,9 +43,10 @@ pub struct Args {
     /// Keep generating past the end-of-sequence token.
     #[arg(long)]
     ignore_eos: bool,
-    /// Add the tokenizer's special tokens (e.g. BOS) around the prompt.
+    /// Do not add the tokenizer's special tokens (e.g. a BOS) to the prompt; by default they are
+    /// added, as transformers does.
     #[arg(long)]
-    add_special: bool,
+    no_special_tokens: bool,
 }
 
 pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
@@ -83,7 +84,7 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     }
     let t0 = Instant::now();
     let mut stdout = std::io::stdout();
-    let out = generate(&loaded.model, &loaded.tokenizer, &refs, a.add_special, &cfg, &mut |ev| {
+    let out = generate(&loaded.model, &loaded.tokenizer, &refs, !a.no_special_tokens, &cfg, &mut |ev| {
         if single {
             let _ = write!(stdout, "{}", ev.text);
             let _ = stdout.flush();

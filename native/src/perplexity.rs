@@ -38,7 +38,8 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     }
     let dev = pick_device(device)?;
     let loaded = load_model(&a.model, a.tokenizer.as_deref(), &dev.device)?;
-    let ids = loaded.tokenizer.encode(&text, false)?;
+    // With the tokenizer's special tokens (a BOS for models that expect one), as transformers does.
+    let ids = loaded.tokenizer.encode(&text, true)?;
     if ids.len() < 2 {
         bail!("{} has fewer than two tokens", a.file.display());
     }

@@ -114,16 +114,21 @@ struct Data {
 
 const SPECIALS: [&str; 2] = ["<pad>", "<eos>"];
 
-fn builtin_data(tokenizer: Option<Tokenizer>, seed: u64) -> Result<Data> {
-    let tokenizer = match tokenizer {
-        Some(t) => t,
+/// The token that ends an example: the loaded model's EOS, or the from-scratch tokenizer's <eos>.
+fn end_of_text(loaded: &Option<crate::common::Loaded>, tokenizer: &Tokenizer) -> Option<u32> {
+    loaded.as_ref().and_then(|l| l.model.config().eos_token_id).or_else(|| tokenizer.token_to_id("<eos>"))
+}
+
+fn builtin_data(loaded: &Option<crate::common::Loaded>, seed: u64) -> Result<Data> {
+    let tokenizer = match loaded {
+        Some(l) => l.tokenizer.clone(),
         None => Tokenizer::char_level(arithmetic::ALPHABET, &SPECIALS)?,
     };
-    let eos = tokenizer.token_to_id("<eos>");
+    let eos = end_of_text(loaded, &tokenizer);
     // The question is context; the loss is on the scratchpad and the answer (loss masking, as
     // STaR trains on rationales), so the model spends its capacity on the working.
     let to_example = |p: &arithmetic::Addition| -> Result<Example> {
-        let question = tokenizer.encode(&p.question(), false)?;
+        let question = tokenizer.encode(&p.question(), true)?;
         let mut working = tokenizer.encode(&format!("{}{}", p.scratchpad(), p.answer_line()), false)?;
         working.extend(eos);
         Ok(Example::prompt_completion(&question, &working))
@@ -138,10 +143,9 @@ fn builtin_data(tokenizer: Option<Tokenizer>, seed: u64) -> Result<Data> {
     })
 }
 
-fn file_examples(path: &PathBuf, tokenizer: &Tokenizer, max_len: usize, bad: BadLines) -> Result<Vec<Example>> {
+fn file_examples(path: &PathBuf, tokenizer: &Tokenizer, eos: Option<u32>, max_len: usize, bad: BadLines) -> Result<Vec<Example>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let origin = path.display().to_string();
-    let eos = tokenizer.token_to_id("<eos>").or_else(|| tokenizer.token_to_id("<|endoftext|>"));
     if path.extension().is_some_and(|e| e == "jsonl") {
         let (ex, report) = jsonl_examples(&text, tokenizer, eos, max_len, &origin, bad)?;
         if report.skipped_lines > 0 {
@@ -234,23 +238,24 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
         None => None,
     };
     let bad = if a.skip_bad_lines { BadLines::Skip } else { BadLines::Error };
-    let given_tokenizer = loaded.as_ref().map(|l| l.tokenizer.clone());
     let data = match (a.builtin, &a.data) {
-        (Some(Builtin::Arithmetic), _) => builtin_data(given_tokenizer, a.seed)?,
+        (Some(Builtin::Arithmetic), _) => builtin_data(&loaded, a.seed)?,
         (None, Some(path)) => {
-            let tokenizer = match given_tokenizer {
+            let tokenizer = match loaded.as_ref().map(|l| l.tokenizer.clone()) {
                 Some(t) => t,
                 None => Tokenizer::char_level(&alphabet_of(path)?, &SPECIALS)?,
             };
-            let train_ex = file_examples(path, &tokenizer, a.max_len, bad)?;
+            let eos = end_of_text(&loaded, &tokenizer);
+            let train_ex = file_examples(path, &tokenizer, eos, a.max_len, bad)?;
             let eval = match &a.eval_data {
-                Some(p) => file_examples(p, &tokenizer, a.max_len, bad)?,
+                Some(p) => file_examples(p, &tokenizer, eos, a.max_len, bad)?,
                 None => Vec::new(),
             };
             Data { tokenizer, train: train_ex, eval, probe: Vec::new() }
         }
         (None, None) => unreachable!(),
     };
+    let eos = end_of_text(&loaded, &data.tokenizer);
     let pad_id = data.tokenizer.token_to_id("<pad>").or(loaded.as_ref().and_then(|l| l.model.config().pad_token_id)).unwrap_or(0);
 
     // The run folder, and where training starts.
@@ -328,22 +333,22 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     println!("model saved to {} (metrics: {})", final_dir.display(), out.join("metrics.jsonl").display());
 
     if !data.probe.is_empty() {
-        probe_arithmetic(&model, &data.tokenizer, &data.probe)?;
+        probe_arithmetic(&model, &data.tokenizer, &data.probe, eos)?;
     }
     Ok(())
 }
 
 /// Greedy answers to held-out addition problems: exact-match accuracy by digit count.
-fn probe_arithmetic(model: &Transformer, tokenizer: &Tokenizer, probe: &[arithmetic::Addition]) -> Result<()> {
+fn probe_arithmetic(model: &Transformer, tokenizer: &Tokenizer, probe: &[arithmetic::Addition], eos: Option<u32>) -> Result<()> {
     let prompts: Vec<String> = probe.iter().map(|p| p.question()).collect();
     let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
     let cfg = GenerateConfig {
         max_new_tokens: 220,
-        eos_ids: tokenizer.token_to_id("<eos>").into_iter().collect(),
+        eos_ids: eos.into_iter().collect(),
         stop_strings: vec!["\nQ:".into()],
         ..GenerateConfig::default()
     };
-    let out = generate(model, tokenizer, &refs, false, &cfg, &mut |_| {})?;
+    let out = generate(model, tokenizer, &refs, true, &cfg, &mut |_| {})?;
     let mut by_digits: std::collections::BTreeMap<usize, (usize, usize)> = Default::default();
     for (p, g) in probe.iter().zip(&out) {
         let e = by_digits.entry(p.digits()).or_default();

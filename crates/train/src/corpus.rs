@@ -23,12 +23,13 @@ pub struct CorpusReport {
     pub truncated: usize,
 }
 
-/// Plain text: the whole file is one stream of tokens, cut into windows of `max_len`.
+/// Plain text: the whole file is one stream of tokens (with the tokenizer's special tokens, e.g. a
+/// leading BOS), cut into windows of `max_len`.
 pub fn text_examples(text: &str, tokenizer: &Tokenizer, max_len: usize, origin: &str) -> Result<Vec<Example>, TrainError> {
     if text.trim().is_empty() {
         return Err(TrainError::Data(format!("{origin} is empty; give it some text to learn")));
     }
-    let ids = tokenizer.encode(text, false)?;
+    let ids = tokenizer.encode(text, true)?;
     let ex = chunk_stream(&ids, max_len);
     if ex.is_empty() {
         return Err(TrainError::Data(format!("{origin} has fewer than two tokens")));
@@ -90,11 +91,13 @@ fn parse_line(line: &str, tokenizer: &Tokenizer, eos: Option<u32>) -> Result<Exa
             Some(_) => Err(format!("field `{k}` must be a string")),
         }
     };
-    let enc = |s: &str| tokenizer.encode(s, false).map_err(|e| e.to_string());
+    // The start of an example gets the tokenizer's special tokens (a BOS where the model uses
+    // one); a completion continues its prompt, so it gets none.
+    let enc = |s: &str, special: bool| tokenizer.encode(s, special).map_err(|e| e.to_string());
     let tail: Vec<u32> = eos.into_iter().collect();
     let ex = match (field("text")?, field("prompt")?, field("completion")?) {
-        (Some(t), None, None) => Example::full([enc(t)?, tail].concat()),
-        (None, Some(p), Some(c)) => Example::prompt_completion(&enc(p)?, &[enc(c)?, tail].concat()),
+        (Some(t), None, None) => Example::full([enc(t, true)?, tail].concat()),
+        (None, Some(p), Some(c)) => Example::prompt_completion(&enc(p, true)?, &[enc(c, false)?, tail].concat()),
         _ => return Err("expected an object with `text`, or with `prompt` and `completion`".into()),
     };
     if ex.ids.len() < 2 || ex.targets() == 0 {
