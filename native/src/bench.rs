@@ -15,13 +15,12 @@ use starling_model::checkpoint::files::open_checkpoint;
 use starling_train::data::{Example, make_batch};
 use starling_train::trainer::masked_nll;
 
-use crate::common::{load_model, pick_device};
+use crate::common::{ModelArgs, pick_device};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A Hugging Face model folder or a .gguf file.
-    #[arg(short, long)]
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
     #[arg(long, default_value_t = 8)]
     batch: usize,
     #[arg(long, default_value_t = 256)]
@@ -59,7 +58,7 @@ fn time_runs(runs: usize, mut f: impl FnMut()) -> f64 {
 
 pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     let dev = pick_device(device)?;
-    let loaded = load_model(&a.model, None, &dev.device)?;
+    let loaded = a.model.load(&dev.device)?;
     let model = &loaded.model;
     let vocab = model.config().vocab_size as u32;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
@@ -74,7 +73,7 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
 
     // Forward + backward of the causal-LM loss over the full vocabulary.
     let ad = dev.device.clone().autodiff();
-    let ck = open_checkpoint(&a.model, None)?;
+    let ck = open_checkpoint(&a.model.model, a.model.tokenizer.as_deref())?;
     let (train_model, _) = load_transformer(&ck.config, ck.weights.as_ref(), &ad)?;
     drop(ck);
     let rows: Vec<Example> = ids.chunks(a.seq_len).map(|r| Example::full(r.iter().map(|&t| t as u32).collect())).collect();

@@ -18,6 +18,23 @@ pub fn pick_device(choice: DeviceChoice) -> Result<SelectedDevice> {
     Ok(d)
 }
 
+/// The model a command works on.
+#[derive(clap::Args)]
+pub struct ModelArgs {
+    /// A Hugging Face model folder or a .gguf file.
+    #[arg(short, long)]
+    pub model: PathBuf,
+    /// Use this tokenizer.json instead of the model's own.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    pub fn load(&self, device: &burn::tensor::Device) -> Result<Loaded> {
+        load_model(&self.model, self.tokenizer.as_deref(), device)
+    }
+}
+
 pub struct Loaded {
     pub model: Transformer,
     pub tokenizer: Tokenizer,

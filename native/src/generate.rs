@@ -10,16 +10,12 @@ use starling_model::device::DeviceChoice;
 use starling_model::generate::{FinishReason, GenerateConfig, generate};
 use starling_model::sampling::SamplingConfig;
 
-use crate::common::{load_model, pick_device};
+use crate::common::{ModelArgs, pick_device};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A Hugging Face model folder or a .gguf file.
-    #[arg(short, long)]
-    model: PathBuf,
-    /// Use this tokenizer.json instead of the model's own.
-    #[arg(long)]
-    tokenizer: Option<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
     /// A prompt; repeat for a batch (prompts may differ in length).
     #[arg(short, long = "prompt")]
     prompts: Vec<String>,
@@ -59,7 +55,7 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
         bail!("no prompt given; pass --prompt TEXT (repeatable) or --prompts-file FILE");
     }
     let dev = pick_device(device)?;
-    let loaded = load_model(&a.model, a.tokenizer.as_deref(), &dev.device)?;
+    let loaded = a.model.load(&dev.device)?;
     let eos_ids = match (a.ignore_eos, loaded.model.config().eos_token_id) {
         (false, Some(e)) => vec![e],
         _ => vec![],

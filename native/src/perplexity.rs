@@ -8,15 +8,12 @@ use anyhow::{Context, Result, bail};
 use starling_model::device::DeviceChoice;
 use starling_model::score::stream_nll;
 
-use crate::common::{bar, load_model, pick_device};
+use crate::common::{ModelArgs, bar, pick_device};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A Hugging Face model folder or a .gguf file.
-    #[arg(short, long)]
-    model: PathBuf,
-    #[arg(long)]
-    tokenizer: Option<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
     /// The text to score (UTF-8).
     #[arg(short, long)]
     file: PathBuf,
@@ -37,7 +34,7 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
         bail!("{} is empty; perplexity needs some text", a.file.display());
     }
     let dev = pick_device(device)?;
-    let loaded = load_model(&a.model, a.tokenizer.as_deref(), &dev.device)?;
+    let loaded = a.model.load(&dev.device)?;
     // With the tokenizer's special tokens (a BOS for models that expect one), as transformers does.
     let ids = loaded.tokenizer.encode(&text, true)?;
     if ids.len() < 2 {
