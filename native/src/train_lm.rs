@@ -171,13 +171,11 @@ fn alphabet_of(path: &PathBuf) -> Result<String> {
 
 struct Progress {
     pb: ProgressBar,
-    first_loss: Option<f64>,
     last_eval: Option<f64>,
 }
 
 impl TrainObserver for Progress {
-    fn on_step(&mut self, m: &StepMetrics) {
-        self.first_loss.get_or_insert(m.loss);
+    fn on_step(&mut self, m: &StepMetrics) -> Result<(), TrainError> {
         if m.eval_loss.is_some() {
             self.last_eval = m.eval_loss;
         }
@@ -187,6 +185,7 @@ impl TrainObserver for Progress {
             "loss {:.4}{eval} lr {:.2e} |g| {:.2} {:.0} tok/s",
             m.loss, m.lr, m.grad_norm, m.tokens_per_second
         ));
+        Ok(())
     }
 
     fn on_checkpoint(&mut self, step: usize, _m: &Transformer, _o: &AdamW) -> Result<(), TrainError> {
@@ -315,7 +314,7 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
 
     let t0 = Instant::now();
     let pb = bar(cfg.steps as u64, "training");
-    let mut progress = Progress { pb, first_loss: None, last_eval: None };
+    let mut progress = Progress { pb, last_eval: None };
     let mut observer = RunObserver { run: &run, inner: &mut progress };
     let eval = (!data.eval.is_empty()).then_some(data.eval.as_slice());
     let (model, history) = train(model, &data.train, eval, &cfg, pad_id, start, &mut observer)?;

@@ -172,12 +172,9 @@ pub struct RunObserver<'a> {
 }
 
 impl TrainObserver for RunObserver<'_> {
-    fn on_step(&mut self, m: &StepMetrics) {
-        if let Err(e) = self.run.append_metrics(m) {
-            // Metrics are advisory; a full disk shows up again at the next checkpoint.
-            let _ = e;
-        }
-        self.inner.on_step(m);
+    fn on_step(&mut self, m: &StepMetrics) -> Result<(), TrainError> {
+        self.run.append_metrics(m)?;
+        self.inner.on_step(m)
     }
 
     fn on_checkpoint(&mut self, step: usize, model: &Transformer, optimizer: &AdamW) -> Result<(), TrainError> {

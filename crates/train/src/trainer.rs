@@ -126,7 +126,10 @@ pub struct StepMetrics {
 
 /// Callbacks for progress display, logging and checkpointing; all optional.
 pub trait TrainObserver {
-    fn on_step(&mut self, _m: &StepMetrics) {}
+    /// Called after every optimizer step; an error stops training (e.g. the disk is full).
+    fn on_step(&mut self, _m: &StepMetrics) -> Result<(), TrainError> {
+        Ok(())
+    }
     /// Called after `step` when a checkpoint is due; `model` is the current model.
     fn on_checkpoint(&mut self, _step: usize, _model: &Transformer, _optimizer: &AdamW) -> Result<(), TrainError> {
         Ok(())
@@ -252,7 +255,7 @@ pub fn train(
             tokens_per_second: tokens as f64 / secs.max(1e-9),
             eval_loss,
         };
-        observer.on_step(&m);
+        observer.on_step(&m)?;
         history.push(m);
         if cfg.save_every.is_some_and(|every| done % every == 0) || done == cfg.steps {
             observer.on_checkpoint(done, &model, &optimizer)?;
