@@ -120,7 +120,8 @@ impl Attention {
 }
 
 /// burn's attention op where it is a fused, grouped-query-aware kernel: the CPU backend without
-/// autodiff (under autodiff burn falls back to a decomposition without GQA support).
+/// autodiff. Under autodiff burn decomposes it, and on wgpu (burn 0.22) it falls back to plain
+/// matmuls; neither handles fewer KV heads than query heads.
 fn use_fused_attention(k: &Tensor<4>) -> bool {
     !k.is_autodiff() && crate::device::backend_of(&k.device()) == crate::device::BackendKind::Flex
 }
