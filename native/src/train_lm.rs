@@ -236,6 +236,15 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
         Some(path) => Some(load_model(path, None, &train_device)?),
         None => None,
     };
+    if let Some(l) = &loaded
+        && a.max_len > l.model.config().max_position_embeddings
+    {
+        bail!(
+            "--max-len {} exceeds the model's context of {} tokens; lower --max-len",
+            a.max_len,
+            l.model.config().max_position_embeddings
+        );
+    }
     let bad = if a.skip_bad_lines { BadLines::Skip } else { BadLines::Error };
     let data = match (a.builtin, &a.data) {
         (Some(Builtin::Arithmetic), _) => builtin_data(&loaded, a.seed)?,

@@ -85,9 +85,22 @@ fn padded_batch_matches_single(device: Device) {
 }
 
 fn save_and_reload(device: Device) {
-    let model = init_transformer(&tiny_config(), 3, &device).unwrap();
+    // Tied and untied LM heads, with and without projection biases.
+    let mut untied = tiny_config();
+    untied.tie_word_embeddings = false;
+    untied.qkv_bias = false;
+    untied.o_bias = true;
+    untied.mlp_bias = true;
+    for (i, config) in [tiny_config(), untied].into_iter().enumerate() {
+        save_and_reload_one(&config, &device, i);
+    }
+}
+
+fn save_and_reload_one(config: &ModelConfig, device: &Device, tag: usize) {
+    let device = device.clone();
+    let model = init_transformer(config, 3, &device).unwrap();
     let tok = Tokenizer::char_level("abc", &["<pad>"]).unwrap();
-    let dir = std::env::temp_dir().join(format!("starling-save-{}-{:?}", std::process::id(), std::thread::current().id()));
+    let dir = std::env::temp_dir().join(format!("starling-save-{}-{:?}-{tag}", std::process::id(), std::thread::current().id()));
     save_hf_folder(&dir, &model, &tok).unwrap();
     let ck = open_checkpoint(&dir, None).unwrap();
     assert_eq!(ck.config, *model.config());
