@@ -22,15 +22,19 @@ pub struct Args {
     /// A file with one prompt per line (`\n` inside a line is read as a newline).
     #[arg(long)]
     prompts_file: Option<PathBuf>,
+    /// Most tokens generated per prompt.
     #[arg(short = 'n', long, default_value_t = 64)]
     max_new_tokens: usize,
     /// 0 = greedy.
     #[arg(short, long, default_value_t = 0.0)]
     temperature: f32,
+    /// Sample only among the k most likely tokens.
     #[arg(long)]
     top_k: Option<usize>,
+    /// Sample only among the most likely tokens that together hold this probability (nucleus).
     #[arg(long)]
     top_p: Option<f32>,
+    /// Seed of the sampling noise (same seed, same device: same text).
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Stop a row when its text contains this string (repeatable).

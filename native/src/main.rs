@@ -17,7 +17,7 @@ use starling_model::device::DeviceChoice;
 /// Starling: self-taught reasoning (STaR, Quiet-STaR) for language models, on burn + wgpu.
 ///
 /// Models are read from a Hugging Face folder (config.json, *.safetensors, tokenizer.json) or a
-/// GGUF file. Every command runs on a wgpu GPU adapter when one is present, else on the CPU.
+/// GGUF file. Commands run on a hardware GPU through wgpu when one is present, else on the CPU.
 #[derive(Parser)]
 #[command(name = "starling", version, about, long_about, after_help = EXAMPLES)]
 struct Cli {
