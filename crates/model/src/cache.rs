@@ -26,13 +26,6 @@ impl LayerCache {
             }
         }
     }
-
-    /// Keeps only the batch rows in `rows` (e.g. when finished sequences leave the batch).
-    fn select_rows(&mut self, rows: &Tensor<1, burn::tensor::Int>) {
-        if let Some((k, v)) = self.kv.take() {
-            self.kv = Some((k.select(0, rows.clone()), v.select(0, rows.clone())));
-        }
-    }
 }
 
 /// The cache of a whole model.
@@ -75,12 +68,6 @@ impl KvCache {
                 l.truncate(len);
             }
             self.len = len;
-        }
-    }
-
-    pub fn select_rows(&mut self, rows: &Tensor<1, burn::tensor::Int>) {
-        for l in &mut self.layers {
-            l.select_rows(rows);
         }
     }
 }

@@ -238,28 +238,3 @@ pub fn export_tensors(model: &Transformer) -> BTreeMap<String, HostTensor> {
     }
     out
 }
-
-/// In-memory tensors as a [`WeightSource`] (round trips, tests, the browser).
-pub struct MemorySource {
-    pub origin: std::path::PathBuf,
-    pub tensors: BTreeMap<String, HostTensor>,
-}
-
-impl WeightSource for MemorySource {
-    fn origin(&self) -> &std::path::Path {
-        &self.origin
-    }
-    fn names(&self) -> Vec<String> {
-        self.tensors.keys().cloned().collect()
-    }
-    fn shape(&self, name: &str) -> Option<Vec<usize>> {
-        self.tensors.get(name).map(|t| t.shape.clone())
-    }
-    fn load(&self, name: &str) -> Result<HostTensor> {
-        self.tensors.get(name).cloned().ok_or_else(|| ModelError::MissingTensor {
-            path: self.origin.clone(),
-            name: name.into(),
-            hint: String::new(),
-        })
-    }
-}

@@ -60,6 +60,25 @@ fn cache_matches_recompute(device: Device) {
     }
 }
 
+/// Slots appended after a point can be dropped (Quiet-STaR discards a thought's cache entries):
+/// decoding after the truncation equals decoding without the detour.
+fn cache_truncation_forgets_the_detour(device: Device) {
+    let model = init_transformer(&tiny_config(), 8, &device).unwrap();
+    let prompt = [9u32, 4, 22, 13];
+    let mut straight = KvCache::new(2);
+    prefill(&model, tokens(&prompt, &device), &[0], &mut straight, &device);
+    let want = to_vec(decode_step(&model, tokens(&[5], &device), &[0], &mut straight, &device));
+    let mut detour = KvCache::new(2);
+    prefill(&model, tokens(&prompt, &device), &[0], &mut detour, &device);
+    for t in [30, 31, 32] {
+        decode_step(&model, tokens(&[t], &device), &[0], &mut detour, &device);
+    }
+    assert_eq!(detour.len(), 7);
+    detour.truncate(4);
+    let got = to_vec(decode_step(&model, tokens(&[5], &device), &[0], &mut detour, &device));
+    assert!(max_diff(&want, &got) < 1e-5);
+}
+
 fn padded_batch_matches_single(device: Device) {
     let model = init_transformer(&tiny_config(), 2, &device).unwrap();
     let tok = Tokenizer::char_level("abcdefghijklmnopqrstuvwxyz0123456789", &[]).unwrap();
@@ -225,4 +244,4 @@ macro_rules! on_both_devices {
     };
 }
 
-on_both_devices!(cache_matches_recompute, padded_batch_matches_single, save_and_reload, seeded_sampling_repeats, context_overflow_is_an_error);
+on_both_devices!(cache_matches_recompute, cache_truncation_forgets_the_detour, padded_batch_matches_single, save_and_reload, seeded_sampling_repeats, context_overflow_is_an_error);

@@ -445,7 +445,8 @@ impl WeightSource for GgufSource {
     }
 }
 
-/// Writes a GGUF v3 file (used by tests to build small files; not a general-purpose writer).
+/// Writes a GGUF v3 file (tests build small files with it; not a general-purpose writer).
+#[cfg(test)]
 pub fn write_gguf(metadata: &[(&str, MetaValue)], tensors: &[(&str, GgmlType, Vec<usize>, Vec<u8>)]) -> Vec<u8> {
     fn put_str(out: &mut Vec<u8>, s: &str) {
         out.extend((s.len() as u64).to_le_bytes());
