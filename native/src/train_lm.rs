@@ -119,12 +119,7 @@ fn end_of_text(loaded: &Option<crate::common::Loaded>, tokenizer: &Tokenizer) ->
     loaded.as_ref().and_then(|l| l.model.config().eos_token_id).or_else(|| tokenizer.token_to_id("<eos>"))
 }
 
-fn builtin_data(loaded: &Option<crate::common::Loaded>, seed: u64) -> Result<Data> {
-    let tokenizer = match loaded {
-        Some(l) => l.tokenizer.clone(),
-        None => Tokenizer::char_level(arithmetic::ALPHABET, &SPECIALS)?,
-    };
-    let eos = end_of_text(loaded, &tokenizer);
+fn builtin_data(tokenizer: Tokenizer, eos: Option<u32>, seed: u64) -> Result<Data> {
     // The question is context; the loss is on the scratchpad and the answer (loss masking, as
     // STaR trains on rationales), so the model spends its capacity on the working.
     let to_example = |p: &arithmetic::Addition| -> Result<Example> {
@@ -143,11 +138,15 @@ fn builtin_data(loaded: &Option<crate::common::Loaded>, seed: u64) -> Result<Dat
     })
 }
 
-fn file_examples(path: &PathBuf, tokenizer: &Tokenizer, eos: Option<u32>, max_len: usize, bad: BadLines) -> Result<Vec<Example>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+fn read_text(path: &PathBuf) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Examples from the contents `text` of the data file `path` (.jsonl or plain text).
+fn file_examples(path: &PathBuf, text: &str, tokenizer: &Tokenizer, eos: Option<u32>, max_len: usize, bad: BadLines) -> Result<Vec<Example>> {
     let origin = path.display().to_string();
     if path.extension().is_some_and(|e| e == "jsonl") {
-        let (ex, report) = jsonl_examples(&text, tokenizer, eos, max_len, &origin, bad)?;
+        let (ex, report) = jsonl_examples(text, tokenizer, eos, max_len, &origin, bad)?;
         if report.skipped_lines > 0 {
             eprintln!("note: {origin}: skipped {} malformed lines", report.skipped_lines);
         }
@@ -156,17 +155,16 @@ fn file_examples(path: &PathBuf, tokenizer: &Tokenizer, eos: Option<u32>, max_le
         }
         Ok(ex)
     } else {
-        Ok(text_examples(&text, tokenizer, max_len, &origin)?)
+        Ok(text_examples(text, tokenizer, max_len, &origin)?)
     }
 }
 
-/// The characters of a text file, for a from-scratch character-level tokenizer.
-fn alphabet_of(path: &PathBuf) -> Result<String> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+/// The characters of a text, for a from-scratch character-level tokenizer.
+fn alphabet_of(text: &str) -> String {
     let mut chars: Vec<char> = text.chars().collect();
     chars.sort_unstable();
     chars.dedup();
-    Ok(chars.into_iter().collect())
+    chars.into_iter().collect()
 }
 
 struct Progress {
@@ -246,24 +244,26 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
         );
     }
     let bad = if a.skip_bad_lines { BadLines::Skip } else { BadLines::Error };
-    let data = match (a.builtin, &a.data) {
-        (Some(Builtin::Arithmetic), _) => builtin_data(&loaded, a.seed)?,
-        (None, Some(path)) => {
-            let tokenizer = match loaded.as_ref().map(|l| l.tokenizer.clone()) {
-                Some(t) => t,
-                None => Tokenizer::char_level(&alphabet_of(path)?, &SPECIALS)?,
-            };
-            let eos = end_of_text(&loaded, &tokenizer);
-            let train_ex = file_examples(path, &tokenizer, eos, a.max_len, bad)?;
+    let train_text = a.data.as_ref().map(read_text).transpose()?;
+    // A loaded model brings its tokenizer; from scratch, one character per token.
+    let tokenizer = match (&loaded, &train_text) {
+        (Some(l), _) => l.tokenizer.clone(),
+        (None, Some(text)) => Tokenizer::char_level(&alphabet_of(text), &SPECIALS)?,
+        (None, None) => Tokenizer::char_level(arithmetic::ALPHABET, &SPECIALS)?,
+    };
+    let eos = end_of_text(&loaded, &tokenizer);
+    let data = match (a.builtin, &a.data, &train_text) {
+        (Some(Builtin::Arithmetic), _, _) => builtin_data(tokenizer, eos, a.seed)?,
+        (None, Some(path), Some(text)) => {
+            let train_ex = file_examples(path, text, &tokenizer, eos, a.max_len, bad)?;
             let eval = match &a.eval_data {
-                Some(p) => file_examples(p, &tokenizer, eos, a.max_len, bad)?,
+                Some(p) => file_examples(p, &read_text(p)?, &tokenizer, eos, a.max_len, bad)?,
                 None => Vec::new(),
             };
             Data { tokenizer, train: train_ex, eval, probe: Vec::new() }
         }
-        (None, None) => unreachable!(),
+        _ => unreachable!("checked above: --data or --builtin"),
     };
-    let eos = end_of_text(&loaded, &data.tokenizer);
     let pad_id = data.tokenizer.token_to_id("<pad>").or(loaded.as_ref().and_then(|l| l.model.config().pad_token_id)).unwrap_or(0);
 
     // The run folder, and where training starts.
