@@ -10,7 +10,7 @@ use crate::cache::KvCache;
 use crate::error::{ModelError, Result};
 use crate::mask::{AttentionBias, positions};
 use crate::model::Transformer;
-use crate::sampling::{SamplingConfig, sample};
+use crate::sampling::{Sampler, SamplingConfig};
 use crate::tokenizer::Tokenizer;
 
 #[derive(Debug, Clone)]
@@ -126,9 +126,10 @@ pub fn generate_ids(
         })
         .collect();
     let mut cache = KvCache::new(c.num_layers);
+    let sampler = Sampler::new(&cfg.sampling, c.vocab_size, &device);
     let mut logits = prefill(model, tokens, &pad_left, &mut cache, &device);
     for step in 0..cfg.max_new_tokens {
-        let next = sample(logits, &cfg.sampling);
+        let next = sampler.sample(logits);
         let host: Vec<i64> = next.clone().into_data().try_into_vec_as::<i64>().expect("int ids");
         for (r, row) in rows.iter_mut().enumerate() {
             if row.finish.is_some() {

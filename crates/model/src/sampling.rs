@@ -2,7 +2,7 @@
 //! by the Gumbel-max trick (argmax of logits/T + Gumbel noise is a sample from softmax(logits/T)).
 //! Only the chosen ids ever leave the device.
 
-use burn::tensor::{Distribution, Int, Tensor, TensorData};
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 
 use crate::error::{ModelError, Result};
 use crate::mask::MASKED;
@@ -55,66 +55,81 @@ impl SamplingConfig {
     }
 }
 
-/// Adds [`MASKED`] to the logits of suppressed ids. `logits`: `[B, V]`.
-pub fn suppress(logits: Tensor<2>, ids: &[u32]) -> Tensor<2> {
-    if ids.is_empty() {
-        return logits;
-    }
-    let [_, v] = logits.dims();
-    let mut bias = vec![0f32; v];
-    for &id in ids {
-        if (id as usize) < v {
-            bias[id as usize] = MASKED;
-        }
-    }
-    let bias = Tensor::<1>::from_data(TensorData::new(bias, [v]), &logits.device());
-    logits + bias.unsqueeze::<2>()
+/// A sampling configuration bound to a vocabulary and device: the suppression bias is uploaded
+/// once per generation, not once per step.
+pub struct Sampler<'a> {
+    cfg: &'a SamplingConfig,
+    /// `[1, V]`: [`MASKED`] at suppressed ids, 0 elsewhere.
+    suppress_bias: Option<Tensor<2>>,
 }
 
-/// One token id per row of `logits` (`[B, V]`), as a device tensor `[B]`.
-pub fn sample(logits: Tensor<2>, cfg: &SamplingConfig) -> Tensor<1, Int> {
-    let [b, v] = logits.dims();
-    let logits = suppress(logits, &cfg.suppress);
-    if cfg.is_greedy() {
-        return logits.argmax(1).reshape([b]);
+impl<'a> Sampler<'a> {
+    pub fn new(cfg: &'a SamplingConfig, vocab_size: usize, device: &Device) -> Self {
+        let suppress_bias = (!cfg.suppress.is_empty()).then(|| {
+            let mut bias = vec![0f32; vocab_size];
+            for &id in &cfg.suppress {
+                if (id as usize) < vocab_size {
+                    bias[id as usize] = MASKED;
+                }
+            }
+            Tensor::from_data(TensorData::new(bias, [1, vocab_size]), device)
+        });
+        Self { cfg, suppress_bias }
     }
-    let scaled = logits.div_scalar(cfg.temperature as f64);
-    // Candidates: the top-k, or the whole vocabulary sorted when top-p needs an order.
-    let (values, indices) = match (cfg.top_k, cfg.top_p) {
-        (Some(k), _) if k < v => {
-            let (vals, idx) = scaled.topk_with_indices(k, 1);
-            (vals, Some(idx))
+
+    /// One token id per row of `logits` (`[B, V]`), as a device tensor `[B]`.
+    pub fn sample(&self, logits: Tensor<2>) -> Tensor<1, Int> {
+        let cfg = self.cfg;
+        let [b, v] = logits.dims();
+        let logits = match &self.suppress_bias {
+            Some(bias) => logits + bias.clone(),
+            None => logits,
+        };
+        if cfg.is_greedy() {
+            return logits.argmax(1).reshape([b]);
         }
-        (_, Some(p)) if p < 1.0 => {
-            let (vals, idx) = scaled.sort_descending_with_indices(1);
-            (vals, Some(idx))
+        let scaled = logits.div_scalar(cfg.temperature as f64);
+        // Candidates: the top-k, or the whole vocabulary sorted when top-p needs an order.
+        let (values, indices) = match (cfg.top_k, cfg.top_p) {
+            (Some(k), _) if k < v => {
+                let (vals, idx) = scaled.topk_with_indices(k, 1);
+                (vals, Some(idx))
+            }
+            (_, Some(p)) if p < 1.0 => {
+                let (vals, idx) = scaled.sort_descending_with_indices(1);
+                (vals, Some(idx))
+            }
+            _ => (scaled, None),
+        };
+        let values = match cfg.top_p {
+            Some(p) if p < 1.0 => {
+                // values are sorted descending here (topk output is sorted too). Drop a candidate
+                // when the mass before it already reaches p; the first one always survives.
+                let probs = burn::tensor::activation::softmax(values.clone(), 1);
+                let before = probs.clone().cumsum(1) - probs;
+                values.mask_fill(before.greater_equal_elem(p as f64), MASKED)
+            }
+            _ => values,
+        };
+        let [_, k] = values.dims();
+        let u = Tensor::<2>::random([b, k], Distribution::Uniform(1e-10, 1.0), &values.device());
+        let gumbel = u.log().neg().log().neg();
+        let choice = (values + gumbel).argmax(1); // [B, 1]
+        match indices {
+            Some(idx) => idx.gather(1, choice).reshape([b]),
+            None => choice.reshape([b]),
         }
-        _ => (scaled, None),
-    };
-    let values = match cfg.top_p {
-        Some(p) if p < 1.0 => {
-            // values are sorted descending here (topk output is sorted too). Drop a candidate
-            // when the mass before it already reaches p; the first one always survives.
-            let probs = burn::tensor::activation::softmax(values.clone(), 1);
-            let before = probs.clone().cumsum(1) - probs;
-            values.mask_fill(before.greater_equal_elem(p as f64), MASKED)
-        }
-        _ => values,
-    };
-    let [_, k] = values.dims();
-    let u = Tensor::<2>::random([b, k], Distribution::Uniform(1e-10, 1.0), &values.device());
-    let gumbel = u.log().neg().log().neg();
-    let choice = (values + gumbel).argmax(1); // [B, 1]
-    match indices {
-        Some(idx) => idx.gather(1, choice).reshape([b]),
-        None => choice.reshape([b]),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::Device;
+
+    fn sample(logits: Tensor<2>, cfg: &SamplingConfig) -> Tensor<1, Int> {
+        let v = logits.dims()[1];
+        Sampler::new(cfg, v, &logits.device()).sample(logits)
+    }
 
     fn ids(t: Tensor<1, Int>) -> Vec<i64> {
         t.into_data().try_into_vec_as::<i64>().unwrap()
