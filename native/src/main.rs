@@ -1,10 +1,15 @@
 //! `starling`: the command-line shell over Starling's libraries.
 
+mod baseline;
 mod bench;
+mod bench_rationales;
+mod builtin_base;
 mod common;
 mod generate;
 mod info;
 mod perplexity;
+mod star;
+mod tasks_args;
 mod train_lm;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +39,9 @@ const EXAMPLES: &str = "Examples:
   starling info models/SmolLM2-135M-Instruct.Q4_1.gguf
   starling generate -m models/SmolLM2-135M-Instruct.Q4_1.gguf -p 'The capital of France is'
   starling perplexity -m models/smollm2-hf --file notes.txt
+  starling star                                  # the built-in STaR experiment on arithmetic
+  starling star --task csqa -m models/smollm2-hf --train csqa/train.jsonl --dev csqa/dev.jsonl
+  starling baseline few-shot-rationale --task gsm8k -m models/smollm2-hf --train gsm8k/train.jsonl --dev gsm8k/test.jsonl
   starling train-lm --builtin arithmetic --out runs/arith
   starling bench -m models/SmolLM2-135M-Instruct.Q4_1.gguf";
 
@@ -47,6 +55,13 @@ enum Command {
     Perplexity(perplexity::Args),
     /// Train a small model from scratch, or fine-tune a loaded one, on text / JSONL / a built-in task.
     TrainLm(train_lm::Args),
+    /// STaR: bootstrap reasoning from a model's own rationales (default: the built-in arithmetic
+    /// experiment, with a tiny base model pretrained first).
+    Star(star::Args),
+    /// Baselines for STaR: few-shot direct / rationale prompting, direct fine-tuning.
+    Baseline(baseline::Args),
+    /// STaR's rationale-generation throughput at several batch sizes.
+    BenchRationales(bench_rationales::Args),
     /// Time forward, forward+backward and generation of a model on the chosen device.
     Bench(bench::Args),
 }
@@ -75,6 +90,9 @@ fn main() {
         Command::Perplexity(a) => perplexity::run(a, cli.device),
         Command::TrainLm(a) => train_lm::run(a, cli.device),
         Command::Bench(a) => bench::run(a, cli.device),
+        Command::Star(a) => star::run(a, cli.device),
+        Command::BenchRationales(a) => bench_rationales::run(a, cli.device),
+        Command::Baseline(a) => baseline::run(a, cli.device),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

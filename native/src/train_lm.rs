@@ -50,6 +50,12 @@ pub struct Args {
     /// Train on a built-in task instead of a file.
     #[arg(long)]
     builtin: Option<Builtin>,
+    /// Built-in arithmetic: digit counts of the training problems, as MIN-MAX.
+    #[arg(long, default_value = "1-5", value_parser = parse_digit_range)]
+    digits: (usize, usize),
+    /// Built-in arithmetic: number of training problems.
+    #[arg(long, default_value_t = 4000)]
+    problems: usize,
     /// Skip malformed JSONL lines instead of stopping at the first one.
     #[arg(long)]
     skip_bad_lines: bool,
@@ -119,7 +125,18 @@ fn end_of_text(loaded: &Option<crate::common::Loaded>, tokenizer: &Tokenizer) ->
     loaded.as_ref().and_then(|l| l.model.config().eos_token_id).or_else(|| tokenizer.token_to_id("<eos>"))
 }
 
-fn builtin_data(tokenizer: Tokenizer, eos: Option<u32>, seed: u64) -> Result<Data> {
+/// `2-5` → (2, 5); `3` → (3, 3).
+pub fn parse_digit_range(s: &str) -> Result<(usize, usize), String> {
+    let (lo, hi) = s.split_once('-').unwrap_or((s, s));
+    let p = |x: &str| x.trim().parse::<usize>().map_err(|_| format!("`{s}` is not a digit range like 1-5"));
+    let (lo, hi) = (p(lo)?, p(hi)?);
+    if !(1 <= lo && lo <= hi && hi <= 18) {
+        return Err(format!("digit range `{s}` must satisfy 1 <= min <= max <= 18"));
+    }
+    Ok((lo, hi))
+}
+
+fn builtin_data(tokenizer: Tokenizer, eos: Option<u32>, seed: u64, digits: (usize, usize), n: usize) -> Result<Data> {
     // The question is context; the loss is on the scratchpad and the answer (loss masking, as
     // STaR trains on rationales), so the model spends its capacity on the working.
     let to_example = |p: &arithmetic::Addition| -> Result<Example> {
@@ -128,12 +145,12 @@ fn builtin_data(tokenizer: Tokenizer, eos: Option<u32>, seed: u64) -> Result<Dat
         working.extend(eos);
         Ok(Example::prompt_completion(&question, &working))
     };
-    let train_problems = arithmetic::problems(seed, 4000, 1, 5);
-    let held_out = arithmetic::problems(seed.wrapping_add(1_000_003), 200, 1, 5);
+    let train_problems = arithmetic::problems(seed, n, digits.0, digits.1);
+    let held_out = arithmetic::problems(seed.wrapping_add(1_000_003), 200, 1, digits.1.max(5));
     Ok(Data {
         train: train_problems.iter().map(to_example).collect::<Result<_>>()?,
         eval: held_out.iter().map(to_example).collect::<Result<_>>()?,
-        probe: held_out.into_iter().take(40).collect(),
+        probe: held_out.into_iter().take(100).collect(),
         tokenizer,
     })
 }
@@ -249,11 +266,11 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     let tokenizer = match (&loaded, &train_text) {
         (Some(l), _) => l.tokenizer.clone(),
         (None, Some(text)) => Tokenizer::char_level(&alphabet_of(text), &SPECIALS)?,
-        (None, None) => Tokenizer::char_level(arithmetic::ALPHABET, &SPECIALS)?,
+        (None, None) => Tokenizer::char_level_with_pieces(arithmetic::ALPHABET, &arithmetic::PIECES, &SPECIALS)?,
     };
     let eos = end_of_text(&loaded, &tokenizer);
     let data = match (a.builtin, &a.data, &train_text) {
-        (Some(Builtin::Arithmetic), _, _) => builtin_data(tokenizer, eos, a.seed)?,
+        (Some(Builtin::Arithmetic), _, _) => builtin_data(tokenizer, eos, a.seed, a.digits, a.problems)?,
         (None, Some(path), Some(text)) => {
             let train_ex = file_examples(path, text, &tokenizer, eos, a.max_len, bad)?;
             let eval = match &a.eval_data {

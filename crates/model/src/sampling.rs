@@ -7,7 +7,7 @@ use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use crate::error::{ModelError, Result};
 use crate::mask::MASKED;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SamplingConfig {
     /// 0 means greedy (argmax).
     pub temperature: f32,

@@ -77,6 +77,13 @@ impl Tokenizer {
     /// A character-level tokenizer over `alphabet` plus special tokens (ids 0..specials.len()).
     /// Unknown characters map to `<unk>`, which is added if not among `specials`.
     pub fn char_level(alphabet: &str, specials: &[&str]) -> Result<Self> {
+        Self::char_level_with_pieces(alphabet, &[], specials)
+    }
+
+    /// Like [`Tokenizer::char_level`], plus multi-character `pieces` that are kept whole where
+    /// they occur (the longest first): e.g. `" 7"` makes a space-separated digit one token, as a
+    /// BPE tokenizer would, which halves the length of spaced-digit text.
+    pub fn char_level_with_pieces(alphabet: &str, pieces: &[&str], specials: &[&str]) -> Result<Self> {
         let mut vocab: BTreeMap<String, u32> = BTreeMap::new();
         let mut added = Vec::new();
         let mut push_special = |vocab: &mut BTreeMap<String, u32>, s: &str| {
@@ -98,20 +105,33 @@ impl Tokenizer {
                 vocab.insert(key, id);
             }
         }
+        let mut sorted: Vec<&str> = pieces.iter().copied().filter(|p| !p.is_empty()).collect();
+        sorted.sort_by_key(|p| std::cmp::Reverse(p.chars().count()));
+        for p in &sorted {
+            let id = vocab.len() as u32;
+            vocab.entry(p.to_string()).or_insert(id);
+        }
+        let alternatives: Vec<String> = sorted.iter().map(|p| regex_escape(p)).chain(["(?s).".to_string()]).collect();
         let tokenizer = json!({
             "version": "1.0",
             "truncation": null,
             "padding": null,
             "added_tokens": added,
             "normalizer": null,
-            // Every character is its own piece, whitespace included.
-            "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "(?s)."}, "behavior": "Isolated", "invert": false},
+            // Every listed piece, else every character, is its own token, whitespace included.
+            "pre_tokenizer": {"type": "Split", "pattern": {"Regex": alternatives.join("|")}, "behavior": "Isolated", "invert": false},
             "post_processor": null,
             "decoder": {"type": "Fuse"},
             "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"},
         });
         Self::from_json(&tokenizer.to_string())
     }
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == ' ' { c.to_string() } else { format!("\\x{{{:x}}}", c as u32) })
+        .collect()
 }
 
 /// Incremental decoding for streaming (see [`Tokenizer::stream_decoder`]).
@@ -160,6 +180,18 @@ mod tests {
         // Survives a save/load through tokenizer.json.
         let again = Tokenizer::from_json(&t.to_json().unwrap()).unwrap();
         assert_eq!(again.encode("9=9", false).unwrap(), t.encode("9=9", false).unwrap());
+    }
+
+    #[test]
+    fn pieces_are_kept_whole() {
+        let t = Tokenizer::char_level_with_pieces("0123456789+ <>/\n", &[" 1", " 2", "<s>", "</s>"], &["<pad>"]).unwrap();
+        let text = "</s>1 2 1+ 3<s>\n";
+        let ids = t.encode(text, false).unwrap();
+        let pieces: Vec<String> = ids.iter().map(|&i| t.id_to_token(i).unwrap()).collect();
+        assert_eq!(pieces, ["</s>", "1", " 2", " 1", "+", " ", "3", "<s>", "\n"]);
+        assert_eq!(t.decode(&ids, false).unwrap(), text);
+        let again = Tokenizer::from_json(&t.to_json().unwrap()).unwrap();
+        assert_eq!(again.encode(text, false).unwrap(), ids);
     }
 
     #[test]

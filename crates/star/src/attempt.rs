@@ -1,0 +1,155 @@
+//! One STaR generation phase over a batch of questions: a rationale for each with the current
+//! model; for the wrong ones, a rationalization with the hint; the outcome of each.
+
+use serde::{Deserialize, Serialize};
+
+use starling_model::generate::{GenerateConfig, Generation, generate_ids};
+use starling_model::{Tokenizer, Transformer};
+use starling_tasks::item::STOP_STRINGS;
+use starling_tasks::{Exemplar, Item, PromptStyle, TaskKind};
+use starling_train::Example;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The model's own rationale reached the gold answer.
+    Kept,
+    /// The rationale was wrong, but the hinted one reached the gold answer (trained on without the hint).
+    Rationalized,
+    /// Neither reached the gold answer (or the rationalization leaked the hint).
+    Rejected,
+}
+
+/// What happened to one training question in one iteration (a line of `rationales.jsonl`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RationaleRecord {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    pub outcome: Outcome,
+    /// The model's completion of the plain question, and the answer read from it.
+    pub completion: String,
+    pub answer: Option<String>,
+    /// The completion of the hinted question (when the first was wrong and rationalization is on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rationalization: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rationalization_answer: Option<String>,
+    /// The rationalization repeated the hint's text, so it cannot be trained on without it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub leaked_hint: bool,
+}
+
+impl RationaleRecord {
+    /// The completion to fine-tune on, if this question yielded one.
+    pub fn training_completion(&self) -> Option<&str> {
+        match self.outcome {
+            Outcome::Kept => Some(&self.completion),
+            Outcome::Rationalized => self.rationalization.as_deref(),
+            Outcome::Rejected => None,
+        }
+    }
+}
+
+/// How to generate: prompt exemplars, decoding, and whether to rationalize.
+pub struct Generator<'a> {
+    pub model: &'a Transformer,
+    pub tokenizer: &'a Tokenizer,
+    pub task: TaskKind,
+    pub exemplars: &'a [Exemplar],
+    pub decode: GenerateConfig,
+}
+
+impl Generator<'_> {
+    /// Greedy/sampled completions of `items` in one batch, with or without the hint.
+    pub fn complete(&self, items: &[&Item], style: PromptStyle, hinted: bool, seed: u64) -> starling_model::Result<Vec<String>> {
+        Ok(self.generations(items, style, hinted, seed)?.into_iter().map(|g| g.text).collect())
+    }
+
+    /// Like [`Generator::complete`], with token ids and finish reasons.
+    pub fn generations(&self, items: &[&Item], style: PromptStyle, hinted: bool, seed: u64) -> starling_model::Result<Vec<Generation>> {
+        let prompts = items
+            .iter()
+            .map(|it| self.tokenizer.encode(&self.task.prompt(self.exemplars, it, style, hinted), true))
+            .collect::<starling_model::Result<Vec<_>>>()?;
+        let mut cfg = self.decode.clone();
+        cfg.seed = seed;
+        for s in STOP_STRINGS {
+            if !cfg.stop_strings.iter().any(|x| x == s) {
+                cfg.stop_strings.push(s.to_string());
+            }
+        }
+        generate_ids(self.model, self.tokenizer, &prompts, &cfg, &mut |_| {})
+    }
+
+    /// Rationales for a batch of training questions, then rationalizations of the wrong ones
+    /// (with the same model), classified. `seed` makes sampled decoding repeatable per batch.
+    pub fn attempt(&self, items: &[&Item], rationalize: bool, seed: u64) -> starling_model::Result<Vec<RationaleRecord>> {
+        let first = self.complete(items, PromptStyle::Rationale, false, seed)?;
+        let mut records: Vec<RationaleRecord> = items
+            .iter()
+            .zip(first)
+            .map(|(it, completion)| {
+                let answer = self.task.extract(it, &completion);
+                let ok = answer.as_deref() == Some(it.gold.as_str());
+                RationaleRecord {
+                    id: it.id.clone(),
+                    group: it.group.clone(),
+                    outcome: if ok { Outcome::Kept } else { Outcome::Rejected },
+                    completion: normalize_completion(&completion),
+                    answer,
+                    rationalization: None,
+                    rationalization_answer: None,
+                    leaked_hint: false,
+                }
+            })
+            .collect();
+        if !rationalize {
+            return Ok(records);
+        }
+        let wrong: Vec<usize> = (0..items.len()).filter(|&i| records[i].outcome == Outcome::Rejected).collect();
+        if wrong.is_empty() {
+            return Ok(records);
+        }
+        let hinted_items: Vec<&Item> = wrong.iter().map(|&i| items[i]).collect();
+        let second = self.complete(&hinted_items, PromptStyle::Rationale, true, seed ^ 0x5eed_0f_4a11)?;
+        for (&i, completion) in wrong.iter().zip(second) {
+            let it = items[i];
+            let answer = self.task.extract(it, &completion);
+            let leaked = it.leaks_hint(&completion);
+            let r = &mut records[i];
+            if answer.as_deref() == Some(it.gold.as_str()) && !leaked {
+                r.outcome = Outcome::Rationalized;
+            }
+            r.leaked_hint = leaked;
+            r.rationalization = Some(normalize_completion(&completion));
+            r.rationalization_answer = answer;
+        }
+        Ok(records)
+    }
+}
+
+/// A completion as it is stored and trained on: trailing blank space removed, one final newline.
+pub fn normalize_completion(text: &str) -> String {
+    format!("{}\n", text.trim_end())
+}
+
+/// Fine-tuning examples from an iteration's records: the *plain* question (never the hinted
+/// one) as context, the kept completion + end-of-text as the target.
+pub fn training_examples(
+    records: &[RationaleRecord],
+    items: &std::collections::HashMap<&str, &Item>,
+    tokenizer: &Tokenizer,
+    eos: Option<u32>,
+) -> starling_model::Result<Vec<Example>> {
+    let mut out = Vec::new();
+    for r in records {
+        let Some(completion) = r.training_completion() else { continue };
+        let Some(item) = items.get(r.id.as_str()) else { continue };
+        let prompt = tokenizer.encode(&item.question, true)?;
+        let mut target = tokenizer.encode(completion, false)?;
+        target.extend(eos);
+        out.push(Example::prompt_completion(&prompt, &target));
+    }
+    Ok(out)
+}

@@ -1,0 +1,84 @@
+//! Settings of a STaR run. Defaults follow the official code where it applies to any model
+//! (steps growing 20% per iteration, near-greedy decoding, loss on rationale + answer only).
+
+use serde::{Deserialize, Serialize};
+
+use starling_model::sampling::SamplingConfig;
+use starling_tasks::TaskKind;
+use starling_train::TrainConfig;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StarConfig {
+    pub task: TaskKind,
+    /// Outer iterations (Algorithm 1's N).
+    pub iterations: usize,
+    /// Rationalize failures with the hint (off: the "STaR without rationalization" ablation).
+    pub rationalize: bool,
+    /// Few-shot exemplars in generation prompts (0 for a model that learned the format).
+    pub shots: usize,
+    /// Optimizer steps of iteration 1; iteration n trains `first_steps · step_growth^(n-1)`.
+    pub first_steps: usize,
+    pub step_growth: f64,
+    /// Fine-tuning settings (its `steps` is replaced per iteration).
+    pub train: TrainConfig,
+    /// Decoding for rationale generation and rationalization.
+    pub sampling: SamplingConfig,
+    pub max_new_tokens: usize,
+    /// Questions per generation batch.
+    pub gen_batch: usize,
+    /// Stop when dev accuracy has not improved on its best for this many iterations (0: never).
+    pub patience: usize,
+    pub seed: u64,
+}
+
+impl StarConfig {
+    /// Optimizer steps of iteration `n` (1-based).
+    pub fn steps_for(&self, n: usize) -> usize {
+        let s = self.first_steps as f64 * self.step_growth.powi(n.saturating_sub(1) as i32);
+        s.round().max(1.0) as usize
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.iterations == 0 {
+            return Err("iterations must be at least 1".into());
+        }
+        if self.first_steps == 0 {
+            return Err("the first iteration needs at least one training step".into());
+        }
+        if !(self.step_growth >= 1.0 && self.step_growth.is_finite()) {
+            return Err("step growth must be at least 1 (1.2 = 20% more steps each iteration)".into());
+        }
+        if self.gen_batch == 0 || self.max_new_tokens == 0 {
+            return Err("generation batch and max new tokens must be at least 1".into());
+        }
+        self.sampling.validate().map_err(|e| e.to_string())?;
+        self.train.validate().map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_grow_twenty_percent_per_iteration() {
+        let c = StarConfig {
+            task: TaskKind::Arithmetic,
+            iterations: 5,
+            rationalize: true,
+            shots: 0,
+            first_steps: 40,
+            step_growth: 1.2,
+            train: TrainConfig::default(),
+            sampling: SamplingConfig::greedy(),
+            max_new_tokens: 10,
+            gen_batch: 8,
+            patience: 0,
+            seed: 0,
+        };
+        assert_eq!((1..=5).map(|n| c.steps_for(n)).collect::<Vec<_>>(), vec![40, 48, 58, 69, 83]);
+        assert!(c.validate().is_ok());
+        assert!(StarConfig { step_growth: 0.5, ..c.clone() }.validate().is_err());
+        assert!(StarConfig { iterations: 0, ..c }.validate().is_err());
+    }
+}

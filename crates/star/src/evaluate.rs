@@ -1,0 +1,84 @@
+//! Accuracy of a model on a question set, overall and per group (e.g. digit count).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use starling_tasks::{Item, PromptStyle};
+
+use crate::attempt::Generator;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tally {
+    pub correct: usize,
+    pub total: usize,
+}
+
+impl Tally {
+    pub fn accuracy(&self) -> f64 {
+        if self.total == 0 { 0.0 } else { self.correct as f64 / self.total as f64 }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EvalResult {
+    pub overall: Tally,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_group: BTreeMap<String, Tally>,
+    /// Completions from which no answer could be read.
+    pub unparsable: usize,
+    /// A few completions, to look at.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<EvalSample>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalSample {
+    pub question: String,
+    pub completion: String,
+    pub correct: bool,
+}
+
+impl EvalResult {
+    pub fn accuracy(&self) -> f64 {
+        self.overall.accuracy()
+    }
+}
+
+/// Greedy-or-configured answers to `items` in `style`, in batches of `batch`; `on_batch` sees
+/// the number of questions done so far.
+pub fn evaluate(
+    g: &Generator<'_>,
+    items: &[Item],
+    style: PromptStyle,
+    batch: usize,
+    on_batch: &mut dyn FnMut(usize),
+) -> starling_model::Result<EvalResult> {
+    let mut result = EvalResult::default();
+    // Questions of similar length share a batch, so short ones do not wait for long ones.
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| (items[i].question.len(), i));
+    let mut done = 0;
+    for (b, chunk) in order.chunks(batch.max(1)).enumerate() {
+        let refs: Vec<&Item> = chunk.iter().map(|&i| &items[i]).collect();
+        let completions = g.complete(&refs, style, false, b as u64)?;
+        for (it, c) in refs.iter().zip(completions) {
+            let answer = g.task.extract(it, &c);
+            let ok = answer.as_deref() == Some(it.gold.as_str());
+            result.unparsable += usize::from(answer.is_none());
+            result.overall.total += 1;
+            result.overall.correct += usize::from(ok);
+            if let Some(group) = &it.group {
+                let t = result.by_group.entry(group.clone()).or_default();
+                t.total += 1;
+                t.correct += usize::from(ok);
+            }
+            if result.samples.len() < 3 || (!ok && result.samples.iter().filter(|s| !s.correct).count() < 2) {
+                result.samples.push(EvalSample { question: it.question.clone(), completion: c, correct: ok });
+            }
+        }
+        done += chunk.len();
+        on_batch(done);
+    }
+    Ok(result)
+}

@@ -1,0 +1,169 @@
+//! A STaR run's results as a Markdown table and an SVG chart (pure text, so the browser demo can
+//! draw the same).
+
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+use serde::{Deserialize, Serialize};
+
+use crate::evaluate::EvalResult;
+
+/// One iteration's numbers (iteration 0 is the base model before STaR).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IterationRow {
+    pub iteration: usize,
+    /// Training questions; of them, answered right by the model's own rationale (kept), right only
+    /// with the hint (rationalized), or neither.
+    pub train_total: usize,
+    pub kept: usize,
+    pub rationalized: usize,
+    pub rejected: usize,
+    /// Fine-tuning steps of this iteration's model.
+    pub steps: usize,
+    /// Dev-set accuracy of this iteration's model.
+    pub dev: EvalResult,
+    pub seconds: f64,
+}
+
+impl IterationRow {
+    /// Share of the training set the iteration fine-tuned on.
+    pub fn used_share(&self) -> f64 {
+        share(self.kept + self.rationalized, self.train_total)
+    }
+    /// Share of the training set that came from rationalization.
+    pub fn rationalized_share(&self) -> f64 {
+        share(self.rationalized, self.train_total)
+    }
+}
+
+fn share(a: usize, b: usize) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}", 100.0 * x)
+}
+
+/// Groups seen in any row, in natural order (`2 digits` before `10 digits`).
+pub fn groups(rows: &[IterationRow]) -> Vec<String> {
+    let set: BTreeSet<(usize, String)> = rows
+        .iter()
+        .flat_map(|r| r.dev.by_group.keys())
+        .map(|g| (g.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(usize::MAX), g.clone()))
+        .collect();
+    set.into_iter().map(|(_, g)| g).collect()
+}
+
+/// `| iteration | dev accuracy | per group … | train used | rationalized | steps |`, in percent.
+pub fn markdown_table(rows: &[IterationRow]) -> String {
+    let groups = groups(rows);
+    let mut s = String::from("| iteration | dev accuracy %");
+    for g in &groups {
+        let _ = write!(s, " | {g} %");
+    }
+    s.push_str(" | train set used % | from rationalization % | steps |\n|---|---");
+    s.push_str(&"|---".repeat(groups.len()));
+    s.push_str("|---|---|---|\n");
+    for r in rows {
+        let name = if r.iteration == 0 { "0 (base)".to_string() } else { r.iteration.to_string() };
+        let _ = write!(s, "| {name} | {}", pct(r.dev.accuracy()));
+        for g in &groups {
+            let cell = r.dev.by_group.get(g).map_or("–".to_string(), |t| pct(t.accuracy()));
+            let _ = write!(s, " | {cell}");
+        }
+        if r.iteration == 0 {
+            s.push_str(" | – | – | – |\n");
+        } else {
+            let _ = writeln!(s, " | {} | {} | {} |", pct(r.used_share()), pct(r.rationalized_share()), r.steps);
+        }
+    }
+    s
+}
+
+const COLORS: [&str; 8] = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"];
+
+/// Accuracy per group (or overall, without groups) against iteration, with the share of the train
+/// set used drawn dashed.
+pub fn svg_chart(rows: &[IterationRow], title: &str) -> String {
+    let (w, h) = (640.0, 400.0);
+    let (left, right, top, bottom) = (56.0, 150.0, 40.0, 48.0);
+    let pw = w - left - right;
+    let ph = h - top - bottom;
+    let max_it = rows.iter().map(|r| r.iteration).max().unwrap_or(1).max(1) as f64;
+    let x = |it: usize| left + pw * it as f64 / max_it;
+    let y = |acc: f64| top + ph * (1.0 - acc.clamp(0.0, 1.0));
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = write!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+    let _ = write!(s, r#"<text x="{}" y="22" font-size="15" text-anchor="middle">{}</text>"#, left + pw / 2.0, escape(title));
+    for i in 0..=5 {
+        let acc = i as f64 / 5.0;
+        let _ = write!(s, r##"<line x1="{left}" x2="{}" y1="{1}" y2="{1}" stroke="#ddd"/>"##, left + pw, y(acc));
+        let _ = write!(s, r#"<text x="{}" y="{}" text-anchor="end">{}%</text>"#, left - 6.0, y(acc) + 4.0, (acc * 100.0) as u32);
+    }
+    for r in rows {
+        let _ = write!(s, r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#, x(r.iteration), top + ph + 18.0, r.iteration);
+    }
+    let _ = write!(s, r#"<text x="{}" y="{}" text-anchor="middle">STaR iteration (0 = base model)</text>"#, left + pw / 2.0, h - 10.0);
+    let groups = groups(rows);
+    let mut series: Vec<(String, Vec<(usize, f64)>, bool)> = if groups.is_empty() {
+        vec![("dev accuracy".into(), rows.iter().map(|r| (r.iteration, r.dev.accuracy())).collect(), false)]
+    } else {
+        groups
+            .iter()
+            .map(|g| (g.clone(), rows.iter().filter_map(|r| r.dev.by_group.get(g).map(|t| (r.iteration, t.accuracy()))).collect(), false))
+            .collect()
+    };
+    series.push(("train set used".into(), rows.iter().filter(|r| r.iteration > 0).map(|r| (r.iteration, r.used_share())).collect(), true));
+    for (i, (name, points, dashed)) in series.iter().enumerate() {
+        let color = if *dashed { "#000" } else { COLORS[i % COLORS.len()] };
+        let path: Vec<String> = points.iter().map(|&(it, a)| format!("{:.1},{:.1}", x(it), y(a))).collect();
+        let dash = if *dashed { r#" stroke-dasharray="6 4""# } else { "" };
+        let _ = write!(s, r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"{dash}/>"#, path.join(" "));
+        for &(it, a) in points {
+            let _ = write!(s, r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"/>"#, x(it), y(a));
+        }
+        let ly = top + 10.0 + 18.0 * i as f64;
+        let _ = write!(s, r#"<line x1="{0}" x2="{1}" y1="{ly}" y2="{ly}" stroke="{color}" stroke-width="2"{dash}/>"#, w - right + 12.0, w - right + 34.0);
+        let _ = write!(s, r#"<text x="{}" y="{}">{}</text>"#, w - right + 40.0, ly + 4.0, escape(name));
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evaluate::Tally;
+
+    fn row(it: usize, by: &[(&str, usize)]) -> IterationRow {
+        let mut dev = EvalResult::default();
+        for &(g, c) in by {
+            dev.by_group.insert(g.into(), Tally { correct: c, total: 10 });
+            dev.overall.correct += c;
+            dev.overall.total += 10;
+        }
+        IterationRow { iteration: it, train_total: 100, kept: 10 * it, rationalized: 5 * it, rejected: 100 - 15 * it, steps: 40, dev, seconds: 1.0 }
+    }
+
+    #[test]
+    fn table_and_chart_show_every_group() {
+        let rows = vec![row(0, &[("1 digits", 5), ("10 digits", 0), ("2 digits", 1)]), row(1, &[("1 digits", 9), ("10 digits", 1), ("2 digits", 6)])];
+        assert_eq!(groups(&rows), ["1 digits", "2 digits", "10 digits"]);
+        let t = markdown_table(&rows);
+        assert!(t.starts_with("| iteration | dev accuracy % | 1 digits % | 2 digits % | 10 digits % |"), "{t}");
+        assert!(t.contains("| 0 (base) | 20.0 | 50.0 | 10.0 | 0.0 | – | – | – |"), "{t}");
+        assert!(t.contains("| 1 | 53.3 | 90.0 | 60.0 | 10.0 | 15.0 | 5.0 | 40 |"), "{t}");
+        let svg = svg_chart(&rows, "a <test>");
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<polyline").count(), 4);
+        assert!(svg.contains("a &lt;test&gt;"));
+    }
+}

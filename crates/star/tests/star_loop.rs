@@ -1,0 +1,225 @@
+//! The STaR loop end to end on a tiny model: two iterations whose fine-tuning provably starts
+//! from the base weights, no hint in any training example, resume after a kill between (and
+//! inside) phases giving the same artefacts, and a clear error when nothing is kept.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::tensor::Device;
+
+use starling_model::checkpoint::files::{open_checkpoint, save_hf_folder};
+use starling_model::sampling::SamplingConfig;
+use starling_model::weights::{init_transformer, load_transformer};
+use starling_model::{ModelConfig, Tokenizer, Transformer};
+use starling_star::attempt::training_examples;
+use starling_star::fingerprint::fingerprint;
+use starling_star::report::IterationRow;
+use starling_star::run::{BaseInfo, Quiet, StarData, StarError, StarRun, TrainStart};
+use starling_star::{RationaleRecord, StarConfig};
+use starling_tasks::arithmetic::{self, Addition};
+use starling_tasks::{Item, TaskKind};
+use starling_train::Example;
+use starling_train::trainer::{NoObserver, TrainConfig, train};
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("starling-star-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn tokenizer() -> Tokenizer {
+    Tokenizer::char_level_with_pieces(arithmetic::ALPHABET, &arithmetic::PIECES, &["<pad>", "<eos>"]).unwrap()
+}
+
+fn tiny_config(tok: &Tokenizer) -> ModelConfig {
+    let mut c = ModelConfig::tiny(tok.vocab_size());
+    c.hidden_size = 64;
+    c.intermediate_size = 192;
+    c.num_layers = 2;
+    c.num_heads = 4;
+    c.num_kv_heads = 4;
+    c.head_dim = 16;
+    c.max_position_embeddings = 256;
+    c.eos_token_id = tok.token_to_id("<eos>");
+    c.pad_token_id = tok.token_to_id("<pad>");
+    c
+}
+
+/// A base model that has seen worked one-digit sums, half of them with the answer as a hint.
+fn pretrained_base(dir: &Path, steps: usize) -> PathBuf {
+    let tok = tokenizer();
+    let eos = tok.token_to_id("<eos>").unwrap();
+    let examples: Vec<Example> = arithmetic::problems(11, 600, 1, 1)
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let q = if i % 2 == 0 { p.hinted_question() } else { p.question() };
+            let mut target = tok.encode(&p.worked_answer(), false).unwrap();
+            target.push(eos);
+            Example::prompt_completion(&tok.encode(&q, false).unwrap(), &target)
+        })
+        .collect();
+    let device = Device::flex().autodiff();
+    let model = init_transformer(&tiny_config(&tok), 5, &device).unwrap();
+    let cfg = TrainConfig { steps, batch_size: 16, lr: 3e-3, warmup_steps: 10, max_len: 128, ..TrainConfig::default() };
+    let (model, _) = train(model, &examples, None, &cfg, 0, None, &mut NoObserver).unwrap();
+    let path = dir.join("base");
+    save_hf_folder(&path, &model.valid(), &tok).unwrap();
+    path
+}
+
+fn data() -> StarData {
+    let items = |seed, n| arithmetic::problems(seed, n, 1, 2).iter().map(Addition::item).collect::<Vec<Item>>();
+    StarData { train: items(21, 48), dev: items(22, 16), exemplars: Vec::new() }
+}
+
+fn config(iterations: usize) -> StarConfig {
+    StarConfig {
+        task: TaskKind::Arithmetic,
+        iterations,
+        rationalize: true,
+        shots: 0,
+        first_steps: 10,
+        step_growth: 1.2,
+        train: TrainConfig { batch_size: 8, lr: 1e-3, warmup_steps: 2, max_len: 128, save_every: Some(5), ..TrainConfig::default() },
+        sampling: SamplingConfig::greedy(),
+        max_new_tokens: 90,
+        gen_batch: 16,
+        patience: 0,
+        seed: 3,
+    }
+}
+
+fn star<'a>(root: &Path, base: &Path, data: &'a StarData, iterations: usize) -> StarRun<'a> {
+    StarRun { root: root.to_path_buf(), cfg: config(iterations), data, base: base.to_path_buf(), tokenizer: tokenizer(), device: Device::flex() }
+}
+
+fn read<T: for<'de> serde::Deserialize<'de>>(p: &Path) -> T {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+}
+
+fn records(root: &Path, n: usize) -> Vec<RationaleRecord> {
+    let text = std::fs::read_to_string(root.join(format!("iter-{n:02}/rationales.jsonl"))).unwrap();
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn model_fingerprint(dir: &Path) -> String {
+    let ck = open_checkpoint(dir, None).unwrap();
+    let (m, _): (Transformer, _) = load_transformer(&ck.config, ck.weights.as_ref(), &Device::flex()).unwrap();
+    fingerprint(&m)
+}
+
+/// Every artefact that must not depend on whether the run was interrupted.
+fn artefacts(root: &Path, iterations: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for n in 0..=iterations {
+        let dir = root.join(format!("iter-{n:02}"));
+        out.push(std::fs::read_to_string(dir.join("eval.json")).unwrap());
+        let mut row: IterationRow = read(&dir.join("row.json"));
+        row.seconds = 0.0;
+        out.push(serde_json::to_string(&row).unwrap());
+        if n > 0 {
+            out.push(std::fs::read_to_string(dir.join("rationales.jsonl")).unwrap());
+            out.push(model_fingerprint(&dir.join("model")));
+        }
+    }
+    out
+}
+
+#[test]
+fn star_loop_fine_tunes_the_base_each_iteration_and_resumes_exactly() {
+    let dir = temp_dir("loop");
+    let base = pretrained_base(&dir, 150);
+    let data = data();
+
+    // Uninterrupted: two iterations.
+    let a = dir.join("a");
+    let (rows, _) = star(&a, &base, &data, 2).run(false, &mut Quiet).unwrap();
+    for r in &rows {
+        eprintln!("iteration {}: kept {} rationalized {} rejected {}, dev {:.2}", r.iteration, r.kept, r.rationalized, r.rejected, r.dev.accuracy());
+    }
+    assert_eq!(rows.iter().map(|r| r.iteration).collect::<Vec<_>>(), vec![0, 1, 2]);
+    assert!(rows[1].kept + rows[1].rationalized > 0, "iteration 1 kept nothing: {:?}", rows[1]);
+    for r in &rows[1..] {
+        assert_eq!(r.kept + r.rationalized + r.rejected, data.train.len());
+    }
+    assert_eq!((rows[1].steps, rows[2].steps), (10, 12));
+
+    // Fine-tuning started from the base weights both times — checked on the weights themselves.
+    let base_info: BaseInfo = read(&a.join("base.json"));
+    assert_eq!(base_info.fingerprint, model_fingerprint(&base));
+    let m1 = model_fingerprint(&a.join("iter-01/model"));
+    for n in 1..=2 {
+        let start: TrainStart = read(&a.join(format!("iter-{n:02}/train_start.json")));
+        assert_eq!(start.start_fingerprint, base_info.fingerprint, "iteration {n} did not start from the base model");
+    }
+    assert_ne!(m1, base_info.fingerprint, "iteration 1 did not change the model");
+    assert_ne!(m1, model_fingerprint(&a.join("iter-02/model")));
+
+    // No training example contains the hint, and every one starts with the plain question.
+    let tok = tokenizer();
+    let by_id = data.train.iter().map(|it| (it.id.as_str(), it)).collect();
+    for n in 1..=2 {
+        let recs = records(&a, n);
+        let by_id_map: &std::collections::HashMap<&str, &Item> = &by_id;
+        for r in &recs {
+            let wrong = r.answer.as_deref() != Some(by_id_map[r.id.as_str()].gold.as_str());
+            assert_eq!(wrong, r.rationalization.is_some(), "every wrong answer (and only those) is rationalized: {r:?}");
+        }
+        for ex in training_examples(&recs, &by_id, &tok, tok.token_to_id("<eos>")).unwrap() {
+            let text = tok.decode(&ex.ids, false).unwrap();
+            assert!(!text.contains('('), "a hint reached the training data: {text}");
+            assert!(text.starts_with("Q: ") && text.contains("\n<scratch>"), "{text}");
+        }
+    }
+    let expected = artefacts(&a, 2);
+
+    // Killed after iteration 1, then resumed with two iterations.
+    let b = dir.join("b");
+    star(&b, &base, &data, 1).run(false, &mut Quiet).unwrap();
+    assert!(matches!(star(&b, &base, &data, 2).run(false, &mut Quiet), Err(StarError::Resume(_))), "a second start must not overwrite");
+    star(&b, &base, &data, 2).run(true, &mut Quiet).unwrap();
+    assert_eq!(artefacts(&b, 2), expected);
+
+    // Killed inside iteration 2: halfway through generation (a torn last line), or after
+    // generation and before the model was saved.
+    let it2 = b.join("iter-02");
+    let full = std::fs::read_to_string(it2.join("rationales.jsonl")).unwrap();
+    let lines: Vec<&str> = full.lines().collect();
+    let partial = format!("{}\n{}", lines[..20].join("\n"), &lines[20][..10]);
+    for f in ["rationales.jsonl", "eval.json", "row.json", "train_start.json"] {
+        std::fs::remove_file(it2.join(f)).unwrap();
+    }
+    std::fs::remove_dir_all(it2.join("model")).unwrap();
+    std::fs::remove_dir_all(it2.join("train")).unwrap();
+    std::fs::write(it2.join("rationales.partial.jsonl"), partial).unwrap();
+    star(&b, &base, &data, 2).run(true, &mut Quiet).unwrap();
+    assert_eq!(artefacts(&b, 2), expected);
+    assert!(!it2.join("rationales.partial.jsonl").exists());
+
+    // Changed settings are refused on resume.
+    let mut other = star(&b, &base, &data, 2);
+    other.cfg.first_steps = 11;
+    assert!(matches!(other.run(true, &mut Quiet), Err(StarError::Resume(_))));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_model_that_never_answers_gets_a_clear_error() {
+    let dir = temp_dir("nothing");
+    let tok = tokenizer();
+    let model = init_transformer(&tiny_config(&tok), 1, &Device::flex()).unwrap();
+    let base = dir.join("random-base");
+    save_hf_folder(&base, &model, &tok).unwrap();
+    let data = data();
+    let mut run = star(&dir.join("run"), &base, &data, 1);
+    run.cfg.rationalize = false;
+    run.cfg.max_new_tokens = 12;
+    let err = run.run(false, &mut Quiet).unwrap_err();
+    assert!(matches!(err, StarError::NothingKept { iteration: 1, .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("nothing to fine-tune on") && msg.contains("rationales.jsonl"), "{msg}");
+    // The generation phase's artefact is kept for inspection.
+    assert_eq!(records(&dir.join("run"), 1).len(), data.train.len());
+    let _ = std::fs::remove_dir_all(&dir);
+}

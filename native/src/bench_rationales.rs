@@ -1,0 +1,70 @@
+//! `starling bench-rationales`: STaR's rationale-generation throughput (questions/s, tokens/s)
+//! at several batch sizes, on a task's training questions.
+
+use std::time::Instant;
+
+use anyhow::Result;
+
+use starling_model::checkpoint::files::open_checkpoint;
+use starling_model::device::DeviceChoice;
+use starling_model::generate::GenerateConfig;
+use starling_model::weights::load_transformer;
+use starling_star::attempt::Generator;
+use starling_tasks::{Item, PromptStyle};
+
+use crate::common::pick_device;
+use crate::star::TuneArgs;
+use crate::tasks_args::TaskArgs;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    task: TaskArgs,
+    #[command(flatten)]
+    tune: TuneArgs,
+    /// Questions generated per batch size (the same ones for each).
+    #[arg(long, default_value_t = 64)]
+    questions: usize,
+    /// Batch sizes to compare.
+    #[arg(long, value_delimiter = ',', default_value = "1,32")]
+    batches: Vec<usize>,
+}
+
+pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
+    let dev = pick_device(device)?;
+    let task = a.task.load(a.tune.seed)?;
+    let (base, tokenizer) = a.tune.base(&a.task, &dev.device)?;
+    let ck = open_checkpoint(&base, None)?;
+    let (model, _) = load_transformer(&ck.config, ck.weights.as_ref(), &dev.device)?;
+    let shots = a.tune.shots.unwrap_or(if a.tune.builtin() { 0 } else { task.data.exemplars.len() });
+    let g = Generator {
+        model: &model,
+        tokenizer: &tokenizer,
+        task: task.kind,
+        exemplars: &task.data.exemplars[..shots.min(task.data.exemplars.len())],
+        decode: GenerateConfig {
+            max_new_tokens: a.tune.default_max_new_tokens(a.task.task),
+            eos_ids: model.config().eos_token_id.into_iter().collect(),
+            ..GenerateConfig::default()
+        },
+    };
+    let items: Vec<&Item> = task.data.train.iter().take(a.questions).collect();
+    // Warm-up: first-use costs (allocation, kernel compilation on GPUs) are not throughput.
+    g.generations(&items[..items.len().min(2)], PromptStyle::Rationale, false, 0)?;
+    println!("rationale generation, {} questions of {} ({} shots), greedy, on {}", items.len(), task.kind.name(), shots, dev.name);
+    println!("| batch | questions/s | generated tokens/s | seconds | speed-up |");
+    println!("|---|---|---|---|---|");
+    let mut first: Option<f64> = None;
+    for &b in &a.batches {
+        let t = Instant::now();
+        let mut tokens = 0;
+        for chunk in items.chunks(b.max(1)) {
+            tokens += g.generations(chunk, PromptStyle::Rationale, false, 0)?.iter().map(|x| x.ids.len()).sum::<usize>();
+        }
+        let secs = t.elapsed().as_secs_f64();
+        let qps = items.len() as f64 / secs;
+        let base = *first.get_or_insert(qps);
+        println!("| {b} | {qps:.2} | {:.1} | {secs:.1} | {:.1}× |", tokens as f64 / secs, qps / base);
+    }
+    Ok(())
+}

@@ -1,0 +1,274 @@
+//! `starling star`: the STaR loop (rationale generation, rationalization, filtering, fine-tuning
+//! from the base model) with every iteration's artefacts on disk; and `starling baseline`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use indicatif::ProgressBar;
+
+use starling_model::device::DeviceChoice;
+use starling_model::sampling::SamplingConfig;
+use starling_star::StarConfig;
+use starling_star::report::{IterationRow, markdown_table};
+use starling_star::run::{Finish, Phase, StarObserver, StarRun};
+use starling_train::optim::AdamWConfig;
+use starling_train::schedule::ScheduleKind;
+use starling_train::trainer::{StepMetrics, TrainConfig};
+
+use crate::builtin_base::{self, BaseRecipe};
+use crate::common::{bar, pick_device};
+use crate::tasks_args::{TaskArgs, TaskChoice};
+
+/// Fine-tuning and decoding settings shared by `star` and the direct fine-tune baseline.
+#[derive(clap::Args)]
+pub struct TuneArgs {
+    /// A pretrained model (HF folder or GGUF) to start from. Without it (arithmetic only), a tiny
+    /// base model is pretrained first on a built-in corpus (see --base-* options).
+    #[arg(short, long)]
+    pub model: Option<PathBuf>,
+    /// Where the built-in base model is prepared and reused.
+    #[arg(long, default_value = "runs/base-arithmetic")]
+    pub base_dir: PathBuf,
+    #[command(flatten)]
+    pub base: BaseRecipe,
+    /// Examples per optimizer step.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 1)]
+    pub grad_accum: usize,
+    /// Longest training example in tokens (question + rationale + answer).
+    #[arg(long, default_value_t = 512)]
+    pub max_len: usize,
+    /// Learning rate (default: 1e-3 for the built-in tiny model, 1e-5 for a pretrained one).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long, default_value_t = 20)]
+    pub warmup: usize,
+    /// Sampling temperature for rationales (0 = greedy; the official STaR code uses 0.01, which
+    /// is greedy in practice).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    /// Longest completion in tokens.
+    #[arg(long)]
+    pub max_new_tokens: Option<usize>,
+    /// Questions per generation batch.
+    #[arg(long, default_value_t = 64)]
+    pub gen_batch: usize,
+    /// Few-shot exemplars in prompts (default: 0 for the built-in model, which learned the
+    /// format in pretraining; else all of them).
+    #[arg(long)]
+    pub shots: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub task: TaskArgs,
+    #[command(flatten)]
+    pub tune: TuneArgs,
+    /// Run folder (default: runs/star-<task>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Delete an earlier run in the folder first.
+    #[arg(long, conflicts_with = "resume")]
+    pub fresh: bool,
+    /// Continue the run in the folder where it stopped (finished phases are not redone).
+    #[arg(long)]
+    pub resume: bool,
+    /// Outer iterations.
+    #[arg(long, default_value_t = 5)]
+    pub iterations: usize,
+    /// The ablation "STaR without rationalization": wrong answers are only dropped.
+    #[arg(long)]
+    pub no_rationalization: bool,
+    /// Fine-tuning steps of iteration 1 (default: 200 for the built-in model, 40 as in the
+    /// official code for a pretrained one).
+    #[arg(long)]
+    pub first_steps: Option<usize>,
+    /// Growth of the step count per iteration.
+    #[arg(long, default_value_t = 1.2)]
+    pub step_growth: f64,
+    /// Stop after this many iterations without a better dev accuracy (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub patience: usize,
+}
+
+impl TuneArgs {
+    pub fn builtin(&self) -> bool {
+        self.model.is_none()
+    }
+
+    pub fn train_config(&self, steps: usize) -> TrainConfig {
+        TrainConfig {
+            steps,
+            batch_size: self.batch_size,
+            grad_accum: self.grad_accum,
+            max_len: self.max_len,
+            lr: self.lr.unwrap_or(if self.builtin() { 1e-3 } else { 1e-5 }),
+            warmup_steps: self.warmup,
+            // Constant after warm-up, as the official STaR code.
+            schedule: ScheduleKind::Constant,
+            min_lr_ratio: 1.0,
+            adamw: AdamWConfig { weight_decay: 0.0, ..AdamWConfig::default() },
+            grad_clip: Some(1.0),
+            seed: self.seed,
+            eval_every: None,
+            save_every: Some(100),
+            keep_checkpoints: 1,
+        }
+    }
+
+    pub fn sampling(&self) -> SamplingConfig {
+        SamplingConfig { temperature: self.temperature, top_p: self.top_p, ..SamplingConfig::greedy() }
+    }
+
+    /// The base model's path and tokenizer: the given model, or the built-in one (prepared now).
+    pub fn base(&self, task: &TaskArgs, device: &burn::tensor::Device) -> Result<(PathBuf, starling_model::Tokenizer)> {
+        match &self.model {
+            Some(p) => {
+                let ck = starling_model::checkpoint::files::open_checkpoint(p, None)?;
+                Ok((p.clone(), ck.tokenizer))
+            }
+            None if task.task == TaskChoice::Arithmetic => {
+                Ok((builtin_base::prepare(&self.base_dir, &self.base, task.digits.1, device)?, builtin_base::tokenizer()?))
+            }
+            None => bail!("--task csqa/gsm8k/qa needs a pretrained model: pass -m MODEL (an HF folder or a GGUF file)"),
+        }
+    }
+
+    pub fn default_max_new_tokens(&self, task: TaskChoice) -> usize {
+        self.max_new_tokens.unwrap_or(match task {
+            TaskChoice::Arithmetic => 200,
+            TaskChoice::Csqa | TaskChoice::Qa => 96,
+            TaskChoice::Gsm8k => 256,
+        })
+    }
+}
+
+/// Progress bars per phase, and the table as iterations finish.
+struct Progress {
+    pb: Option<ProgressBar>,
+    rows: Vec<IterationRow>,
+}
+
+impl StarObserver for Progress {
+    fn phase(&mut self, iteration: usize, phase: Phase, total: usize) {
+        if let Some(pb) = self.pb.take() {
+            pb.finish_and_clear();
+        }
+        let what = match phase {
+            Phase::Generate => format!("it {iteration} rationales"),
+            Phase::Train => format!("it {iteration} fine-tune"),
+            Phase::Evaluate => format!("it {iteration} dev eval"),
+        };
+        self.pb = Some(bar(total as u64, &what));
+    }
+    fn progress(&mut self, done: usize) {
+        if let Some(pb) = &self.pb {
+            pb.set_position(done as u64);
+        }
+    }
+    fn train_step(&mut self, m: &StepMetrics) {
+        if let Some(pb) = &self.pb {
+            pb.set_position(m.step as u64);
+            pb.set_prefix(format!("loss {:.4}", m.loss));
+        }
+    }
+    fn iteration_done(&mut self, row: &IterationRow) {
+        if let Some(pb) = self.pb.take() {
+            pb.finish_and_clear();
+        }
+        let groups: Vec<String> = row.dev.by_group.iter().map(|(g, t)| format!("{g} {:.0}%", 100.0 * t.accuracy())).collect();
+        let detail = if groups.is_empty() { String::new() } else { format!(" ({})", groups.join(", ")) };
+        if row.iteration == 0 {
+            println!("iteration 0 (base model): dev accuracy {:.1}%{detail}", 100.0 * row.dev.accuracy());
+        } else {
+            println!(
+                "iteration {}: kept {} + rationalized {} of {} ({:.0}% of the train set), {} steps; dev accuracy {:.1}%{detail} [{:.0}s]",
+                row.iteration,
+                row.kept,
+                row.rationalized,
+                row.train_total,
+                100.0 * row.used_share(),
+                row.steps,
+                100.0 * row.dev.accuracy(),
+                row.seconds
+            );
+        }
+        self.rows.push(row.clone());
+    }
+    fn note(&mut self, message: &str) {
+        match &self.pb {
+            Some(pb) => pb.println(format!("note: {message}")),
+            None => eprintln!("note: {message}"),
+        }
+    }
+}
+
+pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
+    let t0 = std::time::Instant::now();
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/star-{}", task_name(a.task.task))));
+    if a.fresh && out.join("star_config.json").exists() {
+        std::fs::remove_dir_all(&out).with_context(|| format!("cannot delete {}", out.display()))?;
+        eprintln!("--fresh: deleted the earlier run in {}", out.display());
+    }
+    let dev = pick_device(device)?;
+    let task = a.task.load(a.tune.seed)?;
+    eprintln!(
+        "task: {} — {} training questions, {} dev questions, {} exemplars",
+        task.kind.name(),
+        task.data.train.len(),
+        task.data.dev.len(),
+        task.data.exemplars.len()
+    );
+    let (base, tokenizer) = a.tune.base(&a.task, &dev.device)?;
+    let builtin = a.tune.builtin();
+    let first_steps = a.first_steps.unwrap_or(if builtin { 200 } else { 40 });
+    let cfg = StarConfig {
+        task: task.kind,
+        iterations: a.iterations,
+        rationalize: !a.no_rationalization,
+        shots: a.tune.shots.unwrap_or(if builtin { 0 } else { task.data.exemplars.len() }),
+        first_steps,
+        step_growth: a.step_growth,
+        train: a.tune.train_config(first_steps),
+        sampling: a.tune.sampling(),
+        max_new_tokens: a.tune.default_max_new_tokens(a.task.task),
+        gen_batch: a.tune.gen_batch,
+        patience: a.patience,
+        seed: a.tune.seed,
+    };
+    if cfg.shots > 0 && task.data.exemplars.is_empty() {
+        bail!("--shots {} but the task has no exemplars: pass --exemplars FILE (JSONL with \"rationale\") or --shots 0", cfg.shots);
+    }
+    let star = StarRun { root: out.clone(), cfg, data: &task.data, base, tokenizer, device: dev.device.clone() };
+    let mut progress = Progress { pb: None, rows: Vec::new() };
+    let (rows, finish) = star.run(a.resume, &mut progress)?;
+    if let Some(pb) = progress.pb.take() {
+        pb.finish_and_clear();
+    }
+    println!("\n{}", markdown_table(&rows));
+    if let Finish::Plateau { best_iteration } = finish {
+        println!("stopped early: no improvement since iteration {best_iteration}");
+    }
+    println!(
+        "report: {}  chart: {}  (finished in {:.0}s)",
+        out.join("report.md").display(),
+        out.join("chart.svg").display(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+pub fn task_name(t: TaskChoice) -> &'static str {
+    match t {
+        TaskChoice::Arithmetic => "arithmetic",
+        TaskChoice::Csqa => "csqa",
+        TaskChoice::Gsm8k => "gsm8k",
+        TaskChoice::Qa => "qa",
+    }
+}
