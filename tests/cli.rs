@@ -170,3 +170,68 @@ fn bad_input_gives_clear_errors() {
     fails_with(&["--device", "cpu", "train-lm", "--data", s(&broken), "--out", s(&dir.join("r2"))], "broken.jsonl:2:");
     fails_with(&["--device", "cpu", "train-lm", "--builtin", "arithmetic", "--out", s(&dir.join("r3")), "--resume"], "no checkpoint");
 }
+
+/// Small settings for the built-in STaR experiment, so a test runs in seconds.
+fn tiny_star(out: &Path, base: &Path) -> Vec<String> {
+    [
+        "--device", "cpu", "star", "--out", s(out), "--base-dir", s(base), "--digits", "1-1", "--train-size", "48",
+        "--dev-per-digit", "16", "--base-steps", "150", "--base-layers", "2", "--base-hidden", "64", "--first-steps", "8",
+        "--batch-size", "8", "--gen-batch", "16",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+#[test]
+fn star_on_builtin_arithmetic_writes_its_artefacts_and_resumes() {
+    let dir = temp("star");
+    let (out, base) = (dir.join("run"), dir.join("base"));
+    let mut args = tiny_star(&out, &base);
+    args.extend(["--iterations", "1"].map(String::from));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let stdout = ok(&refs);
+    assert!(stdout.contains("iteration 0 (base model): dev accuracy") && stdout.contains("iteration 1: kept"), "{stdout}");
+    assert!(stdout.contains("| iteration | dev accuracy % | 1 digits % |"), "{stdout}");
+    for f in ["report.md", "chart.svg", "summary.json", "base.json", "iter-01/rationales.jsonl", "iter-01/model/config.json", "iter-01/eval.json"] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    assert!(base.join("model/config.json").exists());
+    // A second start refuses to overwrite; --resume with more iterations continues.
+    fails_with(&refs, "--resume");
+    let mut more = tiny_star(&out, &base);
+    more.extend(["--iterations", "2", "--resume"].map(String::from));
+    let refs: Vec<&str> = more.iter().map(String::as_str).collect();
+    let stdout = ok(&refs);
+    assert!(stdout.contains("iteration 2: kept") && out.join("iter-02/model/config.json").exists(), "{stdout}");
+    // The base model is reused, and a baseline runs on it.
+    let stdout = ok(&[
+        "--device", "cpu", "baseline", "few-shot-rationale", "--base-dir", s(&base), "--digits", "1-1", "--dev-per-digit", "8",
+        "--base-steps", "150", "--base-layers", "2", "--base-hidden", "64", "--out", s(&dir.join("b")),
+    ]);
+    assert!(stdout.contains("few-shot-rationale on arithmetic (8 dev questions, 3 shots): accuracy"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn star_reports_bad_task_input_clearly() {
+    let dir = temp("star-bad");
+    let out = s(&dir.join("run")).to_string();
+    fails_with(&["--device", "cpu", "star", "--task", "csqa", "--out", &out], "needs a pretrained model");
+    let model = gguf();
+    let m = s(&model);
+    fails_with(&["--device", "cpu", "star", "--task", "csqa", "-m", m, "--out", &out], "needs --train FILE and --dev FILE");
+    let missing = dir.join("missing.jsonl");
+    fails_with(&["--device", "cpu", "star", "--task", "gsm8k", "-m", m, "--train", s(&missing), "--dev", s(&missing), "--out", &out], "cannot read");
+    // A CommonsenseQA file with a broken line, and an unlabeled one.
+    let good = r#"{"answerKey": "A", "id": "x", "question": {"stem": "Where is money kept?", "choices": [{"label": "A", "text": "bank"}, {"label": "B", "text": "tree"}]}}"#;
+    let broken = dir.join("broken.jsonl");
+    std::fs::write(&broken, format!("{good}\n{{\"answerKey\": \n")).unwrap();
+    fails_with(&["--device", "cpu", "star", "--task", "csqa", "-m", m, "--train", s(&broken), "--dev", s(&broken), "--out", &out], "broken.jsonl:2:");
+    let unlabeled = dir.join("test.jsonl");
+    std::fs::write(&unlabeled, good.replace("\"answerKey\": \"A\", ", "")).unwrap();
+    fails_with(&["--device", "cpu", "star", "--task", "csqa", "-m", m, "--train", s(&broken), "--dev", s(&unlabeled), "--out", &out, "--skip-bad-lines"], "no answerKey");
+    let empty = dir.join("empty.jsonl");
+    std::fs::write(&empty, "\n\n").unwrap();
+    fails_with(&["--device", "cpu", "star", "--task", "qa", "-m", m, "--train", s(&empty), "--dev", s(&empty), "--out", &out], "no usable examples");
+    let _ = std::fs::remove_dir_all(&dir);
+}

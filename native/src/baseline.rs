@@ -66,6 +66,7 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     };
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/baseline-{kind_name}-{}", task_name(a.task.task))));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    a.tune.check(&a.task)?;
     let dev = pick_device(device)?;
     let task = a.task.load(a.tune.seed)?;
     let (base_path, tokenizer) = a.tune.base(&a.task, &dev.device)?;

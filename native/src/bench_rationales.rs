@@ -31,6 +31,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
+    a.tune.check(&a.task)?;
     let dev = pick_device(device)?;
     let task = a.task.load(a.tune.seed)?;
     let (base, tokenizer) = a.tune.base(&a.task, &dev.device)?;

@@ -31,7 +31,7 @@ use crate::common::bar;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 pub struct BaseRecipe {
     /// Built-in base: pretraining steps.
-    #[arg(id = "base_steps", long = "base-steps", default_value_t = 600)]
+    #[arg(id = "base_steps", long = "base-steps", default_value_t = 1200)]
     pub steps: usize,
     /// Built-in base: digit counts of most pretraining sums.
     #[arg(id = "base_digits", long = "base-digits", default_value = "1-2", value_parser = crate::train_lm::parse_digit_range)]
@@ -39,6 +39,9 @@ pub struct BaseRecipe {
     /// Built-in base: share of pretraining sums with 3 to 5 digits (the "handful of long exemplars").
     #[arg(id = "base_long_share", long = "base-long-share", default_value_t = 0.05)]
     pub long_share: f64,
+    /// Built-in base: share of pretraining sums that show the answer as a hint.
+    #[arg(id = "base_hint_share", long = "base-hint-share", default_value_t = 0.5)]
+    pub hint_share: f64,
     /// Built-in base: layers / width of the model.
     #[arg(id = "base_layers", long = "base-layers", default_value_t = 4)]
     pub layers: usize,
@@ -60,9 +63,9 @@ pub fn tokenizer() -> Result<Tokenizer> {
     Ok(Tokenizer::char_level_with_pieces(arithmetic::ALPHABET, &arithmetic::PIECES, &SPECIALS)?)
 }
 
-/// The pretraining documents: question → scratchpad and answer. Half show the answer as a hint,
-/// over the whole digit range (the model learns what a hint is, and copying from it is easier
-/// than adding); the plain half are short sums with a handful of long ones.
+/// The pretraining documents: question → scratchpad and answer. A share show the answer as a hint,
+/// over the whole digit range (the model learns what a hint is; copying from it is easier than
+/// adding); the plain rest are short sums with a handful of long ones.
 pub fn corpus(recipe: &BaseRecipe, n: usize, max_digits: usize) -> Vec<(String, String)> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(recipe.seed ^ 0xba5e);
     let long_lo = (recipe.digits.1 + 1).min(max_digits);
@@ -71,7 +74,7 @@ pub fn corpus(recipe: &BaseRecipe, n: usize, max_digits: usize) -> Vec<(String, 
     let hinted = arithmetic::problems(recipe.seed.wrapping_add(2), n, 1, max_digits.max(1));
     (0..n)
         .map(|i| {
-            if rng.random_bool(0.5) {
+            if rng.random_bool(recipe.hint_share.clamp(0.0, 1.0)) {
                 let p = hinted[i];
                 (p.hinted_question(), p.worked_answer())
             } else {

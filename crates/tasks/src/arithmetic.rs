@@ -24,8 +24,8 @@ use rand_chacha::ChaCha8Rng;
 pub const ALPHABET: &str = "0123456789+=:,()ACQ<>/abcehrst \n";
 
 /// Multi-character tokens for the task's tokenizer: a space and the digit or sign after it are one
-/// token, as in the BPE vocabularies of the STaR paper's models (GPT-J reads ` 7` as one token).
-/// This halves the length of the text, and copying a number becomes copying its tokens.
+/// token, as in the BPE vocabularies of the STaR paper's models (GPT-J reads ` 7` as one token),
+/// and the markers are one token each. This halves the length of the text.
 pub const PIECES: [&str; 17] =
     [" 0", " 1", " 2", " 3", " 4", " 5", " 6", " 7", " 8", " 9", " +", " ,", " C:", "Q:", "A:", "<scratch>", "</scratch>"];
 
