@@ -49,14 +49,14 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
             ..GenerateConfig::default()
         },
     };
-    let items: Vec<&Item> = task.data.train.iter().take(a.questions).collect();
+    let items: Vec<&Item> = task.data.train.iter().take(a.questions.max(1)).collect();
     // Warm-up: first-use costs (allocation, kernel compilation on GPUs) are not throughput.
     g.generations(&items[..items.len().min(2)], PromptStyle::Rationale, false, 0)?;
     println!("rationale generation, {} questions of {} ({} shots), greedy, on {}", items.len(), task.kind.name(), shots, dev.name);
     println!("| batch | questions/s | generated tokens/s | seconds | speed-up |");
     println!("|---|---|---|---|---|");
     let mut first: Option<f64> = None;
-    for &b in &a.batches {
+    for &b in a.batches.iter().filter(|&&b| b > 0) {
         let t = Instant::now();
         let mut tokens = 0;
         for chunk in items.chunks(b.max(1)) {

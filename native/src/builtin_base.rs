@@ -99,8 +99,12 @@ pub fn prepare(dir: &Path, recipe: &BaseRecipe, max_digits: usize, device: &Devi
     let model_dir = dir.join("model");
     let recorded = Recorded { recipe: recipe.clone(), max_digits };
     let recipe_path = dir.join("recipe.json");
+    let old: Option<Recorded> = std::fs::read_to_string(&recipe_path).ok().and_then(|t| serde_json::from_str(&t).ok());
+    if !model_dir.join("config.json").exists() && old.as_ref() != Some(&recorded) {
+        // An unfinished pretraining with another recipe: its checkpoints must not be resumed.
+        let _ = std::fs::remove_dir_all(dir.join("train"));
+    }
     if model_dir.join("config.json").exists() {
-        let old: Option<Recorded> = std::fs::read_to_string(&recipe_path).ok().and_then(|t| serde_json::from_str(&t).ok());
         if old.as_ref() == Some(&recorded) {
             eprintln!("base model: reusing {} (pretrained earlier with the same recipe)", model_dir.display());
             return Ok(model_dir);

@@ -161,7 +161,6 @@ impl TuneArgs {
 /// Progress bars per phase, and the table as iterations finish.
 struct Progress {
     pb: Option<ProgressBar>,
-    rows: Vec<IterationRow>,
 }
 
 impl StarObserver for Progress {
@@ -211,7 +210,6 @@ impl StarObserver for Progress {
                 row.seconds
             );
         }
-        self.rows.push(row.clone());
     }
     fn note(&mut self, message: &str) {
         match &self.pb {
@@ -224,13 +222,14 @@ impl StarObserver for Progress {
 pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     let t0 = std::time::Instant::now();
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/star-{}", task_name(a.task.task))));
+    a.tune.check(&a.task)?;
+    let task = a.task.load(a.tune.seed)?;
+    // Only once the arguments and data are known to be good is an earlier run deleted.
     if a.fresh && out.join("star_config.json").exists() {
         std::fs::remove_dir_all(&out).with_context(|| format!("cannot delete {}", out.display()))?;
         eprintln!("--fresh: deleted the earlier run in {}", out.display());
     }
-    a.tune.check(&a.task)?;
     let dev = pick_device(device)?;
-    let task = a.task.load(a.tune.seed)?;
     eprintln!(
         "task: {} — {} training questions, {} dev questions, {} exemplars",
         task.kind.name(),
@@ -255,11 +254,14 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
         patience: a.patience,
         seed: a.tune.seed,
     };
-    if cfg.shots > 0 && task.data.exemplars.is_empty() {
+    if a.tune.shots.is_some_and(|s| s > 0) && task.data.exemplars.is_empty() {
         bail!("--shots {} but the task has no exemplars: pass --exemplars FILE (JSONL with \"rationale\") or --shots 0", cfg.shots);
     }
+    if !builtin && task.data.exemplars.is_empty() {
+        eprintln!("note: no few-shot exemplars (pass --exemplars FILE with worked rationales); prompting zero-shot");
+    }
     let star = StarRun { root: out.clone(), cfg, data: &task.data, base, tokenizer, device: dev.device.clone() };
-    let mut progress = Progress { pb: None, rows: Vec::new() };
+    let mut progress = Progress { pb: None };
     let (rows, finish) = star.run(a.resume, &mut progress)?;
     if let Some(pb) = progress.pb.take() {
         pb.finish_and_clear();

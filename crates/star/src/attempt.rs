@@ -134,6 +134,19 @@ pub fn normalize_completion(text: &str) -> String {
     format!("{}\n", text.trim_end())
 }
 
+/// `prompt` + `completion` tokenized together (as the model saw them when generating: tokenizers
+/// such as SentencePiece's mark the start of every separately encoded text), with the loss on the
+/// completion's tokens and a final end-of-text.
+pub fn prompt_completion_example(tokenizer: &Tokenizer, prompt: &str, completion: &str, eos: Option<u32>) -> starling_model::Result<Example> {
+    let mut ids = tokenizer.encode(&format!("{prompt}{completion}"), true)?;
+    let prompt_ids = tokenizer.encode(prompt, true)?;
+    // Tokens shared with the prompt alone are context; a token spanning the boundary is learned.
+    let context = ids.iter().zip(&prompt_ids).take_while(|(a, b)| a == b).count();
+    ids.extend(eos);
+    let train = (0..ids.len()).map(|i| i >= context).collect();
+    Ok(Example { ids, train })
+}
+
 /// Fine-tuning examples from an iteration's records: the *plain* question (never the hinted
 /// one) as context, the kept completion + end-of-text as the target.
 pub fn training_examples(
@@ -145,11 +158,13 @@ pub fn training_examples(
     let mut out = Vec::new();
     for r in records {
         let Some(completion) = r.training_completion() else { continue };
-        let Some(item) = items.get(r.id.as_str()) else { continue };
-        let prompt = tokenizer.encode(&item.question, true)?;
-        let mut target = tokenizer.encode(completion, false)?;
-        target.extend(eos);
-        out.push(Example::prompt_completion(&prompt, &target));
+        let Some(item) = items.get(r.id.as_str()) else {
+            return Err(starling_model::ModelError::Input(format!(
+                "rationale record {:?} names no question of this run's training set",
+                r.id
+            )));
+        };
+        out.push(prompt_completion_example(tokenizer, &item.question, completion, eos)?);
     }
     Ok(out)
 }

@@ -95,6 +95,24 @@ impl StarObserver for Quiet {}
 pub struct BaseInfo {
     pub path: PathBuf,
     pub fingerprint: String,
+    /// Hashes of the training and dev questions (ids, questions, gold answers), so a resumed run
+    /// is known to work on the same data.
+    pub train_data: String,
+    pub dev_data: String,
+}
+
+/// FNV-1a over every item's id, question and gold answer.
+fn data_hash(items: &[Item]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for it in items {
+        for part in [&it.id, &it.question, &it.gold] {
+            for &b in part.as_bytes().iter().chain(&[0xff]) {
+                h ^= b as u64;
+                h = h.wrapping_mul(0x100_0000_01b3);
+            }
+        }
+    }
+    format!("{h:016x}")
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -192,6 +210,14 @@ impl StarRun<'_> {
         if self.data.train.is_empty() || self.data.dev.is_empty() {
             return Err(StarError::Config("STaR needs a non-empty training set and dev set".into()));
         }
+        // Records are matched to questions by id, so ids must be unique.
+        let mut seen = std::collections::HashSet::new();
+        if let Some(dup) = self.data.train.iter().find(|it| !seen.insert(it.id.as_str())) {
+            return Err(StarError::Config(format!(
+                "the training set has two questions with id {:?}; give every question its own id",
+                dup.id
+            )));
+        }
         std::fs::create_dir_all(&self.root).map_err(|e| io(&self.root, e))?;
         let cfg_path = self.root.join("star_config.json");
         if cfg_path.exists() {
@@ -213,11 +239,27 @@ impl StarRun<'_> {
         }
         write_json(&cfg_path, &self.cfg)?;
         let base_path = self.root.join("base.json");
+        let (train_data, dev_data) = (data_hash(&self.data.train), data_hash(&self.data.dev));
         if base_path.exists() {
-            return read_json(&base_path);
+            let info: BaseInfo = read_json(&base_path)?;
+            if info.path != self.base {
+                return Err(StarError::Resume(format!(
+                    "--resume: this run started from the base model {}, not {}",
+                    info.path.display(),
+                    self.base.display()
+                )));
+            }
+            if info.train_data != train_data || info.dev_data != dev_data {
+                return Err(StarError::Resume(
+                    "--resume: the training or dev questions differ from the run's (other files, limits, \
+                     digits or sizes); start a new run with --fresh or another --out"
+                        .into(),
+                ));
+            }
+            return Ok(info);
         }
         let base = self.load(&self.base, &self.device)?;
-        let info = BaseInfo { path: self.base.clone(), fingerprint: fingerprint(&base) };
+        let info = BaseInfo { path: self.base.clone(), fingerprint: fingerprint(&base), train_data, dev_data };
         write_json(&base_path, &info)?;
         Ok(info)
     }
@@ -401,6 +443,9 @@ impl StarRun<'_> {
         let mut observer = RunObserver { run: &run, inner: &mut forward };
         let (model, _) = train(model, &examples, None, &tc, pad, start, &mut observer)?;
         save_hf_folder(&dir.join("model"), &model.valid(), &self.tokenizer)?;
+        // The finished model is saved; its resume checkpoints (weights + optimizer state) are not
+        // needed any more. metrics.jsonl stays.
+        let _ = std::fs::remove_dir_all(dir.join("train").join("checkpoints"));
         Ok(())
     }
 

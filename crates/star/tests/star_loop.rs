@@ -69,7 +69,10 @@ fn pretrained_base(dir: &Path, steps: usize) -> PathBuf {
 }
 
 fn data() -> StarData {
-    let items = |seed, n| arithmetic::problems(seed, n, 1, 2).iter().map(Addition::item).collect::<Vec<Item>>();
+    let mut seen = std::collections::HashSet::new();
+    let mut items = |seed, n| {
+        arithmetic::problems(seed, n, 1, 2).iter().map(Addition::item).filter(|it| seen.insert(it.id.clone())).collect::<Vec<Item>>()
+    };
     StarData { train: items(21, 48), dev: items(22, 16), exemplars: Vec::new() }
 }
 
@@ -197,10 +200,18 @@ fn star_loop_fine_tunes_the_base_each_iteration_and_resumes_exactly() {
     assert_eq!(artefacts(&b, 2), expected);
     assert!(!it2.join("rationales.partial.jsonl").exists());
 
-    // Changed settings are refused on resume.
+    // Changed settings, questions or base model are refused on resume.
     let mut other = star(&b, &base, &data, 2);
     other.cfg.first_steps = 11;
     assert!(matches!(other.run(true, &mut Quiet), Err(StarError::Resume(_))));
+    let mut fewer = self::data();
+    fewer.dev.pop();
+    assert!(matches!(star(&b, &base, &fewer, 2).run(true, &mut Quiet), Err(StarError::Resume(_))));
+    assert!(matches!(star(&b, &a.join("iter-01/model"), &data, 2).run(true, &mut Quiet), Err(StarError::Resume(_))));
+    // Questions are matched by id, so duplicate ids are refused up front.
+    let mut dup = self::data();
+    dup.train.push(dup.train[0].clone());
+    assert!(matches!(star(&dir.join("dup"), &base, &dup, 1).run(false, &mut Quiet), Err(StarError::Config(_))));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

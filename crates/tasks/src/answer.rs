@@ -69,12 +69,18 @@ pub fn number_after(text: &str, marker: &str) -> Option<String> {
 /// in the whole text if absent) for `(x)`, then `x)`, then a choice's text.
 pub fn choice_letter(text: &str, choices: &[String]) -> Option<char> {
     let lower = text.to_lowercase();
-    let tail = lower.rfind("answer is").map_or(lower.as_str(), |i| &lower[i + "answer is".len()..]);
-    let letters: Vec<char> = (0..choices.len()).map(|i| (b'a' + i as u8) as char).collect();
-    for &l in &letters {
-        if tail.contains(&format!("({l})")) {
-            return Some(l);
-        }
+    let marker = lower.rfind("answer is");
+    let tail = marker.map_or(lower.as_str(), |i| &lower[i + "answer is".len()..]);
+    let letters: Vec<char> = (0..choices.len().min(26)).map(|i| (b'a' + i as u8) as char).collect();
+    // After "answer is" the first letter named is the answer; without the marker, the last one.
+    let mentions = letters.iter().filter_map(|&l| {
+        let pat = format!("({l})");
+        let at = if marker.is_some() { tail.find(&pat) } else { tail.rfind(&pat) };
+        at.map(|at| (at, l))
+    });
+    let picked = if marker.is_some() { mentions.min() } else { mentions.max() };
+    if let Some((_, l)) = picked {
+        return Some(l);
     }
     // "the answer is b." / "answer is (b" / "answer is b)".
     // A lone letter, not an article starting a phrase ("the answer is a bank").
@@ -89,9 +95,11 @@ pub fn choice_letter(text: &str, choices: &[String]) -> Option<char> {
     }
     // The longest choice text mentioned (so "ground" does not win over "ground up dead cows").
     let mut best: Option<(usize, char)> = None;
-    for (i, choice) in choices.iter().enumerate() {
+    let words = format!(" {} ", normalize_text(tail));
+    for (i, choice) in choices.iter().enumerate().take(letters.len()) {
         let c = normalize_text(choice);
-        if !c.is_empty() && normalize_text(tail).contains(&c) && best.is_none_or(|(n, _)| c.len() > n) {
+        // Whole words only: "art" is not in "party".
+        if !c.is_empty() && words.contains(&format!(" {c} ")) && best.is_none_or(|(n, _)| c.len() > n) {
             best = Some((c.len(), letters[i]));
         }
     }
@@ -106,9 +114,11 @@ pub fn normalize_text(s: &str) -> String {
 
 /// The free-text answer after the last "answer is", up to the end of its sentence.
 pub fn text_after_answer_is(text: &str) -> Option<String> {
+    // Sliced from the lowercased copy: lowercasing can change byte lengths, so its offsets do
+    // not apply to `text` (the result is normalized to lowercase anyway).
     let lower = text.to_lowercase();
     let at = lower.rfind("answer is")?;
-    let rest = &text[at + "answer is".len()..];
+    let rest = &lower[at + "answer is".len()..];
     let end = rest.find(['\n']).unwrap_or(rest.len());
     let mut ans = rest[..end].trim().trim_start_matches(':').trim();
     // A final period ends the sentence, unless it is a decimal point.
@@ -162,6 +172,10 @@ mod tests {
         assert_eq!(choice_letter("the answer is a parking lot", &choices), None);
         // Only the final "answer is" counts.
         assert_eq!(choice_letter("not the answer is (a) but the answer is (e)", &choices), Some('e'));
+        assert_eq!(choice_letter("the answer is mall (d), not bank (a)", &choices), Some('d'));
+        assert_eq!(choice_letter("(a) looks wrong; (c) fits", &choices), Some('c'));
+        let words: Vec<String> = ["art", "music"].map(String::from).to_vec();
+        assert_eq!(choice_letter("the answer is a party", &words), None);
         let nested: Vec<String> = ["ground", "ground up dead cows"].map(String::from).to_vec();
         assert_eq!(choice_letter("the answer is ground up dead cows", &nested), Some('b'));
     }
@@ -170,6 +184,8 @@ mod tests {
     fn free_text_answers() {
         assert_eq!(text_after_answer_is("Thus the answer is The Pacific Ocean.\nQ:").as_deref(), Some("pacific ocean"));
         assert_eq!(text_after_answer_is("nothing"), None);
+        // Characters whose lowercase form has another byte length do not upset the slicing.
+        assert!(text_after_answer_is("İİİ the answer is İstanbul.").is_some());
         assert_eq!(normalize_text("  An  Apple, please! "), "apple please");
     }
 }

@@ -139,14 +139,16 @@ impl TaskKind {
 impl Item {
     /// Whether `text` contains the hint (so it must not be trained on).
     pub fn leaks_hint(&self, text: &str) -> bool {
-        !self.hint.is_empty() && text.contains(&self.hint)
+        !self.hint.is_empty() && text.to_lowercase().contains(&self.hint.to_lowercase())
     }
 }
 
 /// Canonical gold form of a free-text answer (numbers as numbers, else normalized text).
 pub fn canonical_answer(answer: &str) -> String {
+    // A number when the whole answer is one (separators, currency and decimals allowed).
+    let numeric = answer.trim().trim_end_matches('.').chars().all(|c| c.is_ascii_digit() || ",.$€£- ".contains(c));
     match normalize_number(answer) {
-        Some(n) if n.len() >= answer.trim().trim_end_matches('.').replace([',', ' ', '$'], "").len() => n,
+        Some(n) if numeric => n,
         _ => normalize_text(answer),
     }
 }
@@ -156,10 +158,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn hints_are_caught_in_any_case() {
+        let it = crate::csqa::item("x", "q?", &["a1".to_string(), "b1".to_string()], 0);
+        assert!(it.leaks_hint("a1 is (correct) so"));
+        assert!(!it.leaks_hint("the correct answer is a1"));
+    }
+
+    #[test]
     fn canonical_answers() {
         assert_eq!(canonical_answer("1,200"), "1200");
         assert_eq!(canonical_answer("$5"), "5");
         assert_eq!(canonical_answer("The Nile"), "nile");
         assert_eq!(canonical_answer("3 apples"), "3 apples");
+        assert_eq!(canonical_answer("$5.00"), "5");
+        assert_eq!(canonical_answer("1.50"), "1.5");
+        assert_eq!(canonical_answer("007"), "7");
     }
 }
