@@ -31,23 +31,24 @@ use crate::common::bar;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 pub struct BaseRecipe {
     /// Built-in base: pretraining steps.
-    #[arg(id = "base_steps", long = "base-steps", default_value_t = 1200)]
+    #[arg(id = "base_steps", long = "base-steps", value_name = "N", default_value_t = 1200)]
     pub steps: usize,
     /// Built-in base: digit counts of most pretraining sums.
-    #[arg(id = "base_digits", long = "base-digits", default_value = "1-2", value_parser = crate::train_lm::parse_digit_range)]
+    #[arg(id = "base_digits", long = "base-digits", value_name = "MIN-MAX", default_value = "1-2", value_parser = crate::train_lm::parse_digit_range)]
     pub digits: (usize, usize),
-    /// Built-in base: share of pretraining sums with 3 to 5 digits (the "handful of long exemplars").
-    #[arg(id = "base_long_share", long = "base-long-share", default_value_t = 0.05)]
+    /// Built-in base: share of plain pretraining sums longer than --base-digits, up to the task's
+    /// largest digit count (the "handful of long exemplars").
+    #[arg(id = "base_long_share", long = "base-long-share", value_name = "SHARE", default_value_t = 0.05)]
     pub long_share: f64,
     /// Built-in base: share of pretraining sums that show the answer as a hint.
-    #[arg(id = "base_hint_share", long = "base-hint-share", default_value_t = 0.5)]
+    #[arg(id = "base_hint_share", long = "base-hint-share", value_name = "SHARE", default_value_t = 0.5)]
     pub hint_share: f64,
     /// Built-in base: layers / width of the model.
-    #[arg(id = "base_layers", long = "base-layers", default_value_t = 4)]
+    #[arg(id = "base_layers", long = "base-layers", value_name = "N", default_value_t = 4)]
     pub layers: usize,
-    #[arg(id = "base_hidden", long = "base-hidden", default_value_t = 128)]
+    #[arg(id = "base_hidden", long = "base-hidden", value_name = "N", default_value_t = 128)]
     pub hidden: usize,
-    #[arg(id = "base_seed", long = "base-seed", default_value_t = 0)]
+    #[arg(id = "base_seed", long = "base-seed", value_name = "N", default_value_t = 0)]
     pub seed: u64,
 }
 

@@ -51,7 +51,7 @@ pub struct TaskArgs {
     /// built-in tiny model is given 1-3 to finish in minutes on a CPU).
     #[arg(long, default_value = "1-3", value_parser = parse_digit_range)]
     pub digits: (usize, usize),
-    /// Arithmetic: training questions per STaR iteration.
+    /// Arithmetic: training questions drawn (repeats and dev questions are then removed).
     #[arg(long, default_value_t = 1000)]
     pub train_size: usize,
     /// Arithmetic: dev questions per digit count.
