@@ -10,17 +10,16 @@ use burn::module::Module;
 
 use starling_model::checkpoint::files::{open_checkpoint, save_hf_folder, write_atomic};
 use starling_model::device::DeviceChoice;
-use starling_model::generate::GenerateConfig;
 use starling_model::weights::load_transformer;
-use starling_star::attempt::{Generator, training_examples, RationaleRecord};
+use starling_star::attempt::{RationaleRecord, training_examples};
 use starling_star::evaluate::evaluate;
 use starling_star::Outcome;
 use starling_tasks::PromptStyle;
 use starling_train::run_dir::{RunDir, RunObserver};
-use starling_train::trainer::{StepMetrics, TrainError, TrainObserver, train};
+use starling_train::trainer::train;
 
-use crate::common::{bar, pick_device};
-use crate::star::{TuneArgs, task_name};
+use crate::common::{StepBar, bar, pick_device};
+use crate::star::TuneArgs;
 use crate::tasks_args::TaskArgs;
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -49,22 +48,13 @@ pub struct Args {
     steps: usize,
 }
 
-struct Bar(indicatif::ProgressBar);
-impl TrainObserver for Bar {
-    fn on_step(&mut self, m: &StepMetrics) -> Result<(), TrainError> {
-        self.0.set_position(m.step as u64);
-        self.0.set_prefix(format!("loss {:.4}", m.loss));
-        Ok(())
-    }
-}
-
 pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     let kind_name = match a.kind {
         Kind::FewShotDirect => "few-shot-direct",
         Kind::FewShotRationale => "few-shot-rationale",
         Kind::DirectFinetune => "direct-finetune",
     };
-    let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/baseline-{kind_name}-{}", task_name(a.task.task))));
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/baseline-{kind_name}-{}", a.task.task.kind().name())));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     a.tune.check(&a.task)?;
     let dev = pick_device(device)?;
@@ -101,7 +91,7 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
         let run = RunDir::create(&out.join("train"), &cfg, &tokenizer)?;
         run.truncate_metrics(0)?;
         let pb = bar(cfg.steps as u64, "fine-tune");
-        let mut progress = Bar(pb.clone());
+        let mut progress = StepBar(pb.clone());
         let mut observer = RunObserver { run: &run, inner: &mut progress };
         let pad = tokenizer.token_to_id("<pad>").or(ck.config.pad_token_id).or(ck.config.eos_token_id).unwrap_or(0);
         let (tuned, _) = train(start, &examples, None, &cfg, pad, None, &mut observer)?;
@@ -111,25 +101,16 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
         model = tuned;
     }
 
-    let g = Generator {
-        model: &model,
-        tokenizer: &tokenizer,
-        task: task.kind,
-        exemplars: &task.data.exemplars[..shots.min(task.data.exemplars.len())],
-        decode: GenerateConfig {
-            max_new_tokens: a.tune.default_max_new_tokens(a.task.task),
-            eos_ids: model.config().eos_token_id.into_iter().collect(),
-            ..GenerateConfig::default()
-        },
-    };
+    let g = a.tune.generator(&task, a.task.task, &model, &tokenizer, Some(shots));
     let pb = bar(task.data.dev.len() as u64, "dev eval");
     let result = evaluate(&g, &task.data.dev, style, a.tune.gen_batch, &mut |d| pb.set_position(d as u64))?;
     pb.finish_and_clear();
     write_atomic(&out.join("result.json"), &serde_json::to_vec_pretty(&result)?)?;
     println!(
-        "{kind_name} on {} ({} dev questions, {shots} shots): accuracy {:.1}% ({} of {}; {} without a readable answer)",
+        "{kind_name} on {} ({} dev questions, {} shots): accuracy {:.1}% ({} of {}; {} without a readable answer)",
         task.kind.name(),
         result.overall.total,
+        g.exemplars.len(),
         100.0 * result.accuracy(),
         result.overall.correct,
         result.overall.total,

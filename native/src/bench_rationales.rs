@@ -7,9 +7,7 @@ use anyhow::Result;
 
 use starling_model::checkpoint::files::open_checkpoint;
 use starling_model::device::DeviceChoice;
-use starling_model::generate::GenerateConfig;
 use starling_model::weights::load_transformer;
-use starling_star::attempt::Generator;
 use starling_tasks::{Item, PromptStyle};
 
 use crate::common::pick_device;
@@ -37,18 +35,8 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     let (base, tokenizer) = a.tune.base(&a.task, &dev.device)?;
     let ck = open_checkpoint(&base, None)?;
     let (model, _) = load_transformer(&ck.config, ck.weights.as_ref(), &dev.device)?;
-    let shots = a.tune.shots.unwrap_or(if a.tune.builtin() { 0 } else { task.data.exemplars.len() });
-    let g = Generator {
-        model: &model,
-        tokenizer: &tokenizer,
-        task: task.kind,
-        exemplars: &task.data.exemplars[..shots.min(task.data.exemplars.len())],
-        decode: GenerateConfig {
-            max_new_tokens: a.tune.default_max_new_tokens(a.task.task),
-            eos_ids: model.config().eos_token_id.into_iter().collect(),
-            ..GenerateConfig::default()
-        },
-    };
+    let g = a.tune.generator(&task, a.task.task, &model, &tokenizer, a.tune.shots);
+    let shots = g.exemplars.len();
     let items: Vec<&Item> = task.data.train.iter().take(a.questions.max(1)).collect();
     // Warm-up: first-use costs (allocation, kernel compilation on GPUs) are not throughput.
     g.generations(&items[..items.len().min(2)], PromptStyle::Rationale, false, 0)?;

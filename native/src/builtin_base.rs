@@ -10,7 +10,6 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use burn::module::Module;
 use burn::tensor::Device;
-use indicatif::ProgressBar;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
@@ -21,10 +20,10 @@ use starling_tasks::arithmetic::{self, Addition};
 use starling_train::optim::AdamWConfig;
 use starling_train::run_dir::{RunDir, RunObserver};
 use starling_train::schedule::ScheduleKind;
-use starling_train::trainer::{StepMetrics, TrainConfig, TrainError, TrainObserver, train};
+use starling_train::trainer::{TrainConfig, train};
 use starling_train::Example;
 
-use crate::common::bar;
+use crate::common::{StepBar, bar};
 
 /// What the base model is and how it is pretrained; recorded with it, so a changed recipe is
 /// noticed instead of silently reusing an old model.
@@ -84,15 +83,6 @@ pub fn corpus(recipe: &BaseRecipe, n: usize, max_digits: usize) -> Vec<(String, 
             }
         })
         .collect()
-}
-
-struct Bar(ProgressBar);
-impl TrainObserver for Bar {
-    fn on_step(&mut self, m: &StepMetrics) -> Result<(), TrainError> {
-        self.0.set_position(m.step as u64);
-        self.0.set_prefix(format!("loss {:.4}", m.loss));
-        Ok(())
-    }
 }
 
 /// Prepares (or reuses) the base model in `dir`; returns the path of its model folder.
@@ -176,7 +166,7 @@ pub fn prepare(dir: &Path, recipe: &BaseRecipe, max_digits: usize, device: &Devi
         cfg.steps
     );
     let pb = bar(cfg.steps as u64, "pretraining");
-    let mut progress = Bar(pb.clone());
+    let mut progress = StepBar(pb.clone());
     let mut observer = RunObserver { run: &run, inner: &mut progress };
     let (model, _): (Transformer, _) = train(model, &examples, None, &cfg, 0, start, &mut observer)?;
     pb.finish_and_clear();

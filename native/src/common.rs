@@ -71,6 +71,17 @@ pub fn load_model(path: &Path, tokenizer: Option<&Path>, device: &burn::tensor::
     })
 }
 
+/// A training run's progress on a bar: step and loss.
+pub struct StepBar(pub ProgressBar);
+
+impl starling_train::TrainObserver for StepBar {
+    fn on_step(&mut self, m: &starling_train::StepMetrics) -> Result<(), starling_train::TrainError> {
+        self.0.set_position(m.step as u64);
+        self.0.set_prefix(format!("loss {:.4}", m.loss));
+        Ok(())
+    }
+}
+
 pub fn bar(len: u64, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);
     pb.set_style(

@@ -7,7 +7,10 @@ use anyhow::{Context, Result, bail};
 use indicatif::ProgressBar;
 
 use starling_model::device::DeviceChoice;
+use starling_model::generate::GenerateConfig;
 use starling_model::sampling::SamplingConfig;
+use starling_model::{Tokenizer, Transformer};
+use starling_star::attempt::Generator;
 use starling_star::StarConfig;
 use starling_star::report::{IterationRow, markdown_table};
 use starling_star::run::{Finish, Phase, StarObserver, StarRun};
@@ -17,7 +20,7 @@ use starling_train::trainer::{StepMetrics, TrainConfig};
 
 use crate::builtin_base::{self, BaseRecipe};
 use crate::common::{bar, pick_device};
-use crate::tasks_args::{TaskArgs, TaskChoice};
+use crate::tasks_args::{Task, TaskArgs, TaskChoice};
 
 /// Fine-tuning and decoding settings shared by `star` and the direct fine-tune baseline.
 #[derive(clap::Args)]
@@ -142,10 +145,28 @@ impl TuneArgs {
                 let ck = starling_model::checkpoint::files::open_checkpoint(p, None)?;
                 Ok((p.clone(), ck.tokenizer))
             }
-            None if task.task == TaskChoice::Arithmetic => {
+            None => {
+                self.check(task)?;
                 Ok((builtin_base::prepare(&self.base_dir, &self.base, task.digits.1, device)?, builtin_base::tokenizer()?))
             }
-            None => bail!("--task csqa/gsm8k/qa needs a pretrained model: pass -m MODEL (an HF folder or a GGUF file)"),
+        }
+    }
+
+    /// Greedy generation for `task` with `model`, prompted with `shots` exemplars (default: none
+    /// for the built-in model, all of them for a pretrained one).
+    pub fn generator<'a>(&self, task: &'a Task, choice: TaskChoice, model: &'a Transformer, tokenizer: &'a Tokenizer, shots: Option<usize>) -> Generator<'a> {
+        let exemplars = &task.data.exemplars;
+        let shots = shots.unwrap_or(if self.builtin() { 0 } else { exemplars.len() });
+        Generator {
+            model,
+            tokenizer,
+            task: task.kind,
+            exemplars: &exemplars[..shots.min(exemplars.len())],
+            decode: GenerateConfig {
+                max_new_tokens: self.default_max_new_tokens(choice),
+                eos_ids: model.config().eos_token_id.into_iter().collect(),
+                ..GenerateConfig::default()
+            },
         }
     }
 
@@ -221,7 +242,7 @@ impl StarObserver for Progress {
 
 pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     let t0 = std::time::Instant::now();
-    let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/star-{}", task_name(a.task.task))));
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/star-{}", a.task.task.kind().name())));
     a.tune.check(&a.task)?;
     let task = a.task.load(a.tune.seed)?;
     // Only once the arguments and data are known to be good is an earlier run deleted.
@@ -277,13 +298,4 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
         t0.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-pub fn task_name(t: TaskChoice) -> &'static str {
-    match t {
-        TaskChoice::Arithmetic => "arithmetic",
-        TaskChoice::Csqa => "csqa",
-        TaskChoice::Gsm8k => "gsm8k",
-        TaskChoice::Qa => "qa",
-    }
 }

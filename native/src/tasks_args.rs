@@ -97,7 +97,7 @@ impl TaskArgs {
         let files = || -> Result<(&PathBuf, &PathBuf)> {
             match (&self.train, &self.dev) {
                 (Some(t), Some(d)) => Ok((t, d)),
-                _ => bail!("--task {} needs --train FILE and --dev FILE (JSONL)", self.kind().name()),
+                _ => bail!("--task {} needs --train FILE and --dev FILE (JSONL)", self.task.kind().name()),
             }
         };
         let user_exemplars = match &self.exemplars {
@@ -158,8 +158,11 @@ impl TaskArgs {
         })
     }
 
-    fn kind(&self) -> TaskKind {
-        match self.task {
+}
+
+impl TaskChoice {
+    pub fn kind(self) -> TaskKind {
+        match self {
             TaskChoice::Arithmetic => TaskKind::Arithmetic,
             TaskChoice::Csqa => TaskKind::Csqa,
             TaskChoice::Gsm8k => TaskKind::Gsm8k,
