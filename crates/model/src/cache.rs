@@ -19,6 +19,11 @@ impl LayerCache {
         kv
     }
 
+    /// Keys and values `[B, kvh, T, hd]` cached so far.
+    pub fn kv(&self) -> Option<&(Tensor<4>, Tensor<4>)> {
+        self.kv.as_ref()
+    }
+
     fn truncate(&mut self, len: usize) {
         if let Some((k, v)) = self.kv.take() {
             if len > 0 {
@@ -50,6 +55,10 @@ impl KvCache {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    pub fn layer(&self, i: usize) -> &LayerCache {
+        &self.layers[i]
     }
 
     pub fn layer_mut(&mut self, i: usize) -> &mut LayerCache {

@@ -98,14 +98,7 @@ impl Attention {
         bias: &AttentionBias,
         cache: Option<&mut crate::cache::LayerCache>,
     ) -> Tensor<3> {
-        let [b, l, _] = x.dims();
-        let (h, kvh, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let q = rope.apply(self.q_proj.forward(x.clone()).reshape([b, l, h, hd]));
-        let k = rope.apply(self.k_proj.forward(x.clone()).reshape([b, l, kvh, hd]));
-        let v = self.v_proj.forward(x).reshape([b, l, kvh, hd]);
-        // Keys/values as [B, kvh, L, hd], appended to the cache.
-        let k = k.swap_dims(1, 2);
-        let v = v.swap_dims(1, 2);
+        let (q, k, v) = self.project(x, rope);
         let (k, v) = match cache {
             Some(c) => c.append(k, v),
             None => (k, v),
@@ -116,6 +109,16 @@ impl Attention {
             grouped_attention(q, k, v, bias)
         };
         self.o_proj.forward(out)
+    }
+
+    /// Rotated queries `[B, L, h, hd]` and keys/values `[B, kvh, L, hd]` of `x` (`[B, L, d]`).
+    pub fn project(&self, x: Tensor<3>, rope: &Rope) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+        let [b, l, _] = x.dims();
+        let (h, kvh, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let q = rope.apply(self.q_proj.forward(x.clone()).reshape([b, l, h, hd]));
+        let k = rope.apply(self.k_proj.forward(x.clone()).reshape([b, l, kvh, hd]));
+        let v = self.v_proj.forward(x).reshape([b, l, kvh, hd]);
+        (q, k.swap_dims(1, 2), v.swap_dims(1, 2))
     }
 }
 
@@ -182,6 +185,19 @@ impl DecoderLayer {
         cache: Option<&mut crate::cache::LayerCache>,
     ) -> Tensor<3> {
         let attn = self.self_attn.forward(self.input_layernorm.forward(x.clone()), rope, bias, cache);
+        self.finish(x, attn)
+    }
+
+    /// The layer with the attention core supplied by `attend` (q `[B, L, h, hd]`, k/v
+    /// `[B, kvh, L, hd]` → `[B, L, h·hd]` before the output projection).
+    pub fn forward_with(&self, x: Tensor<3>, rope: &Rope, attend: impl FnOnce(Tensor<4>, Tensor<4>, Tensor<4>) -> Tensor<3>) -> Tensor<3> {
+        let (q, k, v) = self.self_attn.project(self.input_layernorm.forward(x.clone()), rope);
+        let attn = self.self_attn.o_proj.forward(attend(q, k, v));
+        self.finish(x, attn)
+    }
+
+    /// Residual around attention, then the MLP block.
+    fn finish(&self, x: Tensor<3>, attn: Tensor<3>) -> Tensor<3> {
         let x = x + attn;
         let mlp = self.mlp.forward(self.post_attention_layernorm.forward(x.clone()));
         x + mlp
@@ -232,6 +248,22 @@ impl Transformer {
         }
         if let Some(c) = cache {
             c.advance(positions.dims()[1]);
+        }
+        self.norm.forward(x)
+    }
+
+    /// Like [`Transformer::forward_embeds`] with the attention core of layer `i` supplied by
+    /// `attend(i, q, k, v)` (Quiet-STaR's thought-parallel attention plugs in here).
+    pub fn forward_embeds_with(
+        &self,
+        embeds: Tensor<3>,
+        positions: &Tensor<2>,
+        mut attend: impl FnMut(usize, Tensor<4>, Tensor<4>, Tensor<4>) -> Tensor<3>,
+    ) -> Tensor<3> {
+        let rope = Rope::new(positions, self.config.head_dim, self.config.rope_theta);
+        let mut x = embeds;
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward_with(x, &rope, |q, k, v| attend(i, q, k, v));
         }
         self.norm.forward(x)
     }

@@ -1,0 +1,101 @@
+//! Quiet-STaR checkpoints: a Hugging Face folder for the base model (loadable by any tool that
+//! reads one) plus `quiet.safetensors` (thought markers, mixing head) and `quiet_config.json`.
+//! Written to a temporary folder and renamed into place.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use burn::module::Param;
+use burn::nn::Linear;
+use burn::tensor::{Device, Tensor, TensorData};
+use starling_model::Tokenizer;
+use starling_model::checkpoint::files::{hf_folder_files, map_file, open_checkpoint};
+use starling_model::checkpoint::safetensors::{SafetensorsSource, serialize_f32};
+use starling_model::checkpoint::{HostTensor, WeightSource};
+use starling_model::model::param;
+use starling_model::weights::load_transformer;
+
+use crate::config::QuietConfig;
+use crate::model::{MixingHead, QuietModel};
+use crate::{QuietError, Result};
+
+pub const QUIET_WEIGHTS: &str = "quiet.safetensors";
+pub const QUIET_CONFIG: &str = "quiet_config.json";
+
+fn host<const D: usize>(t: &Param<Tensor<D>>) -> HostTensor {
+    let v = t.val();
+    HostTensor::new(v.dims().to_vec(), v.into_data().try_into_vec_as::<f32>().expect("f32"))
+}
+
+/// The Quiet-STaR tensors by name (stored values: markers divided by the multiplier; linear
+/// weights `[in, out]`).
+pub fn quiet_tensors(model: &QuietModel) -> BTreeMap<String, HostTensor> {
+    let mut out = BTreeMap::new();
+    out.insert("start_thought".into(), host(&model.start_thought));
+    out.insert("end_thought".into(), host(&model.end_thought));
+    for (name, l) in [("input", &model.mixing.input), ("hidden", &model.mixing.hidden), ("output", &model.mixing.output)] {
+        out.insert(format!("mixing.{name}.weight"), host(&l.weight));
+        if let Some(b) = &l.bias {
+            out.insert(format!("mixing.{name}.bias"), host(b));
+        }
+    }
+    out
+}
+
+/// Every file of a checkpoint folder, in memory.
+pub fn checkpoint_files(model: &QuietModel, tokenizer: &Tokenizer) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut files = hf_folder_files(&model.lm, tokenizer)?;
+    files.push((QUIET_WEIGHTS.into(), serialize_f32(&quiet_tensors(model), HashMap::new())?));
+    files.push((QUIET_CONFIG.into(), serde_json::to_vec_pretty(&model.config).expect("config JSON")));
+    Ok(files)
+}
+
+/// Whether `dir` holds a Quiet-STaR checkpoint (not just a base model).
+pub fn is_quiet_checkpoint(dir: &Path) -> bool {
+    dir.join(QUIET_WEIGHTS).is_file() && dir.join(QUIET_CONFIG).is_file()
+}
+
+/// Loads a Quiet-STaR checkpoint folder onto `device`.
+pub fn load_quiet(dir: &Path, device: &Device) -> Result<(QuietModel, Tokenizer)> {
+    if !is_quiet_checkpoint(dir) {
+        return Err(QuietError::Checkpoint(format!(
+            "{} is not a Quiet-STaR checkpoint (no {QUIET_WEIGHTS} / {QUIET_CONFIG}); train one with \
+             `starling quiet train`, or pass a base model to start from",
+            dir.display()
+        )));
+    }
+    let ck = open_checkpoint(dir, None)?;
+    let (lm, _) = load_transformer(&ck.config, ck.weights.as_ref(), device)?;
+    let cfg_path = dir.join(QUIET_CONFIG);
+    let text = std::fs::read_to_string(&cfg_path).map_err(|e| QuietError::Checkpoint(format!("{}: {e}", cfg_path.display())))?;
+    let config: QuietConfig = serde_json::from_str(&text).map_err(|e| QuietError::Checkpoint(format!("{}: {e}", cfg_path.display())))?;
+    config.validate()?;
+    let path = dir.join(QUIET_WEIGHTS);
+    let source = SafetensorsSource::new(path.clone(), vec![(path.clone(), map_file(&path)?)])?;
+    let d = lm.config().hidden_size;
+    let get = |name: &str, shape: &[usize]| -> Result<TensorData> {
+        let t = source.load(name).map_err(|e| QuietError::Checkpoint(format!("{}: {name}: {e}", path.display())))?;
+        if t.shape != shape {
+            return Err(QuietError::Checkpoint(format!(
+                "{}: {name} has shape {:?}, expected {shape:?} for a model with d={d}; the quiet weights belong to another model",
+                path.display(),
+                t.shape
+            )));
+        }
+        Ok(TensorData::new(t.data, t.shape))
+    };
+    let linear = |name: &str, i: usize, o: usize| -> Result<Linear> {
+        Ok(Linear {
+            weight: param(&format!("quiet.mixing.{name}.weight"), get(&format!("mixing.{name}.weight"), &[i, o])?, device),
+            bias: Some(param(&format!("quiet.mixing.{name}.bias"), get(&format!("mixing.{name}.bias"), &[o])?, device)),
+        })
+    };
+    let model = QuietModel {
+        start_thought: param("quiet.start_thought", get("start_thought", &[d])?, device),
+        end_thought: param("quiet.end_thought", get("end_thought", &[d])?, device),
+        mixing: MixingHead { input: linear("input", 2 * d, d)?, hidden: linear("hidden", d, d)?, output: linear("output", d, 1)? },
+        lm,
+        config,
+    };
+    Ok((model, ck.tokenizer))
+}

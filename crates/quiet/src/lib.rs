@@ -1,0 +1,47 @@
+//! Quiet-STaR (Zelikman et al. 2024): a language model that thinks before every token.
+//!
+//! - [`model`]: the base transformer plus learned start/end-of-thought embeddings and the mixing
+//!   head; a thought step advances the thoughts of all positions at once through the
+//!   thought-parallel attention op (`starling-thought`).
+//! - [`sample`]: thoughts sampled in parallel at every position.
+//! - [`loss`]: one training step's loss — base LM loss, non-myopic talk loss through the mixing
+//!   head, REINFORCE on the thoughts.
+//! - [`trainer`]: the optimization loop (checkpoints, resume, metrics, NaN stop).
+//! - [`generate`]: thoughtful generation with a KV cache; [`analyze`]: which tokens thoughts help.
+//!
+//! No printing and no file access outside `checkpoint`.
+
+pub mod analyze;
+#[cfg(not(target_family = "wasm"))]
+pub mod checkpoint;
+pub mod config;
+pub mod generate;
+pub mod loss;
+pub mod model;
+pub mod sample;
+#[cfg(not(target_family = "wasm"))]
+pub mod trainer;
+
+pub use config::QuietConfig;
+pub use model::QuietModel;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QuietError {
+    #[error("Quiet-STaR config: {0}")]
+    Config(String),
+    #[error("input: {0}")]
+    Input(String),
+    #[error(
+        "the {what} became {value} at step {step}; training stopped and this step was not saved \
+         (the last good checkpoint is kept). Lower the learning rate or the policy loss weight"
+    )]
+    NonFinite { what: &'static str, step: usize, value: f64 },
+    #[error(transparent)]
+    Model(#[from] starling_model::ModelError),
+    #[error(transparent)]
+    Train(#[from] starling_train::trainer::TrainError),
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+}
+
+pub type Result<T> = std::result::Result<T, QuietError>;

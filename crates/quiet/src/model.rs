@@ -1,0 +1,239 @@
+//! The Quiet-STaR model: a base transformer, learned start/end-of-thought embeddings, and the
+//! mixing head that interpolates the base and post-thought predictions.
+//!
+//! Start and end are parameters of their own, not vocabulary entries: the LM head can never
+//! produce them, so they are never sampled inside a thought nor emitted as text, and no
+//! vocabulary slot is needed for them.
+
+use burn::module::{Module, Param};
+use burn::nn::Linear;
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use starling_model::cache::KvCache;
+use starling_model::mask::{AttentionBias, positions};
+use starling_model::model::param;
+use starling_model::{Tokenizer, Transformer};
+use starling_thought::{Kernel, thought_attention};
+
+use crate::config::QuietConfig;
+use crate::{QuietError, Result};
+
+/// `[h_base; h_post]` → Linear(2d→d) → ReLU → Linear(d→d) → ReLU → Linear(d→1) → z, and
+/// w = clamp(z, 0, 1). The last layer starts at zero, so w = 0 and the model starts exactly at
+/// the base model (a sigmoid could not start at 0 with a nonzero gradient). The clamp passes
+/// gradients straight through, so a head pushed below 0 early, while thoughts are still
+/// useless, can come back once they help.
+#[derive(Module, Debug)]
+pub struct MixingHead {
+    pub input: Linear,
+    pub hidden: Linear,
+    pub output: Linear,
+}
+
+impl MixingHead {
+    pub fn new(d: usize, seed: u64, device: &Device) -> Self {
+        let mut rng = SplitMix(seed ^ 0x6d69_7869_6e67);
+        let mut linear = |name: &str, fan_in: usize, fan_out: usize, zero: bool| {
+            let k = 1.0 / (fan_in as f32).sqrt();
+            let w: Vec<f32> = (0..fan_in * fan_out).map(|_| if zero { 0.0 } else { rng.uniform(k) }).collect();
+            let b: Vec<f32> = (0..fan_out).map(|_| if zero { 0.0 } else { rng.uniform(k) }).collect();
+            Linear {
+                weight: param(&format!("quiet.mixing.{name}.weight"), TensorData::new(w, [fan_in, fan_out]), device),
+                bias: Some(param(&format!("quiet.mixing.{name}.bias"), TensorData::new(b, [fan_out]), device)),
+            }
+        };
+        Self {
+            input: linear("input", 2 * d, d, false),
+            hidden: linear("hidden", d, d, false),
+            output: linear("output", d, 1, true),
+        }
+    }
+
+    /// Mixing weight `[.., 1]` for hidden states `[.., d]` (any leading shape of rank 4).
+    pub fn weight(&self, h_base: Tensor<4>, h_post: Tensor<4>) -> Tensor<4> {
+        let x = Tensor::cat(vec![h_base, h_post], 3);
+        let z = self.output.forward(relu(self.hidden.forward(relu(self.input.forward(x)))));
+        let below = z.clone().lower_elem(0.0);
+        let above = z.clone().greater_elem(1.0);
+        let clamped = z.clone().mask_fill(below, 0.0).mask_fill(above, 1.0);
+        z.clone() + (clamped - z).detach()
+    }
+}
+
+/// Deterministic initializer (the mixing head is tiny; no need for a crate-level RNG).
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn uniform(&mut self, k: f32) -> f32 {
+        let u = (self.next() >> 40) as f32 / (1u64 << 24) as f32;
+        (2.0 * u - 1.0) * k
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct QuietModel {
+    pub lm: Transformer,
+    /// Start-of-thought embedding `[d]`, stored divided by `embedding_multiplier`.
+    pub start_thought: Param<Tensor<1>>,
+    /// End-of-thought embedding `[d]`, stored divided by `embedding_multiplier`.
+    pub end_thought: Param<Tensor<1>>,
+    pub mixing: MixingHead,
+    #[module(skip)]
+    pub config: QuietConfig,
+}
+
+/// The text whose embedding initializes both thought markers (as in the official code).
+pub const MARKER_INIT_TEXT: &str = "---";
+
+impl QuietModel {
+    /// Wraps a base model: markers from the mean embedding of "---", a fresh mixing head.
+    pub fn new(lm: Transformer, tokenizer: &Tokenizer, config: QuietConfig, seed: u64) -> Result<Self> {
+        config.validate()?;
+        let ids = tokenizer.encode(MARKER_INIT_TEXT, false)?;
+        if ids.is_empty() {
+            return Err(QuietError::Input(format!(
+                "the tokenizer cannot encode {MARKER_INIT_TEXT:?}, whose embedding initializes the thought markers"
+            )));
+        }
+        let device = lm.device();
+        let d = lm.config().hidden_size;
+        let idx = Tensor::<1, Int>::from_data(TensorData::new(ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), [ids.len()]), &device);
+        let init = lm.embed_tokens.val().select(0, idx).mean_dim(0).reshape([d]).div_scalar(config.embedding_multiplier);
+        let init: Vec<f32> = init.into_data().try_into_vec_as().expect("f32");
+        let marker = |name: &str| param(name, TensorData::new(init.clone(), [d]), &device);
+        Ok(Self {
+            start_thought: marker("quiet.start_thought"),
+            end_thought: marker("quiet.end_thought"),
+            mixing: MixingHead::new(d, seed, &device),
+            lm,
+            config,
+        })
+    }
+
+    pub fn device(&self) -> Device {
+        self.lm.device()
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        self.lm.config().hidden_size
+    }
+
+    /// Start (`false`) or end (`true`) marker embedding, `[d]`, multiplier applied.
+    pub fn marker(&self, end: bool) -> Tensor<1> {
+        let p = if end { &self.end_thought } else { &self.start_thought };
+        p.val().mul_scalar(self.config.embedding_multiplier)
+    }
+
+    /// The marker broadcast to `[n, 1, L, d]`.
+    pub fn marker_block(&self, end: bool, n: usize, l: usize) -> Tensor<4> {
+        let d = self.hidden_size();
+        self.marker(end).reshape([1, 1, 1, d]).expand([n, 1, l, d])
+    }
+
+    /// Ordinary causal pass over left-padded `tokens` `[B, L]`: final hidden states `[B, L, d]`
+    /// and every layer's keys/values.
+    pub fn base_pass(&self, tokens: Tensor<2, Int>, pad_left: &[usize]) -> (Tensor<3>, KvCache) {
+        let [_, l] = tokens.dims();
+        let device = tokens.device();
+        let mut cache = KvCache::new(self.lm.config().num_layers);
+        let pos = positions(pad_left, 0, l, &device);
+        let bias = AttentionBias::causal(pad_left, 0, l, self.lm.config().sliding_window, &device);
+        let hidden = self.lm.forward_embeds(self.lm.embed(tokens), &pos, &bias, Some(&mut cache));
+        (hidden, cache)
+    }
+
+    /// Advances every position's thought by `Sq` steps: `embeds` `[N, Sq, L, d]` → hidden
+    /// states `[N, Sq, L, d]`. `state` holds the real keys/values and the earlier steps.
+    pub fn thought_steps(&self, embeds: Tensor<4>, state: &mut ThoughtState) -> Tensor<4> {
+        let [n, sq, l, d] = embeds.dims();
+        let device = embeds.device();
+        let first = state.steps;
+        // Thought step a of position i sits at RoPE position i + a + 1, as if inserted there.
+        let pos: Vec<f32> = state
+            .pad_left
+            .iter()
+            .flat_map(|&pad| (0..sq).flat_map(move |s| (0..l).map(move |i| (i.saturating_sub(pad) + first + s + 1) as f32)))
+            .collect();
+        let pos = Tensor::<2>::from_data(TensorData::new(pos, [n, sq * l]), &device);
+        let (h, kvh, hd) = (self.lm.config().num_heads, self.lm.config().num_kv_heads, self.lm.config().head_dim);
+        let kernel = state.kernel;
+        let pad = state.pad_left.clone();
+        let hidden = self.lm.forward_embeds_with(embeds.reshape([n, sq * l, d]), &pos, |layer, q, k, v| {
+            let q = q.reshape([n, sq, l, h, hd]).permute([0, 3, 1, 2, 4]);
+            let k = k.reshape([n, kvh, sq, l, hd]);
+            let v = v.reshape([n, kvh, sq, l, hd]);
+            let (kd, vd) = match state.diag[layer].take() {
+                Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
+                None => (k, v),
+            };
+            state.diag[layer] = Some((kd.clone(), vd.clone()));
+            let (kr, vr) = state.real[layer].clone();
+            let out = thought_attention(q, kr, vr, kd, vd, &pad, kernel);
+            out.permute([0, 2, 3, 1, 4]).reshape([n, sq * l, h * hd])
+        });
+        state.steps += sq;
+        hidden.reshape([n, sq, l, d])
+    }
+
+    /// Mixes base and post-thought hidden states: `(h_base + w·(h_post − h_base), w)`.
+    pub fn mix(&self, h_base: Tensor<4>, h_post: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+        let w = self.mixing.weight(h_base.clone(), h_post.clone());
+        (h_base.clone() + (h_post - h_base) * w.clone(), w)
+    }
+
+    /// LM head on `[N, S, L, d]` → logits `[N, S, L, V]`.
+    pub fn logits4(&self, hidden: Tensor<4>) -> Tensor<4> {
+        let [n, s, l, d] = hidden.dims();
+        self.lm.logits(hidden.reshape([n, s * l, d])).reshape([n, s, l, self.lm.config().vocab_size])
+    }
+
+    /// Checks that sequences of `len` tokens leave room for a thought within the context.
+    pub fn check_length(&self, len: usize) -> Result<()> {
+        let ctx = self.lm.config().max_position_embeddings;
+        let need = len + self.config.thought_slots() + self.config.n_talk;
+        if need > ctx {
+            return Err(QuietError::Input(format!(
+                "a sequence of {len} tokens plus a thought ({} slots) and {} talk tokens needs {need} positions, \
+                 but the model's context is {ctx}; use sequences of at most {} tokens or a shorter thought",
+                self.config.thought_slots(),
+                self.config.n_talk,
+                ctx.saturating_sub(self.config.thought_slots() + self.config.n_talk)
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What a thought pass keeps between steps: each layer's real keys/values `[N, KVH, L, hd]`
+/// and the thought keys/values so far `[N, KVH, steps, L, hd]`.
+pub struct ThoughtState {
+    pub real: Vec<(Tensor<4>, Tensor<4>)>,
+    pub diag: Vec<Option<(Tensor<5>, Tensor<5>)>>,
+    pub pad_left: Vec<usize>,
+    pub steps: usize,
+    pub kernel: Kernel,
+}
+
+impl ThoughtState {
+    /// From a base pass's cache, each row repeated `passes` times (row `p·B + b` is pass p of
+    /// row b).
+    pub fn new(cache: &KvCache, num_layers: usize, pad_left: &[usize], passes: usize, kernel: Kernel) -> Self {
+        let repeat4 = |t: &Tensor<4>| if passes == 1 { t.clone() } else { Tensor::cat(vec![t.clone(); passes], 0) };
+        let real = (0..num_layers)
+            .map(|i| {
+                let (k, v) = cache.layer(i).kv().expect("base pass fills every layer's cache");
+                (repeat4(k), repeat4(v))
+            })
+            .collect();
+        let pad_left = (0..passes).flat_map(|_| pad_left.iter().copied()).collect();
+        Self { real, diag: vec![None; num_layers], pad_left, steps: 0, kernel }
+    }
+}

@@ -1,0 +1,31 @@
+//! Thoughts sampled in parallel at every position ("think"): one forward step per thought
+//! token for all L positions together.
+
+use burn::tensor::{Int, Tensor};
+use starling_model::sampling::{Sampler, SamplingConfig};
+use starling_thought::Kernel;
+
+use crate::model::{QuietModel, ThoughtState};
+
+/// Samples `passes` thoughts of `n_thought` tokens after every position of `tokens` `[B, L]`.
+/// Returns ids `[passes·B, n_thought, L]` (row `p·B + b`). `temperature` 0 is greedy.
+/// Run it on a model without autodiff (`model.valid()`): sampling needs no gradients.
+pub fn sample_thoughts(model: &QuietModel, tokens: Tensor<2, Int>, pad_left: &[usize], passes: usize, temperature: f64, kernel: Kernel) -> Tensor<3, Int> {
+    let [b, l] = tokens.dims();
+    let n = passes * b;
+    let (_, cache) = model.base_pass(tokens, pad_left);
+    let mut state = ThoughtState::new(&cache, model.lm.config().num_layers, pad_left, passes, kernel);
+    let cfg = SamplingConfig { temperature: temperature as f32, ..SamplingConfig::greedy() };
+    let vocab = model.lm.config().vocab_size;
+    let sampler = Sampler::new(&cfg, vocab, &model.device());
+    let mut input = model.marker_block(false, n, l);
+    let mut ids = Vec::with_capacity(model.config.n_thought);
+    for _ in 0..model.config.n_thought {
+        let hidden = model.thought_steps(input, &mut state);
+        let logits = model.logits4(hidden).reshape([n * l, vocab]);
+        let next = sampler.sample(logits).reshape([n, 1, l]);
+        input = model.lm.embed(next.clone().reshape([n, l])).reshape([n, 1, l, model.hidden_size()]);
+        ids.push(next);
+    }
+    Tensor::cat(ids, 1)
+}

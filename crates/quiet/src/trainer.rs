@@ -1,0 +1,240 @@
+//! The Quiet-STaR optimization loop on disk:
+//!
+//! ```text
+//! run/
+//!   quiet_run.json                 training config + Quiet-STaR config (checked on resume)
+//!   metrics.jsonl                  one QuietStepMetrics per line
+//!   checkpoints/step-00000100/     checkpoint folder (see `checkpoint`) + optimizer + state
+//! ```
+//!
+//! A non-finite loss or gradient stops the run before the step is applied; checkpoints already
+//! written stay.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use serde::{Deserialize, Serialize};
+use starling_model::Tokenizer;
+use starling_model::checkpoint::files::{map_file, write_folder_atomic};
+use starling_model::checkpoint::safetensors::{SafetensorsSource, serialize_f32};
+use starling_model::checkpoint::{HostTensor, WeightSource};
+use starling_thought::Kernel;
+use starling_train::data::BatchOrder;
+use starling_train::optim::{AdamW, clip_scale, global_grad_norm};
+use starling_train::trainer::TrainConfig;
+
+use crate::checkpoint::{checkpoint_files, load_quiet};
+use crate::config::QuietConfig;
+use crate::loss::{LossStats, quiet_loss};
+use crate::model::QuietModel;
+use crate::{QuietError, Result};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuietRunConfig {
+    pub train: TrainConfig,
+    pub quiet: QuietConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuietStepMetrics {
+    pub step: usize,
+    pub lr: f64,
+    pub grad_norm: f64,
+    pub step_seconds: f64,
+    pub tokens_per_second: f64,
+    #[serde(flatten)]
+    pub stats: LossStats,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct State {
+    step: usize,
+    optimizer_steps: u64,
+}
+
+pub trait QuietObserver {
+    fn on_step(&mut self, _m: &QuietStepMetrics) {}
+}
+
+pub struct NoObserver;
+impl QuietObserver for NoObserver {}
+
+pub struct QuietRun {
+    pub root: PathBuf,
+    pub config: QuietRunConfig,
+}
+
+const RUN_FILE: &str = "quiet_run.json";
+const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+const STATE_FILE: &str = "trainer_state.json";
+
+impl QuietRun {
+    /// Opens `root` for `config`: creates it, or checks a run already there was made with the
+    /// same settings.
+    pub fn open(root: &Path, config: QuietRunConfig) -> Result<Self> {
+        config.quiet.validate()?;
+        config.train.validate()?;
+        std::fs::create_dir_all(root.join("checkpoints")).map_err(|e| ck(format!("{}: {e}", root.display())))?;
+        let path = root.join(RUN_FILE);
+        if path.exists() {
+            let text = std::fs::read_to_string(&path).map_err(|e| ck(format!("{}: {e}", path.display())))?;
+            let old: QuietRunConfig = serde_json::from_str(&text).map_err(|e| ck(format!("{}: {e}", path.display())))?;
+            if old != config {
+                return Err(QuietError::Config(format!(
+                    "{} holds a run with other settings; resume with the same options, or use --fresh / another --out",
+                    root.display()
+                )));
+            }
+        } else {
+            starling_model::checkpoint::files::write_atomic(&path, &serde_json::to_vec_pretty(&config).expect("JSON"))?;
+        }
+        Ok(Self { root: root.to_path_buf(), config })
+    }
+
+    pub fn checkpoints(&self) -> Vec<(usize, PathBuf)> {
+        let mut out: Vec<(usize, PathBuf)> = std::fs::read_dir(self.root.join("checkpoints"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                let step = name.strip_prefix("step-")?.parse().ok()?;
+                Some((step, e.path()))
+            })
+            .filter(|(_, p)| p.join(STATE_FILE).is_file())
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn metrics_path(&self) -> PathBuf {
+        self.root.join("metrics.jsonl")
+    }
+
+    fn save(&self, step: usize, model: &QuietModel, tokenizer: &Tokenizer, optimizer: &AdamW) -> Result<()> {
+        let mut files = checkpoint_files(model, tokenizer)?;
+        files.push((OPTIMIZER_FILE.into(), serialize_f32(&optimizer.state_tensors(), HashMap::new())?));
+        let state = State { step, optimizer_steps: optimizer.steps };
+        files.push((STATE_FILE.into(), serde_json::to_vec_pretty(&state).expect("JSON")));
+        write_folder_atomic(&self.root.join("checkpoints").join(format!("step-{step:08}")), &files)?;
+        let all = self.checkpoints();
+        let excess = all.len().saturating_sub(self.config.train.keep_checkpoints.max(1));
+        for (_, old) in all.into_iter().take(excess) {
+            let _ = std::fs::remove_dir_all(old);
+        }
+        Ok(())
+    }
+
+    /// The newest checkpoint's model (on `device`), optimizer and step, if any.
+    pub fn resume(&self, device: &burn::tensor::Device) -> Result<Option<(QuietModel, AdamW, usize)>> {
+        let Some((_, dir)) = self.checkpoints().pop() else { return Ok(None) };
+        let (model, _) = load_quiet(&dir, device)?;
+        let text = std::fs::read_to_string(dir.join(STATE_FILE)).map_err(|e| ck(format!("{}: {e}", dir.display())))?;
+        let state: State = serde_json::from_str(&text).map_err(|e| ck(format!("{}: {e}", dir.display())))?;
+        let opt_path = dir.join(OPTIMIZER_FILE);
+        let source = SafetensorsSource::new(opt_path.clone(), vec![(opt_path.clone(), map_file(&opt_path)?)])?;
+        let tensors: BTreeMap<String, HostTensor> =
+            source.names().into_iter().map(|n| source.load(&n).map(|t| (n, t))).collect::<std::result::Result<_, _>>()?;
+        let mut optimizer = AdamW::new(self.config.train.adamw);
+        optimizer.load_state(state.optimizer_steps, &tensors, device).map_err(|e| ck(format!("{}: {e}", opt_path.display())))?;
+        // Metrics of steps after the checkpoint are dropped: they will be run again.
+        let kept: Vec<String> = std::fs::read_to_string(self.metrics_path())
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| serde_json::from_str::<QuietStepMetrics>(l).is_ok_and(|m| m.step <= state.step))
+            .map(str::to_string)
+            .collect();
+        let mut text = kept.join("\n");
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        starling_model::checkpoint::files::write_atomic(&self.metrics_path(), text.as_bytes())?;
+        Ok(Some((model, optimizer, state.step)))
+    }
+
+    fn append_metrics(&self, m: &QuietStepMetrics) -> Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.metrics_path())
+            .map_err(|e| ck(format!("{}: {e}", self.metrics_path().display())))?;
+        writeln!(f, "{}", serde_json::to_string(m).expect("JSON")).map_err(|e| ck(e.to_string()))
+    }
+
+    pub fn read_metrics(&self) -> Vec<QuietStepMetrics> {
+        std::fs::read_to_string(self.metrics_path())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+fn ck(m: String) -> QuietError {
+    QuietError::Checkpoint(m)
+}
+
+/// Trains `model` (on an autodiff device) on equal-length token sequences. Starts from
+/// `start` (optimizer and step) when resuming. With `run`, metrics and checkpoints go to disk.
+pub fn train_quiet(
+    mut model: QuietModel,
+    tokenizer: &Tokenizer,
+    seqs: &[Vec<u32>],
+    cfg: &QuietRunConfig,
+    kernel: Kernel,
+    start: Option<(AdamW, usize)>,
+    run: Option<&QuietRun>,
+    observer: &mut dyn QuietObserver,
+) -> Result<(QuietModel, Vec<QuietStepMetrics>)> {
+    let t = &cfg.train;
+    cfg.quiet.validate()?;
+    t.validate()?;
+    if seqs.is_empty() {
+        return Err(QuietError::Input("no training sequences (is the corpus empty or shorter than one sequence?)".into()));
+    }
+    let device = model.device();
+    if !device.is_autodiff() {
+        return Err(QuietError::Config("the model must be on an autodiff device to train".into()));
+    }
+    model.check_length(seqs[0].len())?;
+    model.config = cfg.quiet.clone();
+    let order = BatchOrder::new(seqs.len(), t.batch_size, t.seed);
+    let schedule = t.schedule();
+    let (mut optimizer, first) = start.unwrap_or_else(|| (AdamW::new(t.adamw), 0));
+    let mut history = Vec::new();
+    for step in first..t.steps {
+        let t0 = Instant::now();
+        // Thought sampling draws from the device RNG: seed it per step so a resumed run repeats.
+        device.seed(t.seed.wrapping_mul(1_000_003).wrapping_add(step as u64));
+        let batch: Vec<Vec<u32>> = order.batch(step).into_iter().map(|i| seqs[i].clone()).collect();
+        let sampler = model.valid();
+        let (loss, stats) = quiet_loss(&model, &sampler, &batch, kernel);
+        if !stats.loss.is_finite() {
+            return Err(QuietError::NonFinite { what: "loss", step: step + 1, value: stats.loss });
+        }
+        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        let grad_norm = global_grad_norm(&model, &grads);
+        if !grad_norm.is_finite() {
+            return Err(QuietError::NonFinite { what: "gradient norm", step: step + 1, value: grad_norm });
+        }
+        let lr = schedule.lr(step);
+        model = optimizer.step(model, &mut grads, lr, clip_scale(grad_norm, t.grad_clip));
+        let secs = t0.elapsed().as_secs_f64();
+        let tokens: usize = batch.iter().map(Vec::len).sum();
+        let m = QuietStepMetrics { step: step + 1, lr, grad_norm, step_seconds: secs, tokens_per_second: tokens as f64 / secs.max(1e-9), stats };
+        if let Some(r) = run {
+            r.append_metrics(&m)?;
+            let done = step + 1;
+            if t.save_every.is_some_and(|e| done % e == 0) || done == t.steps {
+                r.save(done, &model, tokenizer, &optimizer)?;
+            }
+        }
+        observer.on_step(&m);
+        history.push(m);
+    }
+    Ok((model, history))
+}

@@ -1,0 +1,196 @@
+//! Quiet-STaR end to end on a tiny model: training moves the mixing head and the thought
+//! markers with a finite loss (CPU and wgpu), the model starts exactly at the base model,
+//! thoughtful KV-cached generation equals the thought-parallel reference token for token, and
+//! checkpoints round-trip and resume.
+
+use burn::module::Module;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use starling_model::generate::GenerateConfig;
+use starling_model::weights::init_transformer;
+use starling_model::{ModelConfig, Tokenizer};
+use starling_quiet::checkpoint::{checkpoint_files, load_quiet};
+use starling_quiet::generate::generate_thoughtful;
+use starling_quiet::loss::quiet_loss;
+use starling_quiet::model::ThoughtState;
+use starling_quiet::sample::sample_thoughts;
+use starling_quiet::trainer::{NoObserver, QuietRun, QuietRunConfig, train_quiet};
+use starling_quiet::{QuietConfig, QuietModel};
+use starling_thought::Kernel;
+use starling_train::trainer::TrainConfig;
+
+fn tokenizer() -> Tokenizer {
+    Tokenizer::char_level("0123456789+=-\n ", &["<pad>"]).unwrap()
+}
+
+fn small_quiet() -> QuietConfig {
+    QuietConfig { n_thought: 3, n_talk: 2, n_passes: 2, policy_loss_weight: 1.0, ..QuietConfig::default() }
+}
+
+fn model(device: &Device, seed: u64) -> (QuietModel, Tokenizer) {
+    let tok = tokenizer();
+    let mut c = ModelConfig::tiny(tok.vocab_size());
+    c.hidden_size = 32;
+    c.intermediate_size = 64;
+    c.num_layers = 2;
+    c.num_heads = 4;
+    c.num_kv_heads = 2;
+    c.head_dim = 8;
+    c.max_position_embeddings = 64;
+    let lm = init_transformer(&c, seed, device).unwrap();
+    (QuietModel::new(lm, &tok, small_quiet(), seed).unwrap(), tok)
+}
+
+fn seqs(tok: &Tokenizer) -> Vec<Vec<u32>> {
+    ["12+34=46\n", "51+17=68\n", "20+22=42\n", "33+44=77\n"].iter().map(|s| tok.encode(s, false).unwrap()).collect()
+}
+
+fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_into_vec_as().unwrap()
+}
+
+fn train_cfg(steps: usize) -> QuietRunConfig {
+    QuietRunConfig {
+        train: TrainConfig { steps, batch_size: 2, max_len: 9, lr: 1e-2, warmup_steps: 0, seed: 3, ..TrainConfig::default() },
+        quiet: small_quiet(),
+    }
+}
+
+fn short_training_moves_the_quiet_parameters(device: Device, kernel: Kernel) {
+    let (m, tok) = model(&device.clone().autodiff(), 1);
+    let before = (host(m.mixing.output.weight.val()), host(m.start_thought.val()), host(m.end_thought.val()));
+    let (m, history) = train_quiet(m, &tok, &seqs(&tok), &train_cfg(3), kernel, None, None, &mut NoObserver).unwrap();
+    assert_eq!(history.len(), 3);
+    for h in &history {
+        assert!(h.stats.loss.is_finite() && h.stats.talk_nll.is_finite() && h.stats.policy_loss.is_finite(), "{h:?}");
+    }
+    let after = (host(m.mixing.output.weight.val()), host(m.start_thought.val()), host(m.end_thought.val()));
+    assert_ne!(before.0, after.0, "the mixing head's last layer did not move");
+    assert_ne!(before.1, after.1, "the start-of-thought embedding did not move");
+    assert_ne!(before.2, after.2, "the end-of-thought embedding did not move");
+}
+
+#[test]
+fn short_training_on_cpu() {
+    short_training_moves_the_quiet_parameters(Device::flex(), Kernel::Auto);
+}
+
+#[test]
+fn short_training_on_wgpu_with_the_fused_kernel() {
+    let (device, _) = starling_model::device::init_wgpu().expect("a wgpu adapter (apt install mesa-vulkan-drivers)");
+    short_training_moves_the_quiet_parameters(device, Kernel::Fused);
+}
+
+#[test]
+fn training_starts_exactly_at_the_base_model() {
+    let device = Device::flex().autodiff();
+    let (m, tok) = model(&device, 2);
+    device.seed(1);
+    let (_, stats) = quiet_loss(&m, &m.valid(), &seqs(&tok)[..2], Kernel::Split);
+    assert_eq!(stats.mix_weight, 0.0);
+    assert!((stats.talk_nll - stats.talk_nll_base).abs() < 1e-6, "{stats:?}");
+}
+
+/// The thought-parallel path (all positions think at once through the attention op) for the
+/// last position of `ids`: greedy thought, mixed logits → argmax.
+fn reference_next(m: &QuietModel, ids: &[u32], kernel: Kernel) -> (u32, Vec<u32>) {
+    let device = m.device();
+    let l = ids.len();
+    let d = m.hidden_size();
+    let nt = m.config.n_thought;
+    let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids.iter().map(|&t| t as i64).collect::<Vec<_>>(), [1, l]), &device);
+    let thoughts = sample_thoughts(m, tokens.clone(), &[0], 1, 0.0, kernel);
+    let (h_base, cache) = m.base_pass(tokens, &[0]);
+    let mut state = ThoughtState::new(&cache, m.lm.config().num_layers, &[0], 1, kernel);
+    let block = Tensor::cat(
+        vec![
+            m.marker_block(false, 1, l),
+            m.lm.embed(thoughts.clone().reshape([1, nt * l])).reshape([1, nt, l, d]),
+            m.marker_block(true, 1, l),
+        ],
+        1,
+    );
+    let h_post = m.thought_steps(block, &mut state).narrow(2, l - 1, 1).narrow(1, nt + 1, 1);
+    let (mixed, _) = m.mix(h_base.narrow(1, l - 1, 1).reshape([1, 1, 1, d]), h_post);
+    let next = log_softmax(m.logits4(mixed), 3).argmax(3).into_data().try_into_vec_as::<i64>().unwrap()[0] as u32;
+    let th: Vec<i64> = thoughts.into_data().try_into_vec_as().unwrap();
+    (next, (0..nt).map(|t| th[t * l + l - 1] as u32).collect())
+}
+
+#[test]
+fn thoughtful_generation_equals_the_reference_path() {
+    let device = Device::flex();
+    // A few training steps so the mixing head is not zero.
+    let (m, tok) = model(&device.clone().autodiff(), 4);
+    let (m, _) = train_quiet(m, &tok, &seqs(&tok), &train_cfg(4), Kernel::Auto, None, None, &mut NoObserver).unwrap();
+    // Open the mix (w = 0.4 everywhere) so the thought decides part of every prediction.
+    let mut m = m.valid();
+    let bias = m.mixing.output.bias.take().unwrap();
+    m.mixing.output.bias = Some(burn::module::Param::initialized(bias.id, Tensor::full([1], 0.4, &device)));
+    let prompts = vec![tok.encode("12+3", false).unwrap(), tok.encode("5", false).unwrap()];
+    let cfg = GenerateConfig { max_new_tokens: 6, ..GenerateConfig::default() };
+    let got = generate_thoughtful(&m, &tok, &prompts, &cfg, 0.0, &mut |_, _| {}).unwrap();
+    for (prompt, g) in prompts.iter().zip(&got) {
+        assert_eq!(g.tokens.len(), 6);
+        let mut ids = prompt.clone();
+        for t in &g.tokens {
+            let (next, thought) = reference_next(&m, &ids, Kernel::Split);
+            assert_eq!(t.thought_ids, thought, "thought after {:?}", tok.decode(&ids, false).unwrap());
+            assert_eq!(t.id, next, "token after {:?}", tok.decode(&ids, false).unwrap());
+            assert!(t.mix_weight > 0.0 && t.mix_weight <= 1.0, "{}", t.mix_weight);
+            ids.push(next);
+        }
+    }
+    // Same on wgpu through the fused kernel.
+    let (wgpu, _) = starling_model::device::init_wgpu().unwrap();
+    let files = checkpoint_files(&m, &tok).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes) in &files {
+        std::fs::write(dir.path().join(name), bytes).unwrap();
+    }
+    let (mw, _) = load_quiet(dir.path(), &wgpu).unwrap();
+    let mut ids = prompts[0].clone();
+    for t in &got[0].tokens {
+        let (next, thought) = reference_next(&mw, &ids, Kernel::Fused);
+        assert_eq!((next, thought), (t.id, t.thought_ids.clone()));
+        ids.push(next);
+    }
+}
+
+#[test]
+fn runs_resume_from_their_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = Device::flex().autodiff();
+    let mut cfg = train_cfg(4);
+    cfg.train.save_every = Some(2);
+    let (m, tok) = model(&device, 7);
+    let run = QuietRun::open(dir.path(), cfg.clone()).unwrap();
+    let (full, _) = train_quiet(m, &tok, &seqs(&tok), &cfg, Kernel::Auto, None, Some(&run), &mut NoObserver).unwrap();
+    // Resume from step 2 and run the last two steps again: same weights.
+    std::fs::remove_dir_all(dir.path().join("checkpoints/step-00000004")).unwrap();
+    let (m2, opt, step) = run.resume(&device).unwrap().unwrap();
+    assert_eq!(step, 2);
+    assert_eq!(run.read_metrics().len(), 2);
+    let (resumed, _) = train_quiet(m2, &tok, &seqs(&tok), &cfg, Kernel::Auto, Some((opt, step)), Some(&run), &mut NoObserver).unwrap();
+    assert_eq!(host(full.mixing.output.weight.val()), host(resumed.mixing.output.weight.val()));
+    assert_eq!(host(full.start_thought.val()), host(resumed.start_thought.val()));
+    assert_eq!(run.read_metrics().len(), 4);
+    // Other settings are refused.
+    let mut other = cfg.clone();
+    other.quiet.n_thought = 5;
+    assert!(QuietRun::open(dir.path(), other).is_err());
+}
+
+#[test]
+fn bad_input_is_refused_with_a_reason() {
+    let bad = QuietConfig { n_thought: 0, ..QuietConfig::default() };
+    assert!(bad.validate().unwrap_err().to_string().contains("n_thought"));
+    let (m, tok) = model(&Device::flex(), 1);
+    let err = m.check_length(60).unwrap_err().to_string();
+    assert!(err.contains("context"), "{err}");
+    let long = vec![tok.encode("1", false).unwrap()[0]; 60];
+    let cfg = GenerateConfig { max_new_tokens: 2, ..GenerateConfig::default() };
+    assert!(generate_thoughtful(&m, &tok, &[long], &cfg, 0.0, &mut |_, _| {}).is_err());
+    let dir = tempfile::tempdir().unwrap();
+    assert!(load_quiet(dir.path(), &Device::flex()).unwrap_err().to_string().contains("not a Quiet-STaR checkpoint"));
+}
