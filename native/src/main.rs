@@ -8,6 +8,8 @@ mod common;
 mod generate;
 mod info;
 mod perplexity;
+mod quiet;
+mod quiet_demo;
 mod star;
 mod tasks_args;
 mod train_lm;
@@ -43,6 +45,10 @@ const EXAMPLES: &str = "Examples:
   starling star --task csqa -m models/smollm2-hf --train csqa/train.jsonl --dev csqa/dev.jsonl
   starling baseline few-shot-rationale --task gsm8k -m models/smollm2-hf --train gsm8k/train.jsonl --dev gsm8k/test.jsonl
   starling train-lm --builtin arithmetic --out runs/arith
+  starling quiet demo                            # does thinking help? (built-in, CPU, minutes)
+  starling quiet train -m models/smollm2-hf --text corpus.txt --out runs/quiet
+  starling quiet generate -m runs/quiet-demo/model -p '12+34='
+  starling quiet analyze -m runs/quiet-demo/model --text '25+37=62'
   starling bench -m models/SmolLM2-135M-Instruct.Q4_1.gguf";
 
 #[derive(Subcommand)]
@@ -64,6 +70,8 @@ enum Command {
     BenchRationales(bench_rationales::Args),
     /// Time forward, forward+backward and generation of a model on the chosen device.
     Bench(bench::Args),
+    /// Quiet-STaR: train a model to think before every token; generate and analyze with thoughts.
+    Quiet(quiet::Args),
 }
 
 /// mimalloc's `mi_option_purge_delay` (its position in `mi_option_e`, mimalloc.h): how long freed
@@ -93,6 +101,7 @@ fn main() {
         Command::Star(a) => star::run(a, cli.device),
         Command::BenchRationales(a) => bench_rationales::run(a, cli.device),
         Command::Baseline(a) => baseline::run(a, cli.device),
+        Command::Quiet(a) => quiet::run(a, cli.device),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

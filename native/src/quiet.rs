@@ -1,0 +1,314 @@
+//! `starling quiet train | generate | analyze | demo`: Quiet-STaR from the command line.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
+
+use starling_model::Tokenizer;
+use starling_model::device::DeviceChoice;
+use starling_model::generate::GenerateConfig;
+use starling_model::sampling::SamplingConfig;
+use starling_quiet::analyze::token_deltas;
+use starling_quiet::checkpoint::{is_quiet_checkpoint, load_quiet};
+use starling_quiet::generate::generate_thoughtful;
+use starling_quiet::trainer::{QuietObserver, QuietRun, QuietRunConfig, QuietStepMetrics, train_quiet};
+use starling_quiet::{QuietConfig, QuietModel};
+use starling_thought::Kernel;
+use starling_train::trainer::TrainConfig;
+
+use crate::common::{bar, load_model, pick_device};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: QuietCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum QuietCommand {
+    /// Train a model to think before every token, on plain text.
+    Train(TrainArgs),
+    /// Generate text with a thought before every token (KV-cached); shows each thought.
+    Generate(GenerateArgs),
+    /// Per-token log-probability with and without thoughts: which tokens do thoughts help?
+    Analyze(AnalyzeArgs),
+    /// The built-in demonstration: a tiny model on sums, trained with and without thoughts.
+    Demo(crate::quiet_demo::Args),
+}
+
+pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
+    match a.command {
+        QuietCommand::Train(t) => train(t, device),
+        QuietCommand::Generate(g) => generate(g, device),
+        QuietCommand::Analyze(z) => analyze(z, device),
+        QuietCommand::Demo(d) => crate::quiet_demo::run(d, device),
+    }
+}
+
+/// Quiet-STaR hyperparameters on the command line (defaults: the official code's).
+#[derive(clap::Args, Clone)]
+pub struct QuietArgs {
+    /// Thought tokens between the start and end markers.
+    #[arg(long, default_value_t = QuietConfig::default().n_thought)]
+    pub n_thought: usize,
+    /// True tokens after the thought that train and reward it (non-myopic loss).
+    #[arg(long, default_value_t = QuietConfig::default().n_talk)]
+    pub n_talk: usize,
+    /// Thoughts per position (the REINFORCE baseline is their mean).
+    #[arg(long, default_value_t = QuietConfig::default().n_passes)]
+    pub n_passes: usize,
+    /// Weight of the REINFORCE loss (official 1e6, tuned for lr 1e-6 on Mistral-7B).
+    #[arg(long, default_value_t = QuietConfig::default().policy_loss_weight)]
+    pub policy_weight: f64,
+    /// Weight of the post-thought-only talk loss (Starling's addition; see README).
+    #[arg(long, default_value_t = QuietConfig::default().post_thought_loss_weight)]
+    pub post_thought_weight: f64,
+    /// Temperature of thought sampling during training.
+    #[arg(long, default_value_t = QuietConfig::default().thought_temperature)]
+    pub thought_temperature: f64,
+    /// Keep negative rewards (the official code drops them).
+    #[arg(long)]
+    pub keep_negative_rewards: bool,
+}
+
+impl QuietArgs {
+    pub fn config(&self) -> QuietConfig {
+        QuietConfig {
+            n_thought: self.n_thought,
+            n_talk: self.n_talk,
+            n_passes: self.n_passes,
+            policy_loss_weight: self.policy_weight,
+            post_thought_loss_weight: self.post_thought_weight,
+            thought_temperature: self.thought_temperature,
+            drop_negative_rewards: !self.keep_negative_rewards,
+            ..QuietConfig::default()
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Base model (HF folder or GGUF) or a Quiet-STaR checkpoint to continue from.
+    #[arg(short, long)]
+    model: PathBuf,
+    /// Plain-text training corpus.
+    #[arg(long)]
+    text: PathBuf,
+    /// Run folder (metrics.jsonl, checkpoints/); an existing run is resumed.
+    #[arg(long, default_value = "runs/quiet")]
+    out: PathBuf,
+    /// Delete the run folder first.
+    #[arg(long)]
+    fresh: bool,
+    #[arg(long, default_value_t = 100)]
+    steps: usize,
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// Tokens per training sequence.
+    #[arg(long, default_value_t = 256)]
+    seq_len: usize,
+    #[arg(long, default_value_t = 1e-6)]
+    lr: f64,
+    #[arg(long, default_value_t = 20)]
+    warmup_steps: usize,
+    #[arg(long, default_value_t = 25)]
+    save_every: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Thought-attention implementation: auto (fused WGSL on wgpu, split elsewhere), fused, split, dense.
+    #[arg(long, default_value = "auto")]
+    kernel: Kernel,
+    #[command(flatten)]
+    quiet: QuietArgs,
+}
+
+/// A base model or Quiet-STaR checkpoint, as a Quiet-STaR model with `config`.
+pub fn load_quiet_or_base(path: &Path, config: QuietConfig, device: &Device, seed: u64) -> Result<(QuietModel, Tokenizer)> {
+    if is_quiet_checkpoint(path) {
+        let (mut m, tok) = load_quiet(path, device)?;
+        m.config = config;
+        return Ok((m, tok));
+    }
+    let loaded = load_model(path, None, device)?;
+    Ok((QuietModel::new(loaded.model, &loaded.tokenizer, config, seed)?, loaded.tokenizer))
+}
+
+/// Cuts a token stream into sequences of exactly `len` tokens.
+pub fn sequences(ids: &[u32], len: usize) -> Vec<Vec<u32>> {
+    ids.chunks_exact(len).map(<[u32]>::to_vec).collect()
+}
+
+struct Bar(indicatif::ProgressBar);
+
+impl QuietObserver for Bar {
+    fn on_step(&mut self, m: &QuietStepMetrics) {
+        self.0.set_position(m.step as u64);
+        self.0.set_prefix(format!(
+            "loss {:.3} talk {:.3} (base {:.3}) w {:.3} {:.0} tok/s",
+            m.stats.loss, m.stats.talk_nll, m.stats.talk_nll_base, m.stats.mix_weight, m.tokens_per_second
+        ));
+    }
+}
+
+fn train(a: TrainArgs, device: DeviceChoice) -> Result<()> {
+    let dev = pick_device(device)?;
+    let cfg = QuietRunConfig {
+        train: TrainConfig {
+            steps: a.steps,
+            batch_size: a.batch_size,
+            max_len: a.seq_len,
+            lr: a.lr,
+            warmup_steps: a.warmup_steps,
+            save_every: Some(a.save_every.max(1)),
+            seed: a.seed,
+            adamw: starling_train::optim::AdamWConfig { weight_decay: 0.001, ..Default::default() },
+            ..TrainConfig::default()
+        },
+        quiet: a.quiet.config(),
+    };
+    cfg.quiet.validate()?;
+    let text = std::fs::read_to_string(&a.text).with_context(|| format!("cannot read the corpus {}", a.text.display()))?;
+    if a.fresh && a.out.exists() {
+        std::fs::remove_dir_all(&a.out).with_context(|| format!("cannot delete {}", a.out.display()))?;
+    }
+    let run = QuietRun::open(&a.out, cfg.clone())?;
+    let ad = dev.device.clone().autodiff();
+    let (model, tokenizer, start) = match run.resume(&ad)? {
+        Some((m, opt, step)) => {
+            eprintln!("resuming {} at step {step}", a.out.display());
+            let (_, tok) = load_quiet_or_base(&a.model, cfg.quiet.clone(), &Device::flex(), a.seed).map(|(_, t)| ((), t))?;
+            (m, tok, Some((opt, step)))
+        }
+        None => {
+            let (m, tok) = load_quiet_or_base(&a.model, cfg.quiet.clone(), &ad, a.seed)?;
+            (m, tok, None)
+        }
+    };
+    let ids = tokenizer.encode(&text, false)?;
+    let seqs = sequences(&ids, a.seq_len);
+    if seqs.is_empty() {
+        bail!("{} has {} tokens, fewer than one sequence of --seq-len {}", a.text.display(), ids.len(), a.seq_len);
+    }
+    eprintln!("{} sequences of {} tokens; thought {} tokens, talk {}, {} passes", seqs.len(), a.seq_len, cfg.quiet.n_thought, cfg.quiet.n_talk, cfg.quiet.n_passes);
+    let pb = bar(a.steps as u64, "quiet-star");
+    let (_, history) = train_quiet(model, &tokenizer, &seqs, &cfg, a.kernel, start, Some(&run), &mut Bar(pb.clone()))?;
+    pb.finish();
+    if let Some(last) = history.last() {
+        println!("{}", serde_json::to_string(last)?);
+    }
+    if let Some((_, dir)) = run.checkpoints().pop() {
+        println!("checkpoint: {}", dir.display());
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+struct GenerateArgs {
+    /// A Quiet-STaR checkpoint (from `starling quiet train` or `quiet demo`).
+    #[arg(short, long)]
+    model: PathBuf,
+    #[arg(short, long = "prompt", required = true)]
+    prompts: Vec<String>,
+    #[arg(short = 'n', long, default_value_t = 32)]
+    max_new_tokens: usize,
+    /// Temperature of the real tokens (0 = greedy).
+    #[arg(short, long, default_value_t = 0.0)]
+    temperature: f32,
+    /// Temperature of the thoughts (0 = greedy).
+    #[arg(long, default_value_t = 0.0)]
+    thought_temperature: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Write every token with its thought and mixing weight as JSON lines here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn generate(a: GenerateArgs, device: DeviceChoice) -> Result<()> {
+    let dev = pick_device(device)?;
+    let (model, tok) = load_quiet(&a.model, &dev.device)?;
+    let prompts = a.prompts.iter().map(|p| tok.encode(p, true)).collect::<std::result::Result<Vec<_>, _>>()?;
+    let cfg = GenerateConfig {
+        max_new_tokens: a.max_new_tokens,
+        sampling: SamplingConfig { temperature: a.temperature, ..SamplingConfig::greedy() },
+        eos_ids: model.lm.config().eos_token_id.into_iter().collect(),
+        seed: a.seed,
+        ..GenerateConfig::default()
+    };
+    let t0 = std::time::Instant::now();
+    let out = generate_thoughtful(&model, &tok, &prompts, &cfg, a.thought_temperature, &mut |_, _| {})?;
+    let secs = t0.elapsed().as_secs_f64();
+    let mut json = match &a.json {
+        Some(p) => Some(std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?),
+        None => None,
+    };
+    let mut total = 0;
+    for (prompt, g) in a.prompts.iter().zip(&out) {
+        println!("{prompt}{}", g.text);
+        for t in &g.tokens {
+            println!("  {:>12}  w={:.2}  thought: {:?}", format!("{:?}", t.text), t.mix_weight, t.thought);
+            if let Some(f) = json.as_mut() {
+                writeln!(f, "{}", serde_json::to_string(t)?)?;
+            }
+        }
+        total += g.tokens.len();
+    }
+    eprintln!("{total} tokens in {secs:.2}s ({:.1} tokens/s, thought {} tokens per token)", total as f64 / secs, model.config.n_thought);
+    Ok(())
+}
+
+#[derive(clap::Args)]
+struct AnalyzeArgs {
+    #[arg(short, long)]
+    model: PathBuf,
+    /// Text to analyze (or --file).
+    #[arg(long)]
+    text: Option<String>,
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// Thought temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.0)]
+    thought_temperature: f64,
+    #[arg(long, default_value = "auto")]
+    kernel: Kernel,
+    /// Show this many tokens most helped and most hurt.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+}
+
+fn analyze(a: AnalyzeArgs, device: DeviceChoice) -> Result<()> {
+    let text = match (&a.text, &a.file) {
+        (Some(t), _) => t.clone(),
+        (None, Some(f)) => std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?,
+        _ => bail!("give --text TEXT or --file FILE"),
+    };
+    let dev = pick_device(device)?;
+    let (model, tok) = load_quiet(&a.model, &dev.device)?;
+    let ids = tok.encode(&text, false)?;
+    model.check_length(ids.len())?;
+    let deltas = token_deltas(&model, &ids, a.thought_temperature, a.kernel);
+    println!("{:>5} {:>14} {:>9} {:>9} {:>7} {:>5}  thought", "index", "token", "logp", "+thought", "Δ", "w");
+    for d in &deltas {
+        let piece = tok.decode(&[d.id], false)?;
+        println!(
+            "{:>5} {:>14} {:>9.3} {:>9.3} {:>+7.3} {:>5.2}  {:?}",
+            d.index,
+            format!("{piece:?}"),
+            d.logp_base,
+            d.logp_thought,
+            d.delta(),
+            d.mix_weight,
+            tok.decode(&d.thought_ids, false)?
+        );
+    }
+    let mean = deltas.iter().map(|d| d.delta() as f64).sum::<f64>() / deltas.len().max(1) as f64;
+    let mut sorted = deltas.clone();
+    sorted.sort_by(|x, y| y.delta().total_cmp(&x.delta()));
+    println!("mean Δ log-prob per token: {mean:+.4}");
+    let show = |d: &starling_quiet::analyze::TokenDelta| format!("{:?} {:+.3}", tok.decode(&[d.id], false).unwrap_or_default(), d.delta());
+    println!("most helped: {}", sorted.iter().take(a.top).map(show).collect::<Vec<_>>().join(", "));
+    println!("most hurt:   {}", sorted.iter().rev().take(a.top).map(show).collect::<Vec<_>>().join(", "));
+    Ok(())
+}
