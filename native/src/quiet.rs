@@ -176,10 +176,9 @@ fn train(a: TrainArgs, device: DeviceChoice) -> Result<()> {
     let run = QuietRun::open(&a.out, cfg.clone())?;
     let ad = dev.device.clone().autodiff();
     let (model, tokenizer, start) = match run.resume(&ad)? {
-        Some((m, opt, step)) => {
-            eprintln!("resuming {} at step {step}", a.out.display());
-            let (_, tok) = load_quiet_or_base(&a.model, cfg.quiet.clone(), &Device::flex(), a.seed).map(|(_, t)| ((), t))?;
-            (m, tok, Some((opt, step)))
+        Some(r) => {
+            eprintln!("resuming {} at step {}", a.out.display(), r.step);
+            (r.model, r.tokenizer, Some((r.optimizer, r.step)))
         }
         None => {
             let (m, tok) = load_quiet_or_base(&a.model, cfg.quiet.clone(), &ad, a.seed)?;
@@ -288,6 +287,7 @@ fn analyze(a: AnalyzeArgs, device: DeviceChoice) -> Result<()> {
     let (model, tok) = load_quiet(&a.model, &dev.device)?;
     let ids = tok.encode(&text, false)?;
     model.check_length(ids.len())?;
+    model.check_kernel(a.kernel)?;
     let deltas = token_deltas(&model, &ids, a.thought_temperature, a.kernel);
     println!("{:>5} {:>14} {:>9} {:>9} {:>7} {:>5}  thought", "index", "token", "logp", "+thought", "Δ", "w");
     for d in &deltas {

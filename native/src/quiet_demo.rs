@@ -26,7 +26,7 @@ use starling_quiet::checkpoint::checkpoint_files;
 use starling_quiet::trainer::{QuietRunConfig, train_quiet};
 use starling_thought::Kernel;
 use starling_train::data::Example;
-use starling_train::trainer::{NoObserver, TrainConfig, train};
+use starling_train::trainer::{TrainConfig, train};
 
 use crate::common::{bar, pick_device};
 use crate::quiet::{QuietArgs, sequences};
@@ -173,21 +173,9 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     let examples: Vec<Example> = train_seqs.iter().map(|s| Example::full(s.clone())).collect();
     let base_cfg = TrainConfig { steps: a.base_steps, seed: a.seed.wrapping_add(1), ..train_cfg.clone() };
     let pb = bar(a.base_steps as u64, "base model");
-    let (base, _) = train(init_transformer(&c, a.seed, &ad)?, &examples, None, &base_cfg, 0, None, &mut NoObserver)?;
+    let (base, _) = train(init_transformer(&c, a.seed, &ad)?, &examples, None, &base_cfg, 0, None, &mut crate::common::StepBar(pb.clone()))?;
     pb.finish();
-    let base_nll = {
-        let lp = token_logprobs(&base.valid(), &eval_seqs)?;
-        let mut t = Tally::default();
-        for (seq, l) in eval_seqs.iter().zip(&lp) {
-            let mask = sum_digit_mask(seq, &tok);
-            for (i, v) in l.iter().enumerate() {
-                if mask[i + 1] {
-                    t.add(-*v as f64);
-                }
-            }
-        }
-        t.mean()
-    };
+    let base_nll = plain_nll(&base.valid(), &eval_seqs, &tok)?.0.mean();
 
     // Plain continuation.
     let t0 = Instant::now();
@@ -208,18 +196,16 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     // Score the held-out sums.
     let plain = plain.valid();
     let qmodel = qmodel.valid();
-    let plain_lp = token_logprobs(&plain, &eval_seqs)?;
-    let (mut p_hard, mut p_easy, mut q_hard, mut q_easy, mut qb_hard, mut qb_easy) =
-        (Tally::default(), Tally::default(), Tally::default(), Tally::default(), Tally::default(), Tally::default());
+    let (p_hard, p_easy) = plain_nll(&plain, &eval_seqs, &tok)?;
+    let (mut q_hard, mut q_easy, mut qb_hard, mut qb_easy) = (Tally::default(), Tally::default(), Tally::default(), Tally::default());
     let mut w_hard = Tally::default();
     let mut helped_example = String::new();
-    for (seq, plp) in eval_seqs.iter().zip(&plain_lp) {
+    for seq in &eval_seqs {
         let mask = sum_digit_mask(seq, &tok);
         let deltas = token_deltas(&qmodel, seq, 0.0, a.kernel);
         for d in &deltas {
             let hard = mask[d.index];
-            let (p, q, qb) = if hard { (&mut p_hard, &mut q_hard, &mut qb_hard) } else { (&mut p_easy, &mut q_easy, &mut qb_easy) };
-            p.add(-plp[d.index - 1] as f64);
+            let (q, qb) = if hard { (&mut q_hard, &mut qb_hard) } else { (&mut q_easy, &mut qb_easy) };
             q.add(-d.logp_thought as f64);
             qb.add(-d.logp_base as f64);
             if hard {
@@ -246,7 +232,7 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     writeln!(report, "Held-out: {} sequences ({} sum-digit tokens, {} other tokens). NLL in nats per token:\n", eval_seqs.len(), p_hard.n, p_easy.n)?;
     writeln!(report, "| model | sum digits | other tokens | training time |")?;
     writeln!(report, "|---|---:|---:|---:|")?;
-    writeln!(report, "| plain LM (same init, steps, batches) | {:.4} | {:.4} | {:.0} s |", p_hard.mean(), p_easy.mean(), plain_secs)?;
+    writeln!(report, "| plain LM (same base, steps, batches) | {:.4} | {:.4} | {:.0} s |", p_hard.mean(), p_easy.mean(), plain_secs)?;
     writeln!(report, "| Quiet-STaR, with thoughts | {:.4} | {:.4} | {:.0} s |", q_hard.mean(), q_easy.mean(), quiet_secs)?;
     writeln!(report, "| Quiet-STaR, its base predictions (no thought) | {:.4} | {:.4} | |", qb_hard.mean(), qb_easy.mean())?;
     writeln!(report, "\nMean mixing weight on sum digits: {:.3}. Last training step: talk NLL {:.4} with thoughts vs {:.4} without, mean reward {:.4}.",
@@ -263,6 +249,18 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     write_folder_atomic(&a.out.join("model"), &checkpoint_files(&qmodel, &tok)?)?;
     eprintln!("report: {}; Quiet-STaR checkpoint: {}", a.out.join("report.md").display(), a.out.join("model").display());
     Ok(())
+}
+
+/// NLL of a plain model on the sum digits and on the other tokens of `seqs`.
+fn plain_nll(model: &starling_model::Transformer, seqs: &[Vec<u32>], tok: &Tokenizer) -> Result<(Tally, Tally)> {
+    let (mut hard, mut easy) = (Tally::default(), Tally::default());
+    for (seq, lp) in seqs.iter().zip(token_logprobs(model, seqs)?) {
+        let mask = sum_digit_mask(seq, tok);
+        for (i, v) in lp.iter().enumerate() {
+            if mask[i + 1] { &mut hard } else { &mut easy }.add(-*v as f64);
+        }
+    }
+    Ok((hard, easy))
 }
 
 struct QuietBar(indicatif::ProgressBar);

@@ -109,13 +109,7 @@ pub fn generate_ids(
         device.seed(cfg.seed);
     }
     let b = prompts.len();
-    let pad_left: Vec<usize> = prompts.iter().map(|p| longest - p.len()).collect();
-    let pad_id = c.pad_token_id.or(c.eos_token_id).unwrap_or(0);
-    let flat: Vec<i64> = prompts
-        .iter()
-        .flat_map(|p| std::iter::repeat_n(pad_id as i64, longest - p.len()).chain(p.iter().map(|&t| t as i64)))
-        .collect();
-    let tokens = Tensor::<2, Int>::from_data(TensorData::new(flat, [b, longest]), &device);
+    let (tokens, pad_left) = left_padded(prompts, c.pad_token_id.or(c.eos_token_id).unwrap_or(0), &device);
 
     let mut rows: Vec<Row> = (0..b)
         .map(|_| Row {
@@ -164,6 +158,17 @@ pub fn generate_ids(
             finish: r.finish.unwrap_or(FinishReason::Length),
         })
         .collect())
+}
+
+/// Prompts of different lengths as one left-padded batch `[B, longest]`, and each row's padding.
+pub fn left_padded(prompts: &[Vec<u32>], pad_id: u32, device: &Device) -> (Tensor<2, Int>, Vec<usize>) {
+    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    let pad_left: Vec<usize> = prompts.iter().map(|p| longest - p.len()).collect();
+    let flat: Vec<i64> = prompts
+        .iter()
+        .flat_map(|p| std::iter::repeat_n(pad_id as i64, longest - p.len()).chain(p.iter().map(|&t| t as i64)))
+        .collect();
+    (Tensor::from_data(TensorData::new(flat, [prompts.len(), longest]), device), pad_left)
 }
 
 /// Runs the padded prompts through the model, filling `cache`; returns last-position logits.

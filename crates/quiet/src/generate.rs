@@ -6,10 +6,10 @@
 //! Per token this costs `n_thought + 2` thought steps plus one real step of single-token
 //! decoding: the floor for thinking before every token.
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::Tensor;
 use serde::Serialize;
 use starling_model::cache::KvCache;
-use starling_model::generate::{FinishReason, GenerateConfig};
+use starling_model::generate::{FinishReason, GenerateConfig, left_padded};
 use starling_model::mask::{AttentionBias, positions};
 use starling_model::sampling::{Sampler, SamplingConfig};
 use starling_model::{ModelError, Tokenizer};
@@ -67,13 +67,7 @@ pub fn generate_thoughtful(
     let b = prompts.len();
     let d = model.hidden_size();
     let n_thought = model.config.n_thought;
-    let pad_left: Vec<usize> = prompts.iter().map(|p| longest - p.len()).collect();
-    let pad_id = c.pad_token_id.or(c.eos_token_id).unwrap_or(0);
-    let flat: Vec<i64> = prompts
-        .iter()
-        .flat_map(|p| std::iter::repeat_n(pad_id as i64, longest - p.len()).chain(p.iter().map(|&t| t as i64)))
-        .collect();
-    let tokens = Tensor::<2, Int>::from_data(TensorData::new(flat, [b, longest]), &device);
+    let (tokens, pad_left) = left_padded(prompts, c.pad_token_id.or(c.eos_token_id).unwrap_or(0), &device);
 
     let mut cache = KvCache::new(c.num_layers);
     let feed = |x: Tensor<3>, cache: &mut KvCache| -> Tensor<3> {
@@ -96,7 +90,7 @@ pub fn generate_thoughtful(
         .map(|p| ThoughtfulGeneration { prompt_ids: p.clone(), tokens: Vec::new(), text: String::new(), finish: FinishReason::Length })
         .collect();
     let mut done = vec![false; b];
-    let mut ids_so_far: Vec<Vec<u32>> = vec![Vec::new(); b];
+    let mut decoders: Vec<_> = (0..b).map(|_| tokenizer.stream_decoder(true)).collect();
     for step in 0..cfg.max_new_tokens {
         // Think from the real prefix, then forget the thought's cache entries.
         let prefix = cache.len();
@@ -128,10 +122,7 @@ pub fn generate_thoughtful(
                 continue;
             }
             let thought_ids: Vec<u32> = row_ids[1..].iter().map(|&t| t as u32).collect();
-            let before = tokenizer.decode(&ids_so_far[r], true)?;
-            ids_so_far[r].push(id);
-            let after = tokenizer.decode(&ids_so_far[r], true)?;
-            let text = after.strip_prefix(before.as_str()).unwrap_or(&after[after.len().min(before.len())..]).to_string();
+            let text = decoders[r].push(id)?;
             let token = ThoughtToken { id, text, thought: tokenizer.decode(&thought_ids, true)?, thought_ids, mix_weight: host_w[r] };
             on_token(r, &token);
             rows[r].text.push_str(&token.text);
@@ -148,9 +139,4 @@ pub fn generate_thoughtful(
         h_last = feed(model.lm.embed(next.reshape([b, 1])), &mut cache);
     }
     Ok(rows)
-}
-
-/// The device a model's tensors are on (re-exported for callers building inputs).
-pub fn device_of(model: &QuietModel) -> Device {
-    model.device()
 }

@@ -195,6 +195,11 @@ impl QuietModel {
         self.lm.logits(hidden.reshape([n, s * l, d])).reshape([n, s, l, self.lm.config().vocab_size])
     }
 
+    /// Checks that `kernel` can run on this model's device and head size.
+    pub fn check_kernel(&self, kernel: Kernel) -> Result<()> {
+        starling_thought::check_kernel(kernel, &self.device(), self.lm.config().head_dim).map_err(QuietError::Config)
+    }
+
     /// Checks that sequences of `len` tokens leave room for a thought within the context.
     pub fn check_length(&self, len: usize) -> Result<()> {
         let ctx = self.lm.config().max_position_embeddings;

@@ -56,6 +56,14 @@ struct State {
     optimizer_steps: u64,
 }
 
+/// Where a resumed run picks up.
+pub struct Resumed {
+    pub model: QuietModel,
+    pub tokenizer: Tokenizer,
+    pub optimizer: AdamW,
+    pub step: usize,
+}
+
 pub trait QuietObserver {
     fn on_step(&mut self, _m: &QuietStepMetrics) {}
 }
@@ -129,10 +137,10 @@ impl QuietRun {
         Ok(())
     }
 
-    /// The newest checkpoint's model (on `device`), optimizer and step, if any.
-    pub fn resume(&self, device: &burn::tensor::Device) -> Result<Option<(QuietModel, AdamW, usize)>> {
+    /// The newest checkpoint's model (on `device`), its tokenizer, optimizer and step, if any.
+    pub fn resume(&self, device: &burn::tensor::Device) -> Result<Option<Resumed>> {
         let Some((_, dir)) = self.checkpoints().pop() else { return Ok(None) };
-        let (model, _) = load_quiet(&dir, device)?;
+        let (model, tokenizer) = load_quiet(&dir, device)?;
         let text = std::fs::read_to_string(dir.join(STATE_FILE)).map_err(|e| ck(format!("{}: {e}", dir.display())))?;
         let state: State = serde_json::from_str(&text).map_err(|e| ck(format!("{}: {e}", dir.display())))?;
         let opt_path = dir.join(OPTIMIZER_FILE);
@@ -153,7 +161,7 @@ impl QuietRun {
             text.push('\n');
         }
         starling_model::checkpoint::files::write_atomic(&self.metrics_path(), text.as_bytes())?;
-        Ok(Some((model, optimizer, state.step)))
+        Ok(Some(Resumed { model, tokenizer, optimizer, step: state.step }))
     }
 
     fn append_metrics(&self, m: &QuietStepMetrics) -> Result<()> {
@@ -201,6 +209,7 @@ pub fn train_quiet(
         return Err(QuietError::Config("the model must be on an autodiff device to train".into()));
     }
     model.check_length(seqs[0].len())?;
+    model.check_kernel(kernel)?;
     model.config = cfg.quiet.clone();
     let order = BatchOrder::new(seqs.len(), t.batch_size, t.seed);
     let schedule = t.schedule();

@@ -19,6 +19,14 @@ use starling_quiet::{QuietConfig, QuietModel};
 use starling_thought::Kernel;
 use starling_train::trainer::TrainConfig;
 
+/// burn's device RNG is process-wide per backend: tests that sample thoughts take turns so each
+/// one's seeded draws are its own (the resume test compares two runs draw for draw).
+static DEVICE_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn rng_turn() -> std::sync::MutexGuard<'static, ()> {
+    DEVICE_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn tokenizer() -> Tokenizer {
     Tokenizer::char_level("0123456789+=-\n ", &["<pad>"]).unwrap()
 }
@@ -72,17 +80,20 @@ fn short_training_moves_the_quiet_parameters(device: Device, kernel: Kernel) {
 
 #[test]
 fn short_training_on_cpu() {
+    let _turn = rng_turn();
     short_training_moves_the_quiet_parameters(Device::flex(), Kernel::Auto);
 }
 
 #[test]
 fn short_training_on_wgpu_with_the_fused_kernel() {
+    let _turn = rng_turn();
     let (device, _) = starling_model::device::init_wgpu().expect("a wgpu adapter (apt install mesa-vulkan-drivers)");
     short_training_moves_the_quiet_parameters(device, Kernel::Fused);
 }
 
 #[test]
 fn training_starts_exactly_at_the_base_model() {
+    let _turn = rng_turn();
     let device = Device::flex().autodiff();
     let (m, tok) = model(&device, 2);
     device.seed(1);
@@ -119,6 +130,7 @@ fn reference_next(m: &QuietModel, ids: &[u32], kernel: Kernel) -> (u32, Vec<u32>
 
 #[test]
 fn thoughtful_generation_equals_the_reference_path() {
+    let _turn = rng_turn();
     let device = Device::flex();
     // A few training steps so the mixing head is not zero.
     let (m, tok) = model(&device.clone().autodiff(), 4);
@@ -159,6 +171,7 @@ fn thoughtful_generation_equals_the_reference_path() {
 
 #[test]
 fn runs_resume_from_their_checkpoints() {
+    let _turn = rng_turn();
     let dir = tempfile::tempdir().unwrap();
     let device = Device::flex().autodiff();
     let mut cfg = train_cfg(4);
@@ -168,7 +181,8 @@ fn runs_resume_from_their_checkpoints() {
     let (full, _) = train_quiet(m, &tok, &seqs(&tok), &cfg, Kernel::Auto, None, Some(&run), &mut NoObserver).unwrap();
     // Resume from step 2 and run the last two steps again: same weights.
     std::fs::remove_dir_all(dir.path().join("checkpoints/step-00000004")).unwrap();
-    let (m2, opt, step) = run.resume(&device).unwrap().unwrap();
+    let r = run.resume(&device).unwrap().unwrap();
+    let (m2, opt, step) = (r.model, r.optimizer, r.step);
     assert_eq!(step, 2);
     assert_eq!(run.read_metrics().len(), 2);
     let (resumed, _) = train_quiet(m2, &tok, &seqs(&tok), &cfg, Kernel::Auto, Some((opt, step)), Some(&run), &mut NoObserver).unwrap();
@@ -183,6 +197,7 @@ fn runs_resume_from_their_checkpoints() {
 
 #[test]
 fn bad_input_is_refused_with_a_reason() {
+    let _turn = rng_turn();
     let bad = QuietConfig { n_thought: 0, ..QuietConfig::default() };
     assert!(bad.validate().unwrap_err().to_string().contains("n_thought"));
     let (m, tok) = model(&Device::flex(), 1);

@@ -70,6 +70,20 @@ pub fn fused_available(device: &Device) -> bool {
     matches!(device.clone().without_autodiff().as_dispatch(), DispatchDevice::Cube(_))
 }
 
+/// Whether `kernel` can run on `device` for heads of `head_dim`: an error naming the fix
+/// instead of the panic inside the op.
+pub fn check_kernel(kernel: Kernel, device: &Device, head_dim: usize) -> Result<(), String> {
+    if kernel == Kernel::Fused && !fused_available(device) {
+        return Err("the fused thought-attention kernel runs only on wgpu devices; use --device gpu, or --kernel auto/split".into());
+    }
+    if kernel.resolve(device) == Kernel::Fused && head_dim > MAX_FUSED_HEAD_DIM {
+        return Err(format!(
+            "head dim {head_dim} is above the fused kernel's limit of {MAX_FUSED_HEAD_DIM}; use --kernel split"
+        ));
+    }
+    Ok(())
+}
+
 /// Largest head dimension the WGSL kernels accept (they keep a few head-sized rows per
 /// invocation in private memory).
 pub const MAX_FUSED_HEAD_DIM: usize = 256;
