@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 fn shared() -> PathBuf {
     let dir = std::env::var_os("STARLING_SHARED")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+        .unwrap_or_else(|| std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from).join("../../shared"));
     assert!(dir.join("models").is_dir(), "shared data not found at {} (set STARLING_SHARED)", dir.display());
     dir
 }
