@@ -235,3 +235,78 @@ fn star_reports_bad_task_input_clearly() {
     fails_with(&["--device", "cpu", "star", "--task", "qa", "-m", m, "--train", s(&empty), "--dev", s(&empty), "--out", &out], "no usable examples");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+const CSQA_LINE: &str = r#"{"answerKey": "A", "id": "q1", "question": {"stem": "Where is money kept?", "choices": [{"label": "A", "text": "bank"}, {"label": "B", "text": "tree"}, {"label": "C", "text": "river"}]}}"#;
+
+#[test]
+fn quiet_train_generate_analyze_and_eval_on_a_real_model() {
+    let dir = temp("quiet");
+    let corpus = dir.join("corpus.txt");
+    std::fs::write(&corpus, "The cat sat on the mat. The dog ran in the park. Two and two make four. ".repeat(8)).unwrap();
+    let run = dir.join("run");
+    let model = hf();
+    let train = |steps: &str| {
+        ok(&[
+            "--device", "cpu", "quiet", "train", "-m", s(&model), "--text", s(&corpus), "--out", s(&run), "--steps", steps,
+            "--batch-size", "1", "--seq-len", "16", "--n-thought", "2", "--n-talk", "2", "--save-every", "1", "--lr", "1e-4",
+        ])
+    };
+    let stdout = train("2");
+    assert!(stdout.contains("\"step\":2") && stdout.contains("checkpoint:"), "{stdout}");
+    let ckpt = run.join("checkpoints/step-00000002");
+    assert!(ckpt.join("quiet.safetensors").is_file() && ckpt.join("config.json").is_file());
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 2, "{metrics}");
+    // Running again with more steps resumes from the checkpoint.
+    let stdout = train("3");
+    assert!(stdout.contains("\"step\":3"), "{stdout}");
+    assert_eq!(std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().count(), 3);
+    let ckpt = run.join("checkpoints/step-00000003");
+
+    let stdout = ok(&["--device", "cpu", "quiet", "generate", "-m", s(&ckpt), "-p", "The cat", "-n", "3"]);
+    assert!(stdout.starts_with("The cat") && stdout.matches("thought:").count() == 3, "{stdout}");
+    let stdout = ok(&["--device", "cpu", "quiet", "analyze", "-m", s(&ckpt), "--text", "The dog ran in the park.", "--top", "2"]);
+    assert!(stdout.contains("mean Δ log-prob per token") && stdout.contains("most helped:"), "{stdout}");
+
+    // Zero-shot CommonsenseQA: every choice scored, with and without thoughts.
+    let data = dir.join("dev.jsonl");
+    std::fs::write(&data, format!("{CSQA_LINE}\n{}\n", CSQA_LINE.replace("\"A\", \"id\": \"q1\"", "\"C\", \"id\": \"q2\""))).unwrap();
+    let scores = dir.join("scores.jsonl");
+    let stdout = ok(&["--device", "cpu", "eval", "csqa", "-m", s(&ckpt), "--data", s(&data), "--out", s(&scores)]);
+    assert!(stdout.contains("csqa zero-shot, 2 items") && stdout.contains("| accuracy (choice likelihood) |"), "{stdout}");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&scores).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!((lines[0]["gold"].as_u64(), lines[1]["gold"].as_u64()), (Some(0), Some(2)));
+    for l in &lines {
+        for key in ["logp_base", "logp_thought"] {
+            let v = l[key].as_array().unwrap();
+            assert_eq!(v.len(), 3);
+            assert!(v.iter().all(|x| x.as_f64().unwrap() < 0.0), "{l}");
+        }
+    }
+    // The two items differ only in their gold answer: same candidate scores.
+    assert_eq!(lines[0]["logp_base"], lines[1]["logp_base"]);
+    let gsm = dir.join("test.jsonl");
+    std::fs::write(&gsm, "{\"question\": \"Tom has 3 apples and buys 4 more. How many does he have?\", \"answer\": \"3+4=7\\n#### 7\"}\n").unwrap();
+    let stdout = ok(&["--device", "cpu", "eval", "gsm8k", "-m", s(&model), "--data", s(&gsm), "--n-thought", "2"]);
+    assert!(stdout.contains("gsm8k zero-shot, 1 items") && stdout.contains("gold answer NLL per token"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn quiet_and_eval_report_bad_input_clearly() {
+    let dir = temp("quiet-bad");
+    let model = hf();
+    let m = s(&model);
+    let data = dir.join("dev.jsonl");
+    std::fs::write(&data, format!("{CSQA_LINE}\nnot json\n")).unwrap();
+    fails_with(&["--device", "cpu", "eval", "csqa", "-m", m, "--data", s(&data)], "dev.jsonl:2:");
+    fails_with(&["--device", "cpu", "eval", "csqa", "-m", m, "--data", s(&dir.join("missing.jsonl"))], "cannot read");
+    std::fs::write(&data, format!("{CSQA_LINE}\n")).unwrap();
+    fails_with(&["--device", "cpu", "eval", "csqa", "-m", m, "--data", s(&data), "--n-thought", "0"], "n_thought");
+    fails_with(&["--device", "cpu", "quiet", "generate", "-m", m, "-p", "Hi"], "not a Quiet-STaR checkpoint");
+    let corpus = dir.join("short.txt");
+    std::fs::write(&corpus, "Too short.").unwrap();
+    fails_with(&["--device", "cpu", "quiet", "train", "-m", m, "--text", s(&corpus), "--out", s(&dir.join("run")), "--seq-len", "64"], "fewer than one sequence");
+    let _ = std::fs::remove_dir_all(&dir);
+}

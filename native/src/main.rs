@@ -3,8 +3,10 @@
 mod baseline;
 mod bench;
 mod bench_rationales;
+mod bench_thought;
 mod builtin_base;
 mod common;
+mod eval;
 mod generate;
 mod info;
 mod perplexity;
@@ -70,8 +72,13 @@ enum Command {
     BenchRationales(bench_rationales::Args),
     /// Time forward, forward+backward and generation of a model on the chosen device.
     Bench(bench::Args),
+    /// Thought-parallel attention, forward + backward: fused WGSL kernels vs the dense-mask
+    /// reference (time and peak memory) over sequence × thought lengths.
+    BenchThought(bench_thought::Args),
     /// Quiet-STaR: train a model to think before every token; generate and analyze with thoughts.
     Quiet(quiet::Args),
+    /// Zero-shot CommonsenseQA / GSM8K by answer likelihood, without and with thoughts.
+    Eval(eval::Args),
 }
 
 /// mimalloc's `mi_option_purge_delay` (its position in `mi_option_e`, mimalloc.h): how long freed
@@ -102,6 +109,8 @@ fn main() {
         Command::BenchRationales(a) => bench_rationales::run(a, cli.device),
         Command::Baseline(a) => baseline::run(a, cli.device),
         Command::Quiet(a) => quiet::run(a, cli.device),
+        Command::BenchThought(a) => bench_thought::run(a, cli.device),
+        Command::Eval(a) => eval::run(a, cli.device),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

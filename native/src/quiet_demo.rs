@@ -48,6 +48,12 @@ pub struct Args {
     seq_len: usize,
     #[arg(long, default_value_t = 3e-3)]
     lr: f64,
+    /// Transformer layers of the tiny model.
+    #[arg(long, default_value_t = 2)]
+    layers: usize,
+    /// Hidden size of the tiny model (4 heads, 2 key/value heads).
+    #[arg(long, default_value_t = 64)]
+    hidden: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Held-out sequences scored at the end.
@@ -130,12 +136,12 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     let eval_seqs: Vec<Vec<u32>> = sequences(&eval_ids, a.seq_len).into_iter().take(a.eval_sequences).collect();
 
     let mut c = ModelConfig::tiny(tok.vocab_size());
-    c.hidden_size = 64;
-    c.intermediate_size = 192;
-    c.num_layers = 2;
+    c.hidden_size = a.hidden;
+    c.intermediate_size = 3 * a.hidden;
+    c.num_layers = a.layers;
     c.num_heads = 4;
     c.num_kv_heads = 2;
-    c.head_dim = 16;
+    c.head_dim = a.hidden / 4;
     c.max_position_embeddings = 128;
     c.pad_token_id = tok.token_to_id("<pad>");
     let train_cfg = TrainConfig {
@@ -199,6 +205,7 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     let (p_hard, p_easy) = plain_nll(&plain, &eval_seqs, &tok)?;
     let (mut q_hard, mut q_easy, mut qb_hard, mut qb_easy) = (Tally::default(), Tally::default(), Tally::default(), Tally::default());
     let mut w_hard = Tally::default();
+    let mut post_hard = Tally::default();
     let mut helped_example = String::new();
     for seq in &eval_seqs {
         let mask = sum_digit_mask(seq, &tok);
@@ -210,6 +217,7 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
             qb.add(-d.logp_base as f64);
             if hard {
                 w_hard.add(d.mix_weight as f64);
+                post_hard.add(-d.logp_post as f64);
                 if helped_example.is_empty() && d.delta() > 0.5 {
                     helped_example = format!(
                         "after {:?} the thought {:?} raised log p({:?}) from {:.2} to {:.2} (w = {:.2})",
@@ -235,6 +243,7 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     writeln!(report, "| plain LM (same base, steps, batches) | {:.4} | {:.4} | {:.0} s |", p_hard.mean(), p_easy.mean(), plain_secs)?;
     writeln!(report, "| Quiet-STaR, with thoughts | {:.4} | {:.4} | {:.0} s |", q_hard.mean(), q_easy.mean(), quiet_secs)?;
     writeln!(report, "| Quiet-STaR, its base predictions (no thought) | {:.4} | {:.4} | |", qb_hard.mean(), qb_easy.mean())?;
+    writeln!(report, "| Quiet-STaR, post-thought state alone (w = 1) | {:.4} | | |", post_hard.mean())?;
     writeln!(report, "\nMean mixing weight on sum digits: {:.3}. Last training step: talk NLL {:.4} with thoughts vs {:.4} without, mean reward {:.4}.",
         w_hard.mean(), last.talk_nll, last.talk_nll_base, last.mean_reward)?;
     if !helped_example.is_empty() {

@@ -7,7 +7,8 @@
 //! - [`loss`]: one training step's loss — base LM loss, non-myopic talk loss through the mixing
 //!   head, REINFORCE on the thoughts.
 //! - [`trainer`]: the optimization loop (checkpoints, resume, metrics, NaN stop).
-//! - [`generate`]: thoughtful generation with a KV cache; [`analyze`]: which tokens thoughts help.
+//! - [`generate`]: thoughtful generation with a KV cache; [`analyze`]: which tokens thoughts help;
+//!   [`eval`]: zero-shot answer likelihood and choice accuracy with and without thoughts.
 //!
 //! No printing and no file access outside `checkpoint`.
 
@@ -15,6 +16,7 @@ pub mod analyze;
 #[cfg(not(target_family = "wasm"))]
 pub mod checkpoint;
 pub mod config;
+pub mod eval;
 pub mod generate;
 pub mod loss;
 pub mod model;

@@ -19,10 +19,13 @@ use crate::config::QuietConfig;
 use crate::{QuietError, Result};
 
 /// `[h_base; h_post]` → Linear(2d→d) → ReLU → Linear(d→d) → ReLU → Linear(d→1) → z, and
-/// w = clamp(z, 0, 1). The last layer starts at zero, so w = 0 and the model starts exactly at
-/// the base model (a sigmoid could not start at 0 with a nonzero gradient). The clamp passes
-/// gradients straight through, so a head pushed below 0 early, while thoughts are still
-/// useless, can come back once they help.
+/// w = tanh(|z|) ∈ [0, 1). The last layer starts at zero, so w = 0 and the model starts exactly
+/// at the base model. The gradient is the true one, never zero: at z = 0 the derivative of |z|
+/// is taken as +1, so a head pushed below 0 meets a rising w and is pushed back, hovering at
+/// w ≈ 0 while thoughts do not help and opening as soon as they do. (A clamp to [0, 1] would
+/// either stop learning below 0 or, with a straight-through gradient, let z run off to −∞ with
+/// a gradient that never shrinks: that gradient swamped the global gradient norm, and with it
+/// the clipped step of the whole language model.)
 #[derive(Module, Debug)]
 pub struct MixingHead {
     pub input: Linear,
@@ -53,10 +56,9 @@ impl MixingHead {
     pub fn weight(&self, h_base: Tensor<4>, h_post: Tensor<4>) -> Tensor<4> {
         let x = Tensor::cat(vec![h_base, h_post], 3);
         let z = self.output.forward(relu(self.hidden.forward(relu(self.input.forward(x)))));
-        let below = z.clone().lower_elem(0.0);
-        let above = z.clone().greater_elem(1.0);
-        let clamped = z.clone().mask_fill(below, 0.0).mask_fill(above, 1.0);
-        z.clone() + (clamped - z).detach()
+        // |z| as z·sign(z) with sign(0) = +1, so the gradient at the start (z = 0) is not 0.
+        let sign = z.clone().lower_elem(0.0).float().mul_scalar(-2.0).add_scalar(1.0).detach();
+        (z * sign).tanh()
     }
 }
 

@@ -82,7 +82,7 @@ const STATE_FILE: &str = "trainer_state.json";
 
 impl QuietRun {
     /// Opens `root` for `config`: creates it, or checks a run already there was made with the
-    /// same settings.
+    /// same settings — all but the number of steps, so a finished run can be extended.
     pub fn open(root: &Path, config: QuietRunConfig) -> Result<Self> {
         config.quiet.validate()?;
         config.train.validate()?;
@@ -91,15 +91,15 @@ impl QuietRun {
         if path.exists() {
             let text = std::fs::read_to_string(&path).map_err(|e| ck(format!("{}: {e}", path.display())))?;
             let old: QuietRunConfig = serde_json::from_str(&text).map_err(|e| ck(format!("{}: {e}", path.display())))?;
-            if old != config {
+            let same = QuietRunConfig { train: TrainConfig { steps: config.train.steps, ..old.train.clone() }, ..old };
+            if same != config {
                 return Err(QuietError::Config(format!(
                     "{} holds a run with other settings; resume with the same options, or use --fresh / another --out",
                     root.display()
                 )));
             }
-        } else {
-            starling_model::checkpoint::files::write_atomic(&path, &serde_json::to_vec_pretty(&config).expect("JSON"))?;
         }
+        starling_model::checkpoint::files::write_atomic(&path, &serde_json::to_vec_pretty(&config).expect("JSON"))?;
         Ok(Self { root: root.to_path_buf(), config })
     }
 

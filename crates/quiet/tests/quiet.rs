@@ -3,12 +3,13 @@
 //! thoughtful KV-cached generation equals the thought-parallel reference token for token, and
 //! checkpoints round-trip and resume.
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use starling_model::generate::GenerateConfig;
 use starling_model::weights::init_transformer;
 use starling_model::{ModelConfig, Tokenizer};
+use starling_quiet::analyze::{token_deltas, token_deltas_batch};
 use starling_quiet::checkpoint::{checkpoint_files, load_quiet};
 use starling_quiet::generate::generate_thoughtful;
 use starling_quiet::loss::quiet_loss;
@@ -208,4 +209,53 @@ fn bad_input_is_refused_with_a_reason() {
     assert!(generate_thoughtful(&m, &tok, &[long], &cfg, 0.0, &mut |_, _| {}).is_err());
     let dir = tempfile::tempdir().unwrap();
     assert!(load_quiet(dir.path(), &Device::flex()).unwrap_err().to_string().contains("not a Quiet-STaR checkpoint"));
+}
+
+#[test]
+fn scoring_a_padded_batch_equals_scoring_each_sequence() {
+    let _turn = rng_turn();
+    let device = Device::flex();
+    let (m, tok) = model(&device.clone().autodiff(), 5);
+    // A few steps so the mixing head is no longer zero and thoughts change the predictions.
+    let (m, _) = train_quiet(m, &tok, &seqs(&tok), &train_cfg(3), Kernel::Split, None, None, &mut NoObserver).unwrap();
+    let m = m.valid();
+    let texts = ["12+34=46\n51", "7+8=15\n", "20+22=42\n33+4"];
+    let batch: Vec<Vec<u32>> = texts.iter().map(|t| tok.encode(t, false).unwrap()).collect();
+    let together = token_deltas_batch(&m, &batch, 0.0, Kernel::Split);
+    assert!(together.iter().flatten().any(|d| d.mix_weight > 0.0), "the trained head should mix something in");
+    for (seq, joint) in batch.iter().zip(&together) {
+        let alone = token_deltas(&m, seq, 0.0, Kernel::Split);
+        assert_eq!(alone.len(), seq.len() - 1);
+        assert_eq!(joint.len(), alone.len());
+        for (a, j) in alone.iter().zip(joint) {
+            assert_eq!((a.index, a.id, &a.thought_ids), (j.index, j.id, &j.thought_ids));
+            for (x, y) in [(a.logp_base, j.logp_base), (a.logp_thought, j.logp_thought), (a.logp_post, j.logp_post), (a.mix_weight, j.mix_weight)] {
+                assert!((x - y).abs() < 1e-4, "{a:?}\nvs\n{j:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn mixing_weight_is_in_range_and_never_stuck() {
+    let device = Device::flex().autodiff();
+    let (m, _) = model(&device, 6);
+    let d = m.hidden_size();
+    let h = || Tensor::<4>::ones([1, 1, 1, d], &device).require_grad();
+    let weight_and_slope = |bias: f32| {
+        let mut head = m.mixing.clone();
+        head.output.bias = Some(Param::from_tensor(Tensor::<1>::from_data(TensorData::new(vec![bias], [1]), &device)));
+        let w = head.weight(h(), h());
+        let grads = w.clone().sum().backward();
+        let slope = host(head.output.bias.as_ref().unwrap().val().grad(&grads).unwrap())[0];
+        (host(w)[0], slope)
+    };
+    // At the start (z = 0): w = 0 exactly, and the gradient is not zero.
+    assert_eq!(weight_and_slope(0.0), (0.0, 1.0));
+    // Pushed below 0, w rises again, so the loss pushes z back up (no run-away to −∞).
+    let (w, slope) = weight_and_slope(-0.5);
+    assert!((w - 0.5f32.tanh()).abs() < 1e-6 && slope < 0.0, "{w} {slope}");
+    // Far above: w stays below 1.
+    let (w, slope) = weight_and_slope(20.0);
+    assert!(w <= 1.0 && slope >= 0.0, "{w} {slope}");
 }

@@ -12,6 +12,7 @@ pub mod gsm8k;
 pub mod item;
 pub mod jsonl;
 pub mod qa;
+pub mod zero_shot;
 
 pub use item::{Exemplar, Item, PromptStyle, TaskKind};
 pub use jsonl::{OnBadLine, Parsed, TaskError};

@@ -1,0 +1,155 @@
+//! `starling eval csqa | gsm8k`: the zero-shot protocol of the Quiet-STaR paper on a base model
+//! or a Quiet-STaR checkpoint — candidate answers scored by likelihood, without and with a
+//! thought before every token.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use starling_model::Tokenizer;
+use starling_model::device::DeviceChoice;
+use starling_quiet::checkpoint::{is_quiet_checkpoint, load_quiet};
+use starling_quiet::eval::{EvalOptions, score_items, summarize};
+use starling_quiet::{QuietConfig, QuietModel};
+use starling_tasks::{Item, OnBadLine, csqa, gsm8k};
+use starling_thought::Kernel;
+
+use crate::common::{bar, load_model, pick_device};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    task: EvalTask,
+}
+
+#[derive(clap::Subcommand)]
+enum EvalTask {
+    /// CommonsenseQA (dev split JSONL): accuracy by choice likelihood, and NLL of the gold choice.
+    Csqa(EvalArgs),
+    /// GSM8K (test split JSONL): NLL of the gold answer.
+    Gsm8k(EvalArgs),
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// A Quiet-STaR checkpoint, or a base model (HF folder or GGUF; its mixing head is then
+    /// untrained, w = 0, and both columns agree).
+    #[arg(short, long)]
+    model: PathBuf,
+    /// The data set's JSONL file, in its distributed format.
+    #[arg(long)]
+    data: PathBuf,
+    /// Score only the first N items.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Candidate sequences per forward pass.
+    #[arg(long, default_value_t = 10)]
+    batch_size: usize,
+    /// Thought sampling temperature (0 = greedy: deterministic).
+    #[arg(long, default_value_t = 0.0)]
+    thought_temperature: f64,
+    /// Thought length for a base model (a checkpoint keeps its own unless this is given).
+    #[arg(long)]
+    n_thought: Option<usize>,
+    #[arg(long, default_value = "auto")]
+    kernel: Kernel,
+    /// Skip malformed JSONL lines instead of stopping at the first.
+    #[arg(long)]
+    skip_bad_lines: bool,
+    /// Write one JSON line per item (candidate log-likelihoods) here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
+    match a.task {
+        EvalTask::Csqa(e) => eval("csqa", e, device),
+        EvalTask::Gsm8k(e) => eval("gsm8k", e, device),
+    }
+}
+
+fn load_items(task: &str, a: &EvalArgs) -> Result<Vec<Item>> {
+    let text = std::fs::read_to_string(&a.data).with_context(|| format!("cannot read {}", a.data.display()))?;
+    let origin = a.data.display().to_string();
+    let on_bad = if a.skip_bad_lines { OnBadLine::Skip } else { OnBadLine::Error };
+    let (items, skipped) = match task {
+        "csqa" => {
+            let p = csqa::parse_jsonl(&text, &origin, on_bad)?;
+            (p.records, p.skipped)
+        }
+        _ => {
+            let p = gsm8k::parse_jsonl(&text, &origin, on_bad)?;
+            (p.records.into_iter().map(|(item, _)| item).collect(), p.skipped)
+        }
+    };
+    if skipped > 0 {
+        eprintln!("note: {origin}: skipped {skipped} malformed lines");
+    }
+    if items.is_empty() {
+        bail!("{origin} holds no {task} items");
+    }
+    Ok(items.into_iter().take(a.limit.unwrap_or(usize::MAX)).collect())
+}
+
+/// A Quiet-STaR checkpoint as saved, or a base model wrapped with fresh thought parameters.
+fn load(path: &Path, n_thought: Option<usize>, device: &burn::tensor::Device) -> Result<(QuietModel, Tokenizer, bool)> {
+    if is_quiet_checkpoint(path) {
+        let (mut m, tok) = load_quiet(path, device)?;
+        if let Some(n) = n_thought {
+            m.config.n_thought = n;
+        }
+        return Ok((m, tok, true));
+    }
+    let loaded = load_model(path, None, device)?;
+    let config = QuietConfig { n_thought: n_thought.unwrap_or(QuietConfig::default().n_thought), ..QuietConfig::default() };
+    Ok((QuietModel::new(loaded.model, &loaded.tokenizer, config, 0)?, loaded.tokenizer, false))
+}
+
+fn eval(task: &str, a: EvalArgs, device: DeviceChoice) -> Result<()> {
+    let items = load_items(task, &a)?;
+    let dev = pick_device(device)?;
+    let (model, tok, trained) = load(&a.model, a.n_thought, &dev.device)?;
+    model.check_kernel(a.kernel)?;
+    model.config.validate()?;
+    if !trained {
+        eprintln!("note: {} is not a Quiet-STaR checkpoint: its mixing head is untrained (w = 0), so scores with thoughts equal those without", a.model.display());
+    }
+    eprintln!("{} {task} items; thought {} tokens (temperature {}); device: {}", items.len(), model.config.n_thought, a.thought_temperature, dev.name);
+    let mut out = match &a.out {
+        Some(p) => Some(std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?),
+        None => None,
+    };
+    let opts = EvalOptions { thought_temperature: a.thought_temperature, batch_size: a.batch_size, kernel: a.kernel };
+    let pb = bar(items.len() as u64, task);
+    let (mut done, mut right_base, mut right_thought) = (0usize, 0usize, 0usize);
+    let mut write_err = None;
+    let t0 = Instant::now();
+    let scores = score_items(&model, &tok, &items, &opts, &mut |s| {
+        done += 1;
+        right_base += s.correct(false) as usize;
+        right_thought += s.correct(true) as usize;
+        if task == "csqa" {
+            pb.set_prefix(format!("acc {:.3} → {:.3} with thoughts", right_base as f64 / done as f64, right_thought as f64 / done as f64));
+        }
+        pb.inc(1);
+        if let Some(f) = out.as_mut()
+            && let Err(e) = writeln!(f, "{}", serde_json::to_string(s).expect("JSON"))
+        {
+            write_err.get_or_insert(e);
+        }
+    })?;
+    pb.finish();
+    if let Some(e) = write_err {
+        bail!("cannot write {}: {e}", a.out.as_deref().unwrap_or(Path::new("")).display());
+    }
+    let s = summarize(&scores);
+    println!("{task} zero-shot, {} items, {} ({:.0} s)", s.items, a.model.display(), t0.elapsed().as_secs_f64());
+    println!("| | without thoughts | with thoughts |");
+    println!("|---|---:|---:|");
+    if let (Some(b), Some(t)) = (s.accuracy_base, s.accuracy_thought) {
+        println!("| accuracy (choice likelihood) | {:.2}% | {:.2}% |", 100.0 * b, 100.0 * t);
+    }
+    println!("| gold answer NLL per token ({} tokens) | {:.4} | {:.4} |", s.gold_tokens, s.gold_nll_base, s.gold_nll_thought);
+    Ok(())
+}
