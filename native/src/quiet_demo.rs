@@ -40,7 +40,7 @@ pub struct Args {
     #[arg(long, default_value_t = 300)]
     base_steps: usize,
     /// Steps of each continuation (plain and Quiet-STaR).
-    #[arg(long, default_value_t = 150)]
+    #[arg(long, default_value_t = 300)]
     steps: usize,
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
@@ -48,8 +48,9 @@ pub struct Args {
     seq_len: usize,
     #[arg(long, default_value_t = 3e-3)]
     lr: f64,
-    /// Transformer layers of the tiny model.
-    #[arg(long, default_value_t = 2)]
+    /// Transformer layers of the tiny model. One layer leaves the model short of depth for
+    /// carrying digits — the kind of work a thought's extra steps can take on.
+    #[arg(long, default_value_t = 1)]
     layers: usize,
     /// Hidden size of the tiny model (4 heads, 2 key/value heads).
     #[arg(long, default_value_t = 64)]
@@ -69,7 +70,7 @@ pub struct Args {
 /// to its learning rate (the official 1e6 is tuned for lr 1e-6).
 #[derive(clap::Args)]
 struct DemoQuiet {
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 8)]
     n_thought: usize,
     #[arg(long, default_value_t = 2)]
     n_talk: usize,
@@ -77,7 +78,7 @@ struct DemoQuiet {
     n_passes: usize,
     #[arg(long, default_value_t = 1.0)]
     policy_weight: f64,
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.1)]
     post_thought_weight: f64,
 }
 
