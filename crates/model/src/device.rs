@@ -4,6 +4,7 @@
 use burn::backend::DispatchDevice;
 use burn::tensor::Device;
 
+#[cfg(not(target_family = "wasm"))]
 use crate::error::{ModelError, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +87,7 @@ fn start_wgpu() -> std::result::Result<(Device, AdapterSummary), String> {
     Ok((device, summary))
 }
 
+#[cfg(not(target_family = "wasm"))]
 fn flex(reason: String) -> SelectedDevice {
     SelectedDevice {
         device: Device::flex(),
@@ -95,6 +97,7 @@ fn flex(reason: String) -> SelectedDevice {
     }
 }
 
+#[cfg(not(target_family = "wasm"))]
 fn cpu_threads() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }

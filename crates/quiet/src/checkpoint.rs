@@ -1,19 +1,19 @@
 //! Quiet-STaR checkpoints: a Hugging Face folder for the base model (loadable by any tool that
 //! reads one) plus `quiet.safetensors` (thought markers, mixing head) and `quiet_config.json`.
-//! Written to a temporary folder and renamed into place.
+//! Written to a temporary folder and renamed into place. The browser, which has no folders,
+//! loads the same files from memory ([`from_files`]).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::module::Param;
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData};
-use starling_model::Tokenizer;
-use starling_model::checkpoint::files::{hf_folder_files, map_file, open_checkpoint};
-use starling_model::checkpoint::safetensors::{SafetensorsSource, serialize_f32};
-use starling_model::checkpoint::{HostTensor, WeightSource};
+use starling_model::checkpoint::safetensors::SafetensorsSource;
+use starling_model::checkpoint::{FileBytes, HostTensor, WeightSource};
 use starling_model::model::param;
 use starling_model::weights::load_transformer;
+use starling_model::{ModelConfig, Tokenizer, Transformer};
 
 use crate::config::QuietConfig;
 use crate::model::{MixingHead, QuietModel};
@@ -43,20 +43,24 @@ pub fn quiet_tensors(model: &QuietModel) -> BTreeMap<String, HostTensor> {
 }
 
 /// Every file of a checkpoint folder, in memory.
+#[cfg(not(target_family = "wasm"))]
 pub fn checkpoint_files(model: &QuietModel, tokenizer: &Tokenizer) -> Result<Vec<(String, Vec<u8>)>> {
-    let mut files = hf_folder_files(&model.lm, tokenizer)?;
-    files.push((QUIET_WEIGHTS.into(), serialize_f32(&quiet_tensors(model), HashMap::new())?));
+    let mut files = starling_model::checkpoint::files::hf_folder_files(&model.lm, tokenizer)?;
+    files.push((QUIET_WEIGHTS.into(), starling_model::checkpoint::safetensors::serialize_f32(&quiet_tensors(model), HashMap::new())?));
     files.push((QUIET_CONFIG.into(), serde_json::to_vec_pretty(&model.config).expect("config JSON")));
     Ok(files)
 }
 
 /// Whether `dir` holds a Quiet-STaR checkpoint (not just a base model).
+#[cfg(not(target_family = "wasm"))]
 pub fn is_quiet_checkpoint(dir: &Path) -> bool {
     dir.join(QUIET_WEIGHTS).is_file() && dir.join(QUIET_CONFIG).is_file()
 }
 
 /// Loads a Quiet-STaR checkpoint folder onto `device`.
+#[cfg(not(target_family = "wasm"))]
 pub fn load_quiet(dir: &Path, device: &Device) -> Result<(QuietModel, Tokenizer)> {
+    use starling_model::checkpoint::files::{map_file, open_checkpoint};
     if !is_quiet_checkpoint(dir) {
         return Err(QuietError::Checkpoint(format!(
             "{} is not a Quiet-STaR checkpoint (no {QUIET_WEIGHTS} / {QUIET_CONFIG}); train one with \
@@ -67,11 +71,40 @@ pub fn load_quiet(dir: &Path, device: &Device) -> Result<(QuietModel, Tokenizer)
     let ck = open_checkpoint(dir, None)?;
     let (lm, _) = load_transformer(&ck.config, ck.weights.as_ref(), device)?;
     let cfg_path = dir.join(QUIET_CONFIG);
-    let text = std::fs::read_to_string(&cfg_path).map_err(|e| QuietError::Checkpoint(format!("{}: {e}", cfg_path.display())))?;
-    let config: QuietConfig = serde_json::from_str(&text).map_err(|e| QuietError::Checkpoint(format!("{}: {e}", cfg_path.display())))?;
-    config.validate()?;
+    let text = std::fs::read(&cfg_path).map_err(|e| QuietError::Checkpoint(format!("{}: {e}", cfg_path.display())))?;
     let path = dir.join(QUIET_WEIGHTS);
-    let source = SafetensorsSource::new(path.clone(), vec![(path.clone(), map_file(&path)?)])?;
+    let model = wrap(lm, &text, &cfg_path, path.clone(), map_file(&path)?, device)?;
+    Ok((model, ck.tokenizer))
+}
+
+/// Loads a Quiet-STaR checkpoint from its files in memory (name → bytes, as [`checkpoint_files`]
+/// writes them: `config.json`, `model.safetensors`, `tokenizer.json`, `quiet.safetensors`,
+/// `quiet_config.json`). What the browser does with files fetched or picked by the user.
+pub fn from_files(mut files: HashMap<String, Vec<u8>>, device: &Device) -> Result<(QuietModel, Tokenizer)> {
+    let mut take = |name: &str| {
+        files.remove(name).ok_or_else(|| {
+            QuietError::Checkpoint(format!(
+                "no {name}: a Quiet-STaR checkpoint has config.json, model.safetensors, tokenizer.json, {QUIET_WEIGHTS} and {QUIET_CONFIG}"
+            ))
+        })
+    };
+    let text = |bytes: Vec<u8>, name: &str| String::from_utf8(bytes).map_err(|_| QuietError::Checkpoint(format!("{name} is not UTF-8 text")));
+    let config = ModelConfig::from_hf_json(&text(take("config.json")?, "config.json")?)
+        .map_err(|e| QuietError::Checkpoint(format!("config.json: {e}")))?;
+    let tokenizer = Tokenizer::from_json(&text(take("tokenizer.json")?, "tokenizer.json")?)
+        .map_err(|e| QuietError::Checkpoint(format!("tokenizer.json: {e}")))?;
+    let weights = SafetensorsSource::new(PathBuf::from("model.safetensors"), vec![(PathBuf::from("model.safetensors"), FileBytes::Owned(take("model.safetensors")?))])?;
+    let (lm, _) = load_transformer(&config, &weights, device)?;
+    let quiet_config = take(QUIET_CONFIG)?;
+    let model = wrap(lm, &quiet_config, Path::new(QUIET_CONFIG), PathBuf::from(QUIET_WEIGHTS), FileBytes::Owned(take(QUIET_WEIGHTS)?), device)?;
+    Ok((model, tokenizer))
+}
+
+/// A loaded base model plus the Quiet-STaR config (JSON) and tensors (safetensors bytes).
+fn wrap(lm: Transformer, config_json: &[u8], cfg_path: &Path, path: PathBuf, bytes: FileBytes, device: &Device) -> Result<QuietModel> {
+    let config: QuietConfig = serde_json::from_slice(config_json).map_err(|e| QuietError::Checkpoint(format!("{}: {e}", cfg_path.display())))?;
+    config.validate()?;
+    let source = SafetensorsSource::new(path.clone(), vec![(path.clone(), bytes)])?;
     let d = lm.config().hidden_size;
     let get = |name: &str, shape: &[usize]| -> Result<TensorData> {
         let t = source.load(name).map_err(|e| QuietError::Checkpoint(format!("{}: {name}: {e}", path.display())))?;
@@ -90,12 +123,11 @@ pub fn load_quiet(dir: &Path, device: &Device) -> Result<(QuietModel, Tokenizer)
             bias: Some(param(&format!("quiet.mixing.{name}.bias"), get(&format!("mixing.{name}.bias"), &[o])?, device)),
         })
     };
-    let model = QuietModel {
+    Ok(QuietModel {
         start_thought: param("quiet.start_thought", get("start_thought", &[d])?, device),
         end_thought: param("quiet.end_thought", get("end_thought", &[d])?, device),
         mixing: MixingHead { input: linear("input", 2 * d, d)?, hidden: linear("hidden", d, d)?, output: linear("output", d, 1)? },
         lm,
         config,
-    };
-    Ok((model, ck.tokenizer))
+    })
 }

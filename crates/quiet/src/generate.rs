@@ -6,12 +6,13 @@
 //! Per token this costs `n_thought + 2` thought steps plus one real step of single-token
 //! decoding: the floor for thinking before every token.
 
-use burn::tensor::Tensor;
+use burn::tensor::{Int, Tensor};
 use serde::Serialize;
 use starling_model::cache::KvCache;
 use starling_model::generate::{FinishReason, GenerateConfig, left_padded};
 use starling_model::mask::{AttentionBias, positions};
 use starling_model::sampling::{Sampler, SamplingConfig};
+use starling_model::tokenizer::StreamDecoder;
 use starling_model::{ModelError, Tokenizer};
 
 use crate::model::QuietModel;
@@ -49,94 +50,170 @@ pub fn generate_thoughtful(
     thought_temperature: f64,
     on_token: &mut dyn FnMut(usize, &ThoughtToken),
 ) -> Result<Vec<ThoughtfulGeneration>> {
-    cfg.sampling.validate()?;
-    if prompts.is_empty() {
+    let thought_cfg = ThoughtfulDecoder::thought_sampling(thought_temperature);
+    let Some(mut decoder) = ThoughtfulDecoder::new(model, tokenizer, prompts, cfg, &thought_cfg)? else {
         return Ok(Vec::new());
-    }
-    if let Some(i) = prompts.iter().position(|p| p.is_empty()) {
-        return Err(QuietError::Input(format!("prompt {i} is empty; give at least one token of text")));
-    }
-    let c = model.lm.config().clone();
-    if let Some(bad) = prompts.iter().flatten().find(|&&id| id as usize >= c.vocab_size) {
-        return Err(ModelError::Input(format!("token id {bad} is outside the model's vocabulary ({})", c.vocab_size)).into());
-    }
-    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
-    model.check_length(longest + cfg.max_new_tokens)?;
-    let device = model.device();
-    device.seed(cfg.seed);
-    let b = prompts.len();
-    let d = model.hidden_size();
-    let n_thought = model.config.n_thought;
-    let (tokens, pad_left) = left_padded(prompts, c.pad_token_id.or(c.eos_token_id).unwrap_or(0), &device);
-
-    let mut cache = KvCache::new(c.num_layers);
-    let feed = |x: Tensor<3>, cache: &mut KvCache| -> Tensor<3> {
-        let past = cache.len();
-        let new = x.dims()[1];
-        let pos = positions(&pad_left, past, new, &device);
-        let bias = AttentionBias::causal(&pad_left, past, new, c.sliding_window, &device);
-        model.lm.forward_embeds(x, &pos, &bias, Some(cache))
     };
-    let hidden = feed(model.lm.embed(tokens), &mut cache);
-    let mut h_last = hidden.narrow(1, longest - 1, 1); // [B, 1, d]
-
-    let thought_cfg = SamplingConfig { temperature: thought_temperature as f32, ..SamplingConfig::greedy() };
-    let thought_sampler = Sampler::new(&thought_cfg, c.vocab_size, &device);
-    let sampler = Sampler::new(&cfg.sampling, c.vocab_size, &device);
-    let marker = |end: bool| model.marker(end).reshape([1, 1, d]).expand([b, 1, d]);
-
-    let mut rows: Vec<ThoughtfulGeneration> = prompts
-        .iter()
-        .map(|p| ThoughtfulGeneration { prompt_ids: p.clone(), tokens: Vec::new(), text: String::new(), finish: FinishReason::Length })
-        .collect();
-    let mut done = vec![false; b];
-    let mut decoders: Vec<_> = (0..b).map(|_| tokenizer.stream_decoder(true)).collect();
-    for step in 0..cfg.max_new_tokens {
-        // Think from the real prefix, then forget the thought's cache entries.
-        let prefix = cache.len();
-        let mut h = feed(marker(false), &mut cache);
-        let mut thought = Vec::with_capacity(n_thought);
-        for _ in 0..n_thought {
-            let t = thought_sampler.sample(model.lm.logits(h).reshape([b, c.vocab_size]));
-            thought.push(t.clone().reshape([b, 1]));
-            h = feed(model.lm.embed(t.reshape([b, 1])), &mut cache);
+    while !decoder.finished() {
+        let (ids, weights) = decoder.propose();
+        let ids: Vec<i64> = ids.into_data().try_into_vec_as().expect("int ids");
+        let weights: Vec<f32> = weights.into_data().try_into_vec_as().expect("f32 weights");
+        for (row, token) in decoder.accept(&ids, &weights)? {
+            on_token(row, &token);
         }
-        let h_post = feed(marker(true), &mut cache);
-        cache.truncate(prefix);
+    }
+    Ok(decoder.into_generations())
+}
 
-        // Talk: mix, then sample the real token.
-        let (mixed, w) = model.mix(h_last.clone().reshape([b, 1, 1, d]), h_post.reshape([b, 1, 1, d]));
-        let next = sampler.sample(model.lm.logits(mixed.reshape([b, 1, d])).reshape([b, c.vocab_size]));
-        let all = Tensor::cat(vec![next.clone().reshape([b, 1]), Tensor::cat(thought, 1)], 1);
-        let host_ids: Vec<i64> = all.into_data().try_into_vec_as().expect("int ids");
-        let host_w: Vec<f32> = w.reshape([b]).into_data().try_into_vec_as().expect("f32 weights");
-        for r in 0..b {
-            if done[r] {
+/// Thoughtful decoding one token at a time, with the host reads left to the caller: natively
+/// they are synchronous ([`generate_thoughtful`]); on WebGPU in the browser they must be awaited.
+/// `propose` thinks and samples on the device; `accept` takes the host copies of its results.
+pub struct ThoughtfulDecoder<'a> {
+    model: &'a QuietModel,
+    tokenizer: &'a Tokenizer,
+    cfg: &'a GenerateConfig,
+    pad_left: Vec<usize>,
+    cache: KvCache,
+    /// Base hidden state that predicts the next token, `[B, 1, d]`.
+    h_last: Tensor<3>,
+    /// The token sampled by the last `propose`, `[B]`.
+    next: Option<Tensor<1, Int>>,
+    thought_sampler: Sampler<'a>,
+    sampler: Sampler<'a>,
+    rows: Vec<ThoughtfulGeneration>,
+    done: Vec<bool>,
+    decoders: Vec<StreamDecoder<'a>>,
+    steps: usize,
+}
+
+impl<'a> ThoughtfulDecoder<'a> {
+    /// How thoughts are sampled: at `temperature` (0: greedy), nothing else.
+    pub fn thought_sampling(temperature: f64) -> SamplingConfig {
+        SamplingConfig { temperature: temperature as f32, ..SamplingConfig::greedy() }
+    }
+
+    /// Checks the prompts and runs them through the model (prefill). `None` for no prompts.
+    /// `thought_cfg` samples the thoughts (see [`thought_sampling`](Self::thought_sampling)).
+    pub fn new(model: &'a QuietModel, tokenizer: &'a Tokenizer, prompts: &[Vec<u32>], cfg: &'a GenerateConfig, thought_cfg: &'a SamplingConfig) -> Result<Option<Self>> {
+        cfg.sampling.validate()?;
+        if prompts.is_empty() {
+            return Ok(None);
+        }
+        if let Some(i) = prompts.iter().position(|p| p.is_empty()) {
+            return Err(QuietError::Input(format!("prompt {i} is empty; give at least one token of text")));
+        }
+        let c = model.lm.config();
+        if let Some(bad) = prompts.iter().flatten().find(|&&id| id as usize >= c.vocab_size) {
+            return Err(ModelError::Input(format!("token id {bad} is outside the model's vocabulary ({})", c.vocab_size)).into());
+        }
+        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        model.check_length(longest + cfg.max_new_tokens)?;
+        let device = model.device();
+        device.seed(cfg.seed);
+        let b = prompts.len();
+        let (tokens, pad_left) = left_padded(prompts, c.pad_token_id.or(c.eos_token_id).unwrap_or(0), &device);
+        thought_cfg.validate()?;
+        let mut decoder = Self {
+            model,
+            tokenizer,
+            cfg,
+            pad_left,
+            cache: KvCache::new(c.num_layers),
+            h_last: Tensor::zeros([b, 1, model.hidden_size()], &device),
+            next: None,
+            thought_sampler: Sampler::new(thought_cfg, c.vocab_size, &device),
+            sampler: Sampler::new(&cfg.sampling, c.vocab_size, &device),
+            rows: prompts
+                .iter()
+                .map(|p| ThoughtfulGeneration { prompt_ids: p.clone(), tokens: Vec::new(), text: String::new(), finish: FinishReason::Length })
+                .collect(),
+            done: vec![cfg.max_new_tokens == 0; b],
+            decoders: (0..b).map(|_| tokenizer.stream_decoder(true)).collect(),
+            steps: 0,
+        };
+        let hidden = decoder.feed(model.lm.embed(tokens));
+        decoder.h_last = hidden.narrow(1, longest - 1, 1);
+        Ok(Some(decoder))
+    }
+
+    /// Feeds embeddings `[B, n, d]` after the cached slots; returns their hidden states.
+    fn feed(&mut self, x: Tensor<3>) -> Tensor<3> {
+        let device = x.device();
+        let (past, new) = (self.cache.len(), x.dims()[1]);
+        let pos = positions(&self.pad_left, past, new, &device);
+        let bias = AttentionBias::causal(&self.pad_left, past, new, self.model.lm.config().sliding_window, &device);
+        self.model.lm.forward_embeds(x, &pos, &bias, Some(&mut self.cache))
+    }
+
+    pub fn finished(&self) -> bool {
+        self.done.iter().all(|&d| d)
+    }
+
+    /// Thinks from the real prefix (the thought's cache entries are dropped afterwards), mixes,
+    /// and samples every row's next token. Returns, on the device, `[B, 1 + n_thought]` ids (the
+    /// token, then its thought) and the mixing weights `[B]`.
+    pub fn propose(&mut self) -> (Tensor<2, Int>, Tensor<1>) {
+        let model = self.model;
+        let (b, d, vocab) = (self.rows.len(), model.hidden_size(), model.lm.config().vocab_size);
+        let marker = |end: bool| model.marker(end).reshape([1, 1, d]).expand([b, 1, d]);
+        let prefix = self.cache.len();
+        let mut h = self.feed(marker(false));
+        let mut thought = Vec::with_capacity(model.config.n_thought);
+        for _ in 0..model.config.n_thought {
+            let t = self.thought_sampler.sample(model.lm.logits(h).reshape([b, vocab]));
+            thought.push(t.clone().reshape([b, 1]));
+            h = self.feed(model.lm.embed(t.reshape([b, 1])));
+        }
+        let h_post = self.feed(marker(true));
+        self.cache.truncate(prefix);
+        let (mixed, w) = model.mix(self.h_last.clone().reshape([b, 1, 1, d]), h_post.reshape([b, 1, 1, d]));
+        let next = self.sampler.sample(model.lm.logits(mixed.reshape([b, 1, d])).reshape([b, vocab]));
+        self.next = Some(next.clone());
+        (Tensor::cat(vec![next.reshape([b, 1]), Tensor::cat(thought, 1)], 1), w.reshape([b]))
+    }
+
+    /// Takes the host copies of [`propose`](Self::propose)'s results; returns the tokens kept
+    /// this step as `(row, token)`, and feeds the sampled tokens unless decoding is over.
+    pub fn accept(&mut self, ids: &[i64], weights: &[f32]) -> Result<Vec<(usize, ThoughtToken)>> {
+        let n = self.model.config.n_thought + 1;
+        let mut kept = Vec::new();
+        for r in 0..self.rows.len() {
+            if self.done[r] {
                 continue;
             }
-            let row_ids = &host_ids[r * (n_thought + 1)..(r + 1) * (n_thought + 1)];
+            let row_ids = &ids[r * n..(r + 1) * n];
             let id = row_ids[0] as u32;
-            if cfg.eos_ids.contains(&id) {
-                rows[r].finish = FinishReason::Eos;
-                done[r] = true;
+            if self.cfg.eos_ids.contains(&id) {
+                self.rows[r].finish = FinishReason::Eos;
+                self.done[r] = true;
                 continue;
             }
             let thought_ids: Vec<u32> = row_ids[1..].iter().map(|&t| t as u32).collect();
-            let text = decoders[r].push(id)?;
-            let token = ThoughtToken { id, text, thought: tokenizer.decode(&thought_ids, true)?, thought_ids, mix_weight: host_w[r] };
-            on_token(r, &token);
-            rows[r].text.push_str(&token.text);
-            rows[r].tokens.push(token);
-            if let Some(cut) = cfg.stop_strings.iter().filter_map(|s| rows[r].text.find(s.as_str())).min() {
-                rows[r].text.truncate(cut);
-                rows[r].finish = FinishReason::StopString;
-                done[r] = true;
+            let text = self.decoders[r].push(id)?;
+            let token = ThoughtToken { id, text, thought: self.tokenizer.decode(&thought_ids, true)?, thought_ids, mix_weight: weights[r] };
+            let row = &mut self.rows[r];
+            row.text.push_str(&token.text);
+            row.tokens.push(token.clone());
+            kept.push((r, token));
+            if let Some(cut) = self.cfg.stop_strings.iter().filter_map(|s| row.text.find(s.as_str())).min() {
+                row.text.truncate(cut);
+                row.finish = FinishReason::StopString;
+                self.done[r] = true;
             }
         }
-        if done.iter().all(|&x| x) || step + 1 == cfg.max_new_tokens {
-            break;
+        self.steps += 1;
+        if self.steps >= self.cfg.max_new_tokens {
+            self.done.iter_mut().for_each(|d| *d = true);
         }
-        h_last = feed(model.lm.embed(next.reshape([b, 1])), &mut cache);
+        let next = self.next.take().expect("accept follows propose");
+        if !self.finished() {
+            let b = self.rows.len();
+            self.h_last = self.feed(self.model.lm.embed(next.reshape([b, 1])));
+        }
+        Ok(kept)
     }
-    Ok(rows)
+
+    pub fn into_generations(self) -> Vec<ThoughtfulGeneration> {
+        self.rows
+    }
 }

@@ -13,7 +13,6 @@
 //! No printing and no file access outside `checkpoint`.
 
 pub mod analyze;
-#[cfg(not(target_family = "wasm"))]
 pub mod checkpoint;
 pub mod config;
 pub mod eval;

@@ -259,3 +259,25 @@ fn mixing_weight_is_in_range_and_never_stuck() {
     let (w, slope) = weight_and_slope(20.0);
     assert!(w <= 1.0 && slope >= 0.0, "{w} {slope}");
 }
+
+#[test]
+fn checkpoints_load_from_files_in_memory_as_the_browser_does() {
+    let device = Device::flex();
+    let (m, tok) = model(&device, 8);
+    let files: std::collections::HashMap<String, Vec<u8>> = checkpoint_files(&m, &tok).unwrap().into_iter().collect();
+    let (back, tok2) = starling_quiet::checkpoint::from_files(files.clone(), &device).unwrap();
+    assert_eq!(host(m.start_thought.val()), host(back.start_thought.val()));
+    assert_eq!(host(m.mixing.input.weight.val()), host(back.mixing.input.weight.val()));
+    assert_eq!(host(m.lm.embed_tokens.val()), host(back.lm.embed_tokens.val()));
+    assert_eq!(back.config, m.config);
+    assert_eq!(tok.encode("12+3", false).unwrap(), tok2.encode("12+3", false).unwrap());
+    // A missing file and a foreign quiet.safetensors are named in the error.
+    let mut missing = files.clone();
+    missing.remove("quiet.safetensors");
+    let err = starling_quiet::checkpoint::from_files(missing, &device).err().unwrap().to_string();
+    assert!(err.contains("no quiet.safetensors"), "{err}");
+    let mut foreign = files;
+    foreign.insert("quiet_config.json".into(), b"{\"n_thought\": 0}".to_vec());
+    let err = starling_quiet::checkpoint::from_files(foreign, &device).err().unwrap().to_string();
+    assert!(err.contains("n_thought"), "{err}");
+}
