@@ -247,7 +247,7 @@ fn generate(a: GenerateArgs, device: DeviceChoice) -> Result<()> {
     for (prompt, g) in a.prompts.iter().zip(&out) {
         println!("{prompt}{}", g.text);
         for t in &g.tokens {
-            println!("  {:>12}  w={:.2}  thought: {:?}", format!("{:?}", t.text), t.mix_weight, t.thought);
+            println!("  {:>12}  w={:.2}  Δlogp={:+.3}  thought: {:?}", format!("{:?}", t.text), t.mix_weight, t.logp_gain, t.thought);
             if let Some(f) = json.as_mut() {
                 writeln!(f, "{}", serde_json::to_string(t)?)?;
             }

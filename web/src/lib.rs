@@ -82,6 +82,8 @@ struct PageToken {
     text: String,
     thought: String,
     weight: f32,
+    /// log p(token) with the thought minus without.
+    gain: f32,
 }
 
 fn js_err(e: impl std::fmt::Display) -> JsError {
@@ -135,7 +137,7 @@ impl Starling {
     }
 
     /// Continues `prompt` by up to `max_tokens` tokens, thinking before each one; calls
-    /// `on_token({text, thought, weight})` as each arrives. Resolves to the number of tokens.
+    /// `on_token({text, thought, weight, gain})` as each arrives. Resolves to the number of tokens.
     pub fn think(&self, prompt: String, max_tokens: usize, temperature: f32, thought_temperature: f64, seed: u64, on_token: js_sys::Function) -> js_sys::Promise {
         let inner = self.inner.clone();
         wasm_bindgen_futures::future_to_promise(async move {
@@ -160,11 +162,11 @@ async fn think(l: &Loaded, prompt: &str, max_tokens: usize, temperature: f32, th
     };
     let mut count = 0;
     while !decoder.finished() {
-        let (ids, weights) = decoder.propose();
+        let (ids, scores) = decoder.propose();
         let ids: Vec<i64> = read(ids.into_data_async()).await?.try_into_vec_as().map_err(|e| js_err(format!("{e:?}")))?;
-        let weights: Vec<f32> = read(weights.into_data_async()).await?.try_into_vec_as().map_err(|e| js_err(format!("{e:?}")))?;
-        for (_, t) in decoder.accept(&ids, &weights).map_err(js_err)? {
-            let token = PageToken { text: t.text, thought: t.thought, weight: t.mix_weight };
+        let scores: Vec<f32> = read(scores.into_data_async()).await?.try_into_vec_as().map_err(|e| js_err(format!("{e:?}")))?;
+        for (_, t) in decoder.accept(&ids, &scores).map_err(js_err)? {
+            let token = PageToken { text: t.text, thought: t.thought, weight: t.mix_weight, gain: t.logp_gain };
             let value = serde_wasm(&token)?;
             on_token.call1(&JsValue::NULL, &value).map_err(|e| js_err(format!("on_token failed: {e:?}")))?;
             count += 1;

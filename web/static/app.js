@@ -53,15 +53,29 @@ async function load(source) {
   }
 }
 
-function shade(w) {
-  const a = Math.max(0, Math.min(1, w));
+const LEGENDS = {
+  weight: 'Each token is shaded by how much its thought counted (mixing weight w: pale = the base model alone, dark blue = the thought\'s prediction).',
+  gain: 'Each token is shaded by how much its thought helped: green where the thought raised the token\'s log-probability, red where it lowered it (full colour at ±1 nat).',
+};
+
+function shade(tok) {
+  if ($('colour').value === 'gain') {
+    const a = Math.min(1, Math.abs(tok.gain));
+    return tok.gain >= 0 ? `rgba(0, 150, 60, ${(0.08 + 0.8 * a).toFixed(3)})` : `rgba(210, 40, 40, ${(0.08 + 0.8 * a).toFixed(3)})`;
+  }
+  const a = Math.max(0, Math.min(1, tok.weight));
   return `rgba(41, 98, 255, ${(0.08 + 0.8 * a).toFixed(3)})`;
+}
+
+function recolour() {
+  $('legend').textContent = `${LEGENDS[$('colour').value]} Hover or click a token to read its thought.`;
+  document.querySelectorAll('#output .tok').forEach((s) => { s.style.background = shade(s.tok); });
 }
 
 function showThought(span, tok) {
   document.querySelectorAll('#output .tok.selected').forEach((s) => s.classList.remove('selected'));
   span.classList.add('selected');
-  $('thought-panel').textContent = `before ${JSON.stringify(tok.text)} the model thought: ${JSON.stringify(tok.thought)}  (w = ${tok.weight.toFixed(3)})`;
+  $('thought-panel').textContent = `before ${JSON.stringify(tok.text)} the model thought: ${JSON.stringify(tok.thought)}  (w = ${tok.weight.toFixed(3)}, Δ log p = ${tok.gain >= 0 ? '+' : ''}${tok.gain.toFixed(3)})`;
 }
 
 async function think(ev) {
@@ -84,10 +98,12 @@ async function think(ev) {
       const s = document.createElement('span');
       s.className = 'tok';
       s.textContent = tok.text;
-      s.title = `thought: ${tok.thought}\nw = ${tok.weight.toFixed(3)}`;
+      s.title = `thought: ${tok.thought}\nw = ${tok.weight.toFixed(3)}, Δ log p = ${tok.gain.toFixed(3)}`;
       s.dataset.thought = tok.thought;
       s.dataset.weight = tok.weight;
-      s.style.background = shade(tok.weight);
+      s.dataset.gain = tok.gain;
+      s.tok = tok;
+      s.style.background = shade(tok);
       s.addEventListener('click', () => showThought(s, tok));
       out.append(s);
     });
@@ -110,6 +126,8 @@ async function main() {
     return;
   }
   $('think-form').addEventListener('submit', think);
+  $('colour').addEventListener('change', recolour);
+  recolour();
   $('files').addEventListener('change', async (ev) => { if (ev.target.files.length) await load(await fromPicker(ev.target.files)); });
   $('use-gpu').addEventListener('change', async () => status('The device is chosen when a model loads: reload the page or pick the files again.'));
   try {

@@ -55,17 +55,24 @@ async function run(mode) {
     await page.click('#think-button');
     await page.waitForSelector('body[data-thinking="done"]', { timeout: 600_000 });
     assert.equal(await page.textContent('#status'), '', 'no error after thinking');
-    const tokens = await page.$$eval('#output .tok', (els) => els.map((e) => ({ text: e.textContent, thought: e.dataset.thought, w: Number(e.dataset.weight) })));
+    const tokens = await page.$$eval('#output .tok', (els) => els.map((e) => ({ text: e.textContent, thought: e.dataset.thought, w: Number(e.dataset.weight), gain: Number(e.dataset.gain) })));
     console.log(`[${mode}] tokens: ${JSON.stringify(tokens)}`);
     assert.ok(tokens.length >= 1, 'at least one token streamed');
     const nThought = Number(await page.evaluate(() => document.getElementById('model-info').textContent.match(/thought (\d+) tokens/)[1]));
     for (const t of tokens) {
       assert.equal(typeof t.thought, 'string');
       assert.ok(t.w >= 0 && t.w <= 1, `mixing weight in [0, 1]: ${t.w}`);
+      assert.ok(Number.isFinite(t.gain), `log-prob gain is a number: ${t.gain}`);
     }
     assert.ok(tokens.some((t) => t.thought.length > 0), `thoughts of ${nThought} tokens should show text`);
     await page.click('#output .tok');
-    assert.match(await page.textContent('#thought-panel'), /the model thought:/);
+    assert.match(await page.textContent('#thought-panel'), /the model thought:.*Δ log p/);
+    // Colouring by how much the thought helped: green and red shades instead of blue.
+    await page.selectOption('#colour', 'gain');
+    const colours = await page.$$eval('#output .tok', (els) => els.map((e) => e.style.background));
+    assert.ok(colours.every((c) => /rgba\((0, 150, 60|210, 40, 40)/.test(c)), `gain colours: ${colours}`);
+    await page.screenshot({ path: path.join(shots, `think-gain-${mode}.png`), fullPage: true });
+    await page.selectOption('#colour', 'weight');
     const speed = await page.textContent('#speed');
     console.log(`[${mode}] ${speed}`);
     results[mode] = { backend, tokens, tokensPerSecond: Number(await page.evaluate(() => document.body.dataset.tokensPerSecond)) };
@@ -91,7 +98,7 @@ try {
   // Greedy decoding: both backends write the same tokens and thoughts, with the same weights.
   const [g, c] = [results.webgpu.tokens, results.cpu.tokens];
   assert.deepEqual(g.map((t) => [t.text, t.thought]), c.map((t) => [t.text, t.thought]), 'WebGPU and CPU disagree');
-  g.forEach((t, i) => assert.ok(Math.abs(t.w - c[i].w) < 1e-3, `weights differ at token ${i}: ${t.w} vs ${c[i].w}`));
+  g.forEach((t, i) => assert.ok(Math.abs(t.w - c[i].w) < 1e-3 && Math.abs(t.gain - c[i].gain) < 1e-2, `scores differ at token ${i}: ${JSON.stringify(t)} vs ${JSON.stringify(c[i])}`));
   for (const [mode, r] of Object.entries(results)) console.log(`tokens/s in the page, ${mode}: ${r.tokensPerSecond} (${r.backend})`);
   console.log('web page tests passed');
 } finally {

@@ -6,6 +6,7 @@
 //! Per token this costs `n_thought + 2` thought steps plus one real step of single-token
 //! decoding: the floor for thinking before every token.
 
+use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor};
 use serde::Serialize;
 use starling_model::cache::KvCache;
@@ -28,6 +29,9 @@ pub struct ThoughtToken {
     pub thought: String,
     /// Weight of the post-thought prediction in the mix (0 = base model only).
     pub mix_weight: f32,
+    /// How much the thought helped this token: log p(token) from the mix minus from the base
+    /// model alone (natural log, at temperature 1).
+    pub logp_gain: f32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -55,10 +59,10 @@ pub fn generate_thoughtful(
         return Ok(Vec::new());
     };
     while !decoder.finished() {
-        let (ids, weights) = decoder.propose();
+        let (ids, scores) = decoder.propose();
         let ids: Vec<i64> = ids.into_data().try_into_vec_as().expect("int ids");
-        let weights: Vec<f32> = weights.into_data().try_into_vec_as().expect("f32 weights");
-        for (row, token) in decoder.accept(&ids, &weights)? {
+        let scores: Vec<f32> = scores.into_data().try_into_vec_as().expect("f32 scores");
+        for (row, token) in decoder.accept(&ids, &scores)? {
             on_token(row, &token);
         }
     }
@@ -151,8 +155,9 @@ impl<'a> ThoughtfulDecoder<'a> {
 
     /// Thinks from the real prefix (the thought's cache entries are dropped afterwards), mixes,
     /// and samples every row's next token. Returns, on the device, `[B, 1 + n_thought]` ids (the
-    /// token, then its thought) and the mixing weights `[B]`.
-    pub fn propose(&mut self) -> (Tensor<2, Int>, Tensor<1>) {
+    /// token, then its thought) and scores `[B, 2]`: the mixing weight and the log-prob gain of
+    /// the token (mix minus base).
+    pub fn propose(&mut self) -> (Tensor<2, Int>, Tensor<2>) {
         let model = self.model;
         let (b, d, vocab) = (self.rows.len(), model.hidden_size(), model.lm.config().vocab_size);
         let marker = |end: bool| model.marker(end).reshape([1, 1, d]).expand([b, 1, d]);
@@ -167,14 +172,18 @@ impl<'a> ThoughtfulDecoder<'a> {
         let h_post = self.feed(marker(true));
         self.cache.truncate(prefix);
         let (mixed, w) = model.mix(self.h_last.clone().reshape([b, 1, 1, d]), h_post.reshape([b, 1, 1, d]));
-        let next = self.sampler.sample(model.lm.logits(mixed.reshape([b, 1, d])).reshape([b, vocab]));
+        let logits = model.lm.logits(mixed.reshape([b, 1, d])).reshape([b, vocab]);
+        let next = self.sampler.sample(logits.clone());
+        let base_logits = model.lm.logits(self.h_last.clone()).reshape([b, vocab]);
+        let logp = |l: Tensor<2>| log_softmax(l, 1).gather(1, next.clone().reshape([b, 1]));
+        let gain = logp(logits) - logp(base_logits);
         self.next = Some(next.clone());
-        (Tensor::cat(vec![next.reshape([b, 1]), Tensor::cat(thought, 1)], 1), w.reshape([b]))
+        (Tensor::cat(vec![next.reshape([b, 1]), Tensor::cat(thought, 1)], 1), Tensor::cat(vec![w.reshape([b, 1]), gain], 1))
     }
 
     /// Takes the host copies of [`propose`](Self::propose)'s results; returns the tokens kept
     /// this step as `(row, token)`, and feeds the sampled tokens unless decoding is over.
-    pub fn accept(&mut self, ids: &[i64], weights: &[f32]) -> Result<Vec<(usize, ThoughtToken)>> {
+    pub fn accept(&mut self, ids: &[i64], scores: &[f32]) -> Result<Vec<(usize, ThoughtToken)>> {
         let n = self.model.config.n_thought + 1;
         let mut kept = Vec::new();
         for r in 0..self.rows.len() {
@@ -190,7 +199,8 @@ impl<'a> ThoughtfulDecoder<'a> {
             }
             let thought_ids: Vec<u32> = row_ids[1..].iter().map(|&t| t as u32).collect();
             let text = self.decoders[r].push(id)?;
-            let token = ThoughtToken { id, text, thought: self.tokenizer.decode(&thought_ids, true)?, thought_ids, mix_weight: weights[r] };
+            let (mix_weight, logp_gain) = (scores[2 * r], scores[2 * r + 1]);
+            let token = ThoughtToken { id, text, thought: self.tokenizer.decode(&thought_ids, true)?, thought_ids, mix_weight, logp_gain };
             let row = &mut self.rows[r];
             row.text.push_str(&token.text);
             row.tokens.push(token.clone());
