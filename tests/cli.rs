@@ -46,11 +46,28 @@ fn fails_with(args: &[&str], needle: &str) -> String {
     err
 }
 
-fn temp(tag: &str) -> PathBuf {
+/// A scratch folder, removed when dropped — also when the test fails, so runs never pile up
+/// model copies in the temp folder.
+struct Temp(PathBuf);
+
+impl std::ops::Deref for Temp {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp(tag: &str) -> Temp {
     let d = std::env::temp_dir().join(format!("starling-cli-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    Temp(d)
 }
 
 fn s(p: &Path) -> &str {
@@ -209,7 +226,6 @@ fn star_on_builtin_arithmetic_writes_its_artefacts_and_resumes() {
         "--base-steps", "150", "--base-layers", "2", "--base-hidden", "64", "--out", s(&dir.join("b")),
     ]);
     assert!(stdout.contains("few-shot-rationale on arithmetic (8 dev questions, 3 shots): accuracy"), "{stdout}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -233,7 +249,6 @@ fn star_reports_bad_task_input_clearly() {
     let empty = dir.join("empty.jsonl");
     std::fs::write(&empty, "\n\n").unwrap();
     fails_with(&["--device", "cpu", "star", "--task", "qa", "-m", m, "--train", s(&empty), "--dev", s(&empty), "--out", &out], "no usable examples");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 const CSQA_LINE: &str = r#"{"answerKey": "A", "id": "q1", "question": {"stem": "Where is money kept?", "choices": [{"label": "A", "text": "bank"}, {"label": "B", "text": "tree"}, {"label": "C", "text": "river"}]}}"#;
@@ -290,7 +305,6 @@ fn quiet_train_generate_analyze_and_eval_on_a_real_model() {
     std::fs::write(&gsm, "{\"question\": \"Tom has 3 apples and buys 4 more. How many does he have?\", \"answer\": \"3+4=7\\n#### 7\"}\n").unwrap();
     let stdout = ok(&["--device", "cpu", "eval", "gsm8k", "-m", s(&model), "--data", s(&gsm), "--n-thought", "2"]);
     assert!(stdout.contains("gsm8k zero-shot, 1 items") && stdout.contains("gold answer NLL per token"), "{stdout}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -308,5 +322,4 @@ fn quiet_and_eval_report_bad_input_clearly() {
     let corpus = dir.join("short.txt");
     std::fs::write(&corpus, "Too short.").unwrap();
     fails_with(&["--device", "cpu", "quiet", "train", "-m", m, "--text", s(&corpus), "--out", s(&dir.join("run")), "--seq-len", "64"], "fewer than one sequence");
-    let _ = std::fs::remove_dir_all(&dir);
 }
