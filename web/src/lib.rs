@@ -64,6 +64,28 @@ async fn pick_backend(prefer_gpu: bool) -> Backend {
     }
 }
 
+/// The message of the last Rust panic, if any: after a panic the module cannot go on, and the
+/// page shows this instead of the bare `unreachable` trap the browser reports.
+static LAST_PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+#[wasm_bindgen(start)]
+pub fn start() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info.to_string();
+        #[cfg(target_family = "wasm")]
+        web_sys::console::error_1(&JsValue::from_str(&message));
+        if let Ok(mut last) = LAST_PANIC.lock() {
+            *last = Some(message);
+        }
+    }));
+}
+
+/// The last panic's message (see [`start`]), or `undefined`.
+#[wasm_bindgen(js_name = lastPanic)]
+pub fn last_panic() -> Option<String> {
+    LAST_PANIC.lock().ok().and_then(|l| l.clone())
+}
+
 struct Loaded {
     model: QuietModel,
     tokenizer: Tokenizer,

@@ -1,6 +1,6 @@
 // The page: loads the wasm module and a Quiet-STaR checkpoint, then streams thoughtful
 // generation. All model work happens in Rust (../src/lib.rs); this file only wires the DOM.
-import init, { Starling } from './pkg/starling_web.js';
+import init, { Starling, lastPanic } from './pkg/starling_web.js';
 
 const $ = (id) => document.getElementById(id);
 const CHECKPOINT_FILES = ['config.json', 'model.safetensors', 'tokenizer.json', 'quiet.safetensors', 'quiet_config.json'];
@@ -8,6 +8,12 @@ const params = new URLSearchParams(location.search);
 let model = null;
 
 function status(text) { $('status').textContent = text; }
+
+// An error from Rust, with the panic message when the module aborted.
+function describe(e) {
+  const panic = lastPanic();
+  return panic ? `${e.message ?? e} — ${panic}. Reload the page to start again.` : `${e.message ?? e}`;
+}
 
 async function fetchBuiltIn() {
   const files = [];
@@ -48,7 +54,7 @@ async function load(source) {
     $('think-button').disabled = false;
     document.body.dataset.ready = 'yes';
   } catch (e) {
-    status(`Could not load the model: ${e.message ?? e}`);
+    status(`Could not load the model: ${describe(e)}`);
     if (model) $('think-button').disabled = false;
   }
 }
@@ -111,7 +117,7 @@ async function think(ev) {
     $('speed').textContent = `${n} tokens in ${secs.toFixed(2)} s (${(n / secs).toFixed(2)} tokens/s, each after a ${model.nThought}-token thought) on ${model.backend}`;
     document.body.dataset.tokensPerSecond = (n / secs).toFixed(3);
   } catch (e) {
-    status(`Generation failed: ${e.message ?? e}`);
+    status(`Generation failed: ${describe(e)}`);
   } finally {
     $('think-button').disabled = false;
     document.body.dataset.thinking = 'done';
