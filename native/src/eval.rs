@@ -11,11 +11,13 @@ use starling_model::Tokenizer;
 use starling_model::device::DeviceChoice;
 use starling_quiet::checkpoint::{is_quiet_checkpoint, load_quiet};
 use starling_quiet::eval::{EvalOptions, score_items, summarize};
-use starling_quiet::{QuietConfig, QuietModel};
+use starling_quiet::QuietConfig;
+use starling_quiet::QuietModel;
 use starling_tasks::{Item, OnBadLine, csqa, gsm8k};
 use starling_thought::Kernel;
 
-use crate::common::{bar, load_model, pick_device};
+use crate::common::{bar, pick_device};
+use crate::quiet::load_quiet_or_base;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -101,9 +103,9 @@ fn load(path: &Path, n_thought: Option<usize>, device: &burn::tensor::Device) ->
         }
         return Ok((m, tok, true));
     }
-    let loaded = load_model(path, None, device)?;
     let config = QuietConfig { n_thought: n_thought.unwrap_or(QuietConfig::default().n_thought), ..QuietConfig::default() };
-    Ok((QuietModel::new(loaded.model, &loaded.tokenizer, config, 0)?, loaded.tokenizer, false))
+    let (model, tokenizer) = load_quiet_or_base(path, config, device, 0)?;
+    Ok((model, tokenizer, false))
 }
 
 fn eval(task: &str, a: EvalArgs, device: DeviceChoice) -> Result<()> {

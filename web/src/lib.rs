@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use burn::tensor::{Device, TensorData};
+use burn::tensor::{Device, TensorData, Transaction};
 use serde::Serialize;
 use starling_model::Tokenizer;
 use starling_model::generate::GenerateConfig;
@@ -112,10 +112,6 @@ fn js_err(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
 
-async fn read<E: std::fmt::Debug>(data: impl std::future::Future<Output = Result<TensorData, E>>) -> Result<TensorData, JsError> {
-    data.await.map_err(|e| js_err(format!("reading a result back from the device failed: {e:?}")))
-}
-
 /// Lets the browser paint and handle input between tokens.
 async fn yield_to_browser() {
     #[cfg(target_family = "wasm")]
@@ -185,8 +181,14 @@ async fn think(l: &Loaded, prompt: &str, max_tokens: usize, temperature: f32, th
     let mut count = 0;
     while !decoder.finished() {
         let (ids, scores) = decoder.propose();
-        let ids: Vec<i64> = read(ids.into_data_async()).await?.try_into_vec_as().map_err(|e| js_err(format!("{e:?}")))?;
-        let scores: Vec<f32> = read(scores.into_data_async()).await?.try_into_vec_as().map_err(|e| js_err(format!("{e:?}")))?;
+        // One awaited read-back per token for both results.
+        let data = Transaction::default().register(ids).register(scores).execute_async().await;
+        let [ids, scores]: [TensorData; 2] = data
+            .map_err(|e| js_err(format!("reading a result back from the device failed: {e:?}")))?
+            .try_into()
+            .map_err(|_| js_err("the device returned the wrong number of results"))?;
+        let ids: Vec<i64> = ids.try_into_vec_as().map_err(|e| js_err(format!("{e:?}")))?;
+        let scores: Vec<f32> = scores.try_into_vec_as().map_err(|e| js_err(format!("{e:?}")))?;
         for (_, t) in decoder.accept(&ids, &scores).map_err(js_err)? {
             let token = PageToken { text: t.text, thought: t.thought, weight: t.mix_weight, gain: t.logp_gain };
             let value = serde_wasm(&token)?;

@@ -2,7 +2,7 @@
 //! gives it with a thought before it (mixed prediction) and without (base model).
 
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData, Transaction};
 use serde::Serialize;
 use starling_thought::Kernel;
 
@@ -52,14 +52,7 @@ pub fn token_deltas_batch(model: &QuietModel, seqs: &[Vec<u32>], temperature: f6
     let thoughts = sample_thoughts(model, tokens.clone(), &pad, 1, temperature, kernel); // [B, nt, L]
     let (h_base, cache) = model.base_pass(tokens, &pad);
     let mut state = ThoughtState::new(&cache, model.lm.config().num_layers, &pad, 1, kernel);
-    let block = Tensor::cat(
-        vec![
-            model.marker_block(false, b, l),
-            model.lm.embed(thoughts.clone().reshape([b, nt * l])).reshape([b, nt, l, d]),
-            model.marker_block(true, b, l),
-        ],
-        1,
-    );
+    let block = Tensor::cat(model.thought_inputs(thoughts.clone()), 1);
     let h_post = model.thought_steps(block, &mut state).narrow(1, nt + 1, 1); // [B, 1, L, d]
     let h_base = h_base.reshape([b, 1, l, d]);
     let (mixed, w) = model.mix(h_base.clone(), h_post.clone());
@@ -71,10 +64,20 @@ pub fn token_deltas_batch(model: &QuietModel, seqs: &[Vec<u32>], temperature: f6
         .collect();
     let targets = Tensor::<4, Int>::from_data(TensorData::new(targets, [b, 1, l, 1]), &device);
     let pick = |h: Tensor<4>| log_softmax(model.logits4(h), 3).gather(3, targets.clone()).reshape([b * l]);
-    let host = |t: Tensor<1>| -> Vec<f32> { t.into_data().try_into_vec_as().expect("f32") };
-    let (lp_mix, lp_post, lp_base) = (host(pick(mixed)), host(pick(h_post)), host(pick(h_base)));
-    let w = host(w.reshape([b * l]));
-    let th: Vec<i64> = thoughts.into_data().try_into_vec_as().expect("ids");
+    // One read-back for everything the host needs.
+    let data: [TensorData; 5] = Transaction::default()
+        .register(pick(mixed))
+        .register(pick(h_post))
+        .register(pick(h_base))
+        .register(w.reshape([b * l]))
+        .register(thoughts)
+        .execute()
+        .try_into()
+        .expect("five results");
+    let [lp_mix, lp_post, lp_base, w, th] = data;
+    let host = |t: TensorData| -> Vec<f32> { t.try_into_vec_as().expect("f32") };
+    let (lp_mix, lp_post, lp_base, w) = (host(lp_mix), host(lp_post), host(lp_base), host(w));
+    let th: Vec<i64> = th.try_into_vec_as().expect("ids");
     seqs.iter()
         .zip(&pad)
         .enumerate()

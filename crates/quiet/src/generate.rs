@@ -7,7 +7,7 @@
 //! decoding: the floor for thinking before every token.
 
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{Int, Tensor, TensorData, Transaction};
 use serde::Serialize;
 use starling_model::cache::KvCache;
 use starling_model::generate::{FinishReason, GenerateConfig, left_padded};
@@ -60,8 +60,10 @@ pub fn generate_thoughtful(
     };
     while !decoder.finished() {
         let (ids, scores) = decoder.propose();
-        let ids: Vec<i64> = ids.into_data().try_into_vec_as().expect("int ids");
-        let scores: Vec<f32> = scores.into_data().try_into_vec_as().expect("f32 scores");
+        // One read-back per token for both results.
+        let [ids, scores]: [TensorData; 2] = Transaction::default().register(ids).register(scores).execute().try_into().expect("two results");
+        let ids: Vec<i64> = ids.try_into_vec_as().expect("int ids");
+        let scores: Vec<f32> = scores.try_into_vec_as().expect("f32 scores");
         for (row, token) in decoder.accept(&ids, &scores)? {
             on_token(row, &token);
         }

@@ -74,11 +74,9 @@ pub fn quiet_loss(model: &QuietModel, sampler_model: &QuietModel, seqs: &[Vec<u3
 
     // Talk: the thought block teacher-forced at every position.
     let mut state = ThoughtState::new(&cache, model.lm.config().num_layers, &pad, p, kernel);
-    let mut blocks = vec![model.marker_block(false, n, l)];
-    blocks.push(model.lm.embed(thoughts.clone().reshape([n, nt * l])).reshape([n, nt, l, d]));
-    blocks.push(model.marker_block(true, n, l));
+    let mut blocks = model.thought_inputs(thoughts.clone());
     if nk > 1 {
-        let talk_in: Vec<i64> = (1..nk).flat_map(|k| shifted(k)).collect(); // [nk-1, B, L]
+        let talk_in: Vec<i64> = (1..nk).flat_map(&shifted).collect(); // [nk-1, B, L]
         let talk_in = Tensor::<3, Int>::from_data(TensorData::new(talk_in, [nk - 1, b, l]), &device).swap_dims(0, 1); // [B, nk-1, L]
         let talk_in = Tensor::cat(vec![talk_in; p], 0).reshape([n, (nk - 1) * l]);
         blocks.push(model.lm.embed(talk_in).reshape([n, nk - 1, l, d]));

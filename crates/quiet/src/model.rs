@@ -140,6 +140,14 @@ impl QuietModel {
         self.marker(end).reshape([1, 1, 1, d]).expand([n, 1, l, d])
     }
 
+    /// The thought as teacher-forced input, `[N, n_thought + 2, L, d]` in three pieces: the start
+    /// marker, the embedded thought tokens `thoughts` `[N, n_thought, L]`, the end marker.
+    pub fn thought_inputs(&self, thoughts: Tensor<3, Int>) -> Vec<Tensor<4>> {
+        let [n, nt, l] = thoughts.dims();
+        let d = self.hidden_size();
+        vec![self.marker_block(false, n, l), self.lm.embed(thoughts.reshape([n, nt * l])).reshape([n, nt, l, d]), self.marker_block(true, n, l)]
+    }
+
     /// Ordinary causal pass over left-padded `tokens` `[B, L]`: final hidden states `[B, L, d]`
     /// and every layer's keys/values.
     pub fn base_pass(&self, tokens: Tensor<2, Int>, pad_left: &[usize]) -> (Tensor<3>, KvCache) {
