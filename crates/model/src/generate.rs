@@ -80,57 +80,107 @@ pub fn generate_ids(
     cfg: &GenerateConfig,
     on_token: &mut dyn FnMut(TokenEvent<'_>),
 ) -> Result<Vec<Generation>> {
-    cfg.sampling.validate()?;
-    if prompts.is_empty() {
-        return Ok(Vec::new());
+    let mut decoder = Decoder::new(model, tokenizer, prompts, cfg)?;
+    while !decoder.finished() {
+        let next = decoder.propose();
+        let host: Vec<i64> = next.into_data().try_into_vec_as::<i64>().expect("int ids");
+        decoder.accept(&host, on_token)?;
     }
-    let c = model.config();
-    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
-    if let Some(i) = prompts.iter().position(|p| p.is_empty()) {
-        return Err(ModelError::Input(format!("prompt {i} is empty; give at least one token of text")));
-    }
-    if let Some(bad) = prompts.iter().flatten().find(|&&id| id as usize >= c.vocab_size) {
-        return Err(ModelError::Input(format!(
-            "token id {bad} is outside the model's vocabulary ({}); the tokenizer does not belong to this model",
-            c.vocab_size
-        )));
-    }
-    if longest + cfg.max_new_tokens > c.max_position_embeddings {
-        return Err(ModelError::Input(format!(
-            "a prompt of {longest} tokens plus {} new tokens exceeds the model's context of {} tokens; \
-             shorten the prompt or lower --max-new-tokens",
-            cfg.max_new_tokens, c.max_position_embeddings
-        )));
-    }
-    let device = model.device();
-    if !cfg.sampling.is_greedy() {
-        // burn's device RNG is process-wide per backend: generations sampling concurrently on
-        // one backend draw from the same stream, so only a sequential run repeats exactly.
-        device.seed(cfg.seed);
-    }
-    let b = prompts.len();
-    let (tokens, pad_left) = left_padded(prompts, c.pad_token_id.or(c.eos_token_id).unwrap_or(0), &device);
+    Ok(decoder.into_generations())
+}
 
-    let mut rows: Vec<Row> = (0..b)
-        .map(|_| Row {
-            ids: Vec::new(),
-            text: String::new(),
-            decoder: tokenizer.stream_decoder(true),
-            finish: None,
-        })
-        .collect();
-    let mut cache = KvCache::new(c.num_layers);
-    let sampler = Sampler::new(&cfg.sampling, c.vocab_size, &device);
-    let mut logits = prefill(model, tokens, &pad_left, &mut cache, &device);
-    for step in 0..cfg.max_new_tokens {
-        let next = sampler.sample(logits);
-        let host: Vec<i64> = next.clone().into_data().try_into_vec_as::<i64>().expect("int ids");
-        for (r, row) in rows.iter_mut().enumerate() {
+/// The decoding loop of [`generate_ids`], one token per row per round, with the read-back of
+/// the sampled ids left to the caller: [`Decoder::propose`] samples on the device,
+/// [`Decoder::accept`] takes the ids read back. The browser awaits that read (a synchronous
+/// one cannot complete on WebGPU); [`generate_ids`] does it synchronously.
+pub struct Decoder<'a> {
+    model: &'a Transformer,
+    cfg: &'a GenerateConfig,
+    sampler: Sampler<'a>,
+    prompts: Vec<Vec<u32>>,
+    rows: Vec<Row<'a>>,
+    pad_left: Vec<usize>,
+    cache: KvCache,
+    /// Logits to sample the next token from; `None` once every row has finished.
+    logits: Option<Tensor<2>>,
+    /// The ids sampled by the last `propose`, fed to the model by `accept`.
+    proposed: Option<Tensor<1, Int>>,
+    step: usize,
+}
+
+impl<'a> Decoder<'a> {
+    /// Checks the prompts against the model and runs them through it (prefill).
+    pub fn new(model: &'a Transformer, tokenizer: &'a Tokenizer, prompts: &[Vec<u32>], cfg: &'a GenerateConfig) -> Result<Self> {
+        cfg.sampling.validate()?;
+        let c = model.config();
+        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        if let Some(i) = prompts.iter().position(|p| p.is_empty()) {
+            return Err(ModelError::Input(format!("prompt {i} is empty; give at least one token of text")));
+        }
+        if let Some(bad) = prompts.iter().flatten().find(|&&id| id as usize >= c.vocab_size) {
+            return Err(ModelError::Input(format!(
+                "token id {bad} is outside the model's vocabulary ({}); the tokenizer does not belong to this model",
+                c.vocab_size
+            )));
+        }
+        if longest + cfg.max_new_tokens > c.max_position_embeddings {
+            return Err(ModelError::Input(format!(
+                "a prompt of {longest} tokens plus {} new tokens exceeds the model's context of {} tokens; \
+                 shorten the prompt or lower --max-new-tokens",
+                cfg.max_new_tokens, c.max_position_embeddings
+            )));
+        }
+        let device = model.device();
+        let rows = (0..prompts.len())
+            .map(|_| Row { ids: Vec::new(), text: String::new(), decoder: tokenizer.stream_decoder(true), finish: None })
+            .collect();
+        let mut cache = KvCache::new(c.num_layers);
+        let sampler = Sampler::new(&cfg.sampling, c.vocab_size, &device);
+        let (pad_left, logits) = if prompts.is_empty() || cfg.max_new_tokens == 0 {
+            (Vec::new(), None)
+        } else {
+            if !cfg.sampling.is_greedy() {
+                // burn's device RNG is process-wide per backend: generations sampling concurrently on
+                // one backend draw from the same stream, so only a sequential run repeats exactly.
+                device.seed(cfg.seed);
+            }
+            let (tokens, pad_left) = left_padded(prompts, c.pad_token_id.or(c.eos_token_id).unwrap_or(0), &device);
+            let logits = prefill(model, tokens, &pad_left, &mut cache, &device);
+            (pad_left, Some(logits))
+        };
+        Ok(Self { model, cfg, sampler, prompts: prompts.to_vec(), rows, pad_left, cache, logits, proposed: None, step: 0 })
+    }
+
+    /// Whether every row has ended (or the token budget is spent).
+    pub fn finished(&self) -> bool {
+        self.logits.is_none()
+    }
+
+    /// Samples the next token of every row on the device: ids `[B]`, to be read back and passed
+    /// to [`Decoder::accept`].
+    ///
+    /// # Panics
+    /// When called after [`Decoder::finished`] became true.
+    pub fn propose(&mut self) -> Tensor<1, Int> {
+        let logits = self.logits.take().expect("propose called on a finished decoder");
+        let next = self.sampler.sample(logits);
+        self.proposed = Some(next.clone());
+        next
+    }
+
+    /// Takes the ids of the last [`Decoder::propose`] as read back (one per row), extends each
+    /// unfinished row, and runs the next step unless every row has ended.
+    pub fn accept(&mut self, ids: &[i64], on_token: &mut dyn FnMut(TokenEvent<'_>)) -> Result<()> {
+        let next = self.proposed.take().ok_or_else(|| ModelError::Input("accept called without a proposal".into()))?;
+        if ids.len() != self.rows.len() {
+            return Err(ModelError::Input(format!("accept: {} ids for {} rows", ids.len(), self.rows.len())));
+        }
+        for (r, row) in self.rows.iter_mut().enumerate() {
             if row.finish.is_some() {
                 continue;
             }
-            let id = host[r] as u32;
-            if cfg.eos_ids.contains(&id) {
+            let id = ids[r] as u32;
+            if self.cfg.eos_ids.contains(&id) {
                 row.finish = Some(FinishReason::Eos);
                 continue;
             }
@@ -138,26 +188,28 @@ pub fn generate_ids(
             let piece = row.decoder.push(id)?;
             row.text.push_str(&piece);
             on_token(TokenEvent { row: r, id, text: &piece });
-            if let Some(cut) = cfg.stop_strings.iter().filter_map(|s| row.text.find(s.as_str())).min() {
+            if let Some(cut) = self.cfg.stop_strings.iter().filter_map(|s| row.text.find(s.as_str())).min() {
                 row.text.truncate(cut);
                 row.finish = Some(FinishReason::StopString);
             }
         }
-        if rows.iter().all(|r| r.finish.is_some()) || step + 1 == cfg.max_new_tokens {
-            break;
+        self.step += 1;
+        if self.rows.iter().any(|r| r.finish.is_none()) && self.step < self.cfg.max_new_tokens {
+            let b = self.rows.len();
+            let device = self.model.device();
+            self.logits = Some(decode_step(self.model, next.reshape([b, 1]), &self.pad_left, &mut self.cache, &device));
         }
-        logits = decode_step(model, next.reshape([b, 1]), &pad_left, &mut cache, &device);
+        Ok(())
     }
-    Ok(rows
-        .into_iter()
-        .zip(prompts)
-        .map(|(r, p)| Generation {
-            prompt_ids: p.clone(),
-            ids: r.ids,
-            text: r.text,
-            finish: r.finish.unwrap_or(FinishReason::Length),
-        })
-        .collect())
+
+    /// Every row's generation (rows still running end with [`FinishReason::Length`]).
+    pub fn into_generations(self) -> Vec<Generation> {
+        self.rows
+            .into_iter()
+            .zip(self.prompts)
+            .map(|(r, p)| Generation { prompt_ids: p, ids: r.ids, text: r.text, finish: r.finish.unwrap_or(FinishReason::Length) })
+            .collect()
+    }
 }
 
 /// Prompts of different lengths as one left-padded batch `[B, longest]`, and each row's padding.

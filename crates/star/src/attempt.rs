@@ -68,10 +68,18 @@ impl Generator<'_> {
 
     /// Like [`Generator::complete`], with token ids and finish reasons.
     pub fn generations(&self, items: &[&Item], style: PromptStyle, hinted: bool, seed: u64) -> starling_model::Result<Vec<Generation>> {
-        let prompts = items
-            .iter()
-            .map(|it| self.tokenizer.encode(&self.task.prompt(self.exemplars, it, style, hinted), true))
-            .collect::<starling_model::Result<Vec<_>>>()?;
+        let prompts = self.prompts(items, style, hinted)?;
+        generate_ids(self.model, self.tokenizer, &prompts, &self.decode_config(seed), &mut |_| {})
+    }
+
+    /// The tokenized prompts of `items`, with or without the hint.
+    pub fn prompts(&self, items: &[&Item], style: PromptStyle, hinted: bool) -> starling_model::Result<Vec<Vec<u32>>> {
+        items.iter().map(|it| self.tokenizer.encode(&self.task.prompt(self.exemplars, it, style, hinted), true)).collect()
+    }
+
+    /// Decoding settings for one batch: the configured ones, seeded, stopping at the task's
+    /// stop strings (the end of an answer).
+    pub fn decode_config(&self, seed: u64) -> GenerateConfig {
         let mut cfg = self.decode.clone();
         cfg.seed = seed;
         for s in STOP_STRINGS {
@@ -79,53 +87,74 @@ impl Generator<'_> {
                 cfg.stop_strings.push(s.to_string());
             }
         }
-        generate_ids(self.model, self.tokenizer, &prompts, &cfg, &mut |_| {})
+        cfg
     }
 
     /// Rationales for a batch of training questions, then rationalizations of the wrong ones
     /// (with the same model), classified. `seed` makes sampled decoding repeatable per batch.
     pub fn attempt(&self, items: &[&Item], rationalize: bool, seed: u64) -> starling_model::Result<Vec<RationaleRecord>> {
         let first = self.complete(items, PromptStyle::Rationale, false, seed)?;
-        let mut records: Vec<RationaleRecord> = items
-            .iter()
-            .zip(first)
-            .map(|(it, completion)| {
-                let answer = self.task.extract(it, &completion);
-                let ok = answer.as_deref() == Some(it.gold.as_str());
-                RationaleRecord {
-                    id: it.id.clone(),
-                    group: it.group.clone(),
-                    outcome: if ok { Outcome::Kept } else { Outcome::Rejected },
-                    completion: normalize_completion(&completion),
-                    answer,
-                    rationalization: None,
-                    rationalization_answer: None,
-                    leaked_hint: false,
-                }
-            })
-            .collect();
-        if !rationalize {
-            return Ok(records);
-        }
-        let wrong: Vec<usize> = (0..items.len()).filter(|&i| records[i].outcome == Outcome::Rejected).collect();
+        let mut records = classify_rationales(self.task, items, first);
+        let wrong = to_rationalize(&records, rationalize);
         if wrong.is_empty() {
             return Ok(records);
         }
         let hinted_items: Vec<&Item> = wrong.iter().map(|&i| items[i]).collect();
-        let second = self.complete(&hinted_items, PromptStyle::Rationale, true, seed ^ 0x5eed_0f_4a11)?;
-        for (&i, completion) in wrong.iter().zip(second) {
-            let it = items[i];
-            let answer = self.task.extract(it, &completion);
-            let leaked = it.leaks_hint(&completion);
-            let r = &mut records[i];
-            if answer.as_deref() == Some(it.gold.as_str()) && !leaked {
-                r.outcome = Outcome::Rationalized;
-            }
-            r.leaked_hint = leaked;
-            r.rationalization = Some(normalize_completion(&completion));
-            r.rationalization_answer = answer;
-        }
+        let second = self.complete(&hinted_items, PromptStyle::Rationale, true, rationalization_seed(seed))?;
+        apply_rationalizations(self.task, items, &mut records, &wrong, second);
         Ok(records)
+    }
+}
+
+/// Step 1 of an attempt: each item's own completion, kept when it reaches the gold answer.
+pub fn classify_rationales(task: TaskKind, items: &[&Item], completions: Vec<String>) -> Vec<RationaleRecord> {
+    items
+        .iter()
+        .zip(completions)
+        .map(|(it, completion)| {
+            let answer = task.extract(it, &completion);
+            let ok = answer.as_deref() == Some(it.gold.as_str());
+            RationaleRecord {
+                id: it.id.clone(),
+                group: it.group.clone(),
+                outcome: if ok { Outcome::Kept } else { Outcome::Rejected },
+                completion: normalize_completion(&completion),
+                answer,
+                rationalization: None,
+                rationalization_answer: None,
+                leaked_hint: false,
+            }
+        })
+        .collect()
+}
+
+/// Indices of the records that step 2 rationalizes with the hint (none when rationalization is off).
+pub fn to_rationalize(records: &[RationaleRecord], rationalize: bool) -> Vec<usize> {
+    if !rationalize {
+        return Vec::new();
+    }
+    (0..records.len()).filter(|&i| records[i].outcome == Outcome::Rejected).collect()
+}
+
+/// The seed of step 2's decoding, derived from step 1's so the two rounds draw differently.
+pub fn rationalization_seed(seed: u64) -> u64 {
+    seed ^ 0x5eed_0f_4a11
+}
+
+/// Step 2 of an attempt: the hinted completions of `records[wrong[k]]`; one that reaches the gold
+/// answer without repeating the hint is rationalized (and trained on without the hint).
+pub fn apply_rationalizations(task: TaskKind, items: &[&Item], records: &mut [RationaleRecord], wrong: &[usize], completions: Vec<String>) {
+    for (&i, completion) in wrong.iter().zip(completions) {
+        let it = items[i];
+        let answer = task.extract(it, &completion);
+        let leaked = it.leaks_hint(&completion);
+        let r = &mut records[i];
+        if answer.as_deref() == Some(it.gold.as_str()) && !leaked {
+            r.outcome = Outcome::Rationalized;
+        }
+        r.leaked_hint = leaked;
+        r.rationalization = Some(normalize_completion(&completion));
+        r.rationalization_answer = answer;
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use starling_tasks::{Item, PromptStyle};
+use starling_tasks::{Item, PromptStyle, TaskKind};
 
 use crate::attempt::Generator;
 
@@ -43,6 +43,33 @@ impl EvalResult {
     pub fn accuracy(&self) -> f64 {
         self.overall.accuracy()
     }
+
+    /// Scores one completion of `item` and counts it (overall, in its group, and among the samples
+    /// kept to look at).
+    pub fn record(&mut self, task: TaskKind, item: &Item, completion: String) -> bool {
+        let answer = task.extract(item, &completion);
+        let ok = answer.as_deref() == Some(item.gold.as_str());
+        self.unparsable += usize::from(answer.is_none());
+        self.overall.total += 1;
+        self.overall.correct += usize::from(ok);
+        if let Some(group) = &item.group {
+            let t = self.by_group.entry(group.clone()).or_default();
+            t.total += 1;
+            t.correct += usize::from(ok);
+        }
+        if self.samples.len() < 3 || (!ok && self.samples.iter().filter(|s| !s.correct).count() < 2) {
+            self.samples.push(EvalSample { question: item.question.clone(), completion, correct: ok });
+        }
+        ok
+    }
+}
+
+/// Indices of `items`, shortest question first: questions of similar length share a generation
+/// batch, so short ones do not wait for long ones.
+pub fn length_order(items: &[Item]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| (items[i].question.len(), i));
+    order
 }
 
 /// Greedy-or-configured answers to `items` in `style`, in batches of `batch`; `on_batch` sees
@@ -55,27 +82,13 @@ pub fn evaluate(
     on_batch: &mut dyn FnMut(usize),
 ) -> starling_model::Result<EvalResult> {
     let mut result = EvalResult::default();
-    // Questions of similar length share a batch, so short ones do not wait for long ones.
-    let mut order: Vec<usize> = (0..items.len()).collect();
-    order.sort_by_key(|&i| (items[i].question.len(), i));
+    let order = length_order(items);
     let mut done = 0;
     for (b, chunk) in order.chunks(batch.max(1)).enumerate() {
         let refs: Vec<&Item> = chunk.iter().map(|&i| &items[i]).collect();
         let completions = g.complete(&refs, style, false, b as u64)?;
         for (it, c) in refs.iter().zip(completions) {
-            let answer = g.task.extract(it, &c);
-            let ok = answer.as_deref() == Some(it.gold.as_str());
-            result.unparsable += usize::from(answer.is_none());
-            result.overall.total += 1;
-            result.overall.correct += usize::from(ok);
-            if let Some(group) = &it.group {
-                let t = result.by_group.entry(group.clone()).or_default();
-                t.total += 1;
-                t.correct += usize::from(ok);
-            }
-            if result.samples.len() < 3 || (!ok && result.samples.iter().filter(|s| !s.correct).count() < 2) {
-                result.samples.push(EvalSample { question: it.question.clone(), completion: c, correct: ok });
-            }
+            result.record(g.task, it, c);
         }
         done += chunk.len();
         on_batch(done);

@@ -350,9 +350,7 @@ impl StarRun<'_> {
 
     /// Questions in generation order: similar lengths together, so batches finish together.
     fn generation_order(&self) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.data.train.len()).collect();
-        order.sort_by_key(|&i| (self.data.train[i].question.len(), i));
-        order
+        crate::evaluate::length_order(&self.data.train)
     }
 
     fn generate_phase(&self, n: usize, previous: &Path, dir: &Path, obs: &mut dyn StarObserver) -> Result<Vec<RationaleRecord>, StarError> {

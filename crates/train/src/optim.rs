@@ -163,14 +163,16 @@ impl ModuleVisitor for SquaredNorm<'_> {
     }
 }
 
-/// The global L2 norm of the gradients (one read-back).
-pub fn global_grad_norm<M: Module>(module: &M, grads: &GradientsParams) -> f64 {
+/// The squared global L2 norm of the gradients as a device scalar `[1]` (`None` without gradients).
+pub fn grad_squared_norm<M: Module>(module: &M, grads: &GradientsParams) -> Option<Tensor<1>> {
     let mut v = SquaredNorm { grads, total: None };
     module.visit(&mut v);
-    match v.total {
-        Some(t) => (t.into_scalar::<f64>()).sqrt(),
-        None => 0.0,
-    }
+    v.total
+}
+
+/// The global L2 norm of the gradients (one read-back).
+pub fn global_grad_norm<M: Module>(module: &M, grads: &GradientsParams) -> f64 {
+    grad_squared_norm(module, grads).map_or(0.0, |t| t.into_scalar::<f64>().sqrt())
 }
 
 /// The factor that brings a gradient of norm `norm` down to `max_norm` (1 when already within),

@@ -12,7 +12,7 @@ use web_time::Instant;
 use starling_model::Transformer;
 
 use crate::data::{Batch, BatchOrder, Example, make_batch};
-use crate::optim::{AdamW, AdamWConfig, clip_scale, global_grad_norm};
+use crate::optim::{AdamW, AdamWConfig, clip_scale, grad_squared_norm};
 use crate::schedule::{Schedule, ScheduleKind};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -183,31 +183,106 @@ pub fn train(
     start: Option<StartPoint>,
     observer: &mut dyn TrainObserver,
 ) -> Result<(Transformer, Vec<StepMetrics>), TrainError> {
-    cfg.validate()?;
-    if train.is_empty() {
-        return Err(TrainError::Data("no training examples (is the data file empty?)".into()));
-    }
-    if train.iter().all(|e| e.targets() == 0) {
-        return Err(TrainError::Data("no example has a token to learn (every token is masked out)".into()));
-    }
-    let device: Device = model.device();
-    if !device.is_autodiff() {
-        return Err(TrainError::Config("the model must be on an autodiff device to train".into()));
-    }
-    let order = BatchOrder::new(train.len(), cfg.batch_size, cfg.seed);
-    let schedule = cfg.schedule();
-    let (first_step, mut optimizer) = match start {
-        Some(s) => (s.step, s.optimizer),
-        None => (0, AdamW::new(cfg.adamw)),
-    };
+    let mut trainer = Trainer::new(&model, train, cfg, pad_id, start)?;
     let mut history = Vec::new();
-    for step in first_step..cfg.steps {
-        let t0 = Instant::now();
+    while !trainer.finished() {
+        let pending = trainer.backward(&model);
+        let [loss, grad_sq] = pending.readback();
+        let (loss, grad_sq) = (loss.into_scalar::<f64>(), grad_sq.into_scalar::<f64>());
+        let (next, mut m) = trainer.apply(model, pending, loss, grad_sq)?;
+        model = next;
+        let done = m.step;
+        if let (Some(ev), Some(every)) = (eval, cfg.eval_every)
+            && !ev.is_empty()
+            && (done % every == 0 || done == cfg.steps)
+        {
+            m.eval_loss = Some(evaluate(&model.valid(), ev, cfg.batch_size, cfg.max_len, pad_id));
+        }
+        observer.on_step(&m)?;
+        history.push(m);
+        if cfg.save_every.is_some_and(|every| done % every == 0) || done == cfg.steps {
+            observer.on_checkpoint(done, &model, &trainer.optimizer)?;
+        }
+    }
+    Ok((model, history))
+}
+
+/// The training loop one optimizer step at a time, with the read-back of the loss and gradient
+/// norm left to the caller: [`Trainer::backward`] computes the gradients, the caller reads
+/// [`PendingStep::readback`] (awaited in the browser, where WebGPU cannot read synchronously),
+/// and [`Trainer::apply`] clips and updates. [`train`] drives it synchronously.
+pub struct Trainer<'a> {
+    examples: &'a [Example],
+    cfg: &'a TrainConfig,
+    pad_id: u32,
+    device: Device,
+    order: BatchOrder,
+    schedule: Schedule,
+    pub optimizer: AdamW,
+    /// Optimizer steps done so far.
+    pub step: usize,
+}
+
+/// One step's gradients, waiting for its loss and squared gradient norm to be read back.
+pub struct PendingStep {
+    loss: Tensor<1>,
+    grad_sq: Tensor<1>,
+    grads: GradientsParams,
+    tokens: usize,
+    targets: usize,
+    started: Instant,
+}
+
+impl PendingStep {
+    /// The device scalars to read: the loss and the squared global gradient norm.
+    pub fn readback(&self) -> [Tensor<1>; 2] {
+        [self.loss.clone(), self.grad_sq.clone()]
+    }
+}
+
+impl<'a> Trainer<'a> {
+    /// Checks the settings and data; `start` continues a run after its saved step.
+    pub fn new(model: &Transformer, examples: &'a [Example], cfg: &'a TrainConfig, pad_id: u32, start: Option<StartPoint>) -> Result<Self, TrainError> {
+        cfg.validate()?;
+        if examples.is_empty() {
+            return Err(TrainError::Data("no training examples (is the data file empty?)".into()));
+        }
+        if examples.iter().all(|e| e.targets() == 0) {
+            return Err(TrainError::Data("no example has a token to learn (every token is masked out)".into()));
+        }
+        let device: Device = model.device();
+        if !device.is_autodiff() {
+            return Err(TrainError::Config("the model must be on an autodiff device to train".into()));
+        }
+        let (step, optimizer) = match start {
+            Some(s) => (s.step, s.optimizer),
+            None => (0, AdamW::new(cfg.adamw)),
+        };
+        Ok(Self {
+            examples,
+            cfg,
+            pad_id,
+            device,
+            order: BatchOrder::new(examples.len(), cfg.batch_size, cfg.seed),
+            schedule: cfg.schedule(),
+            optimizer,
+            step,
+        })
+    }
+
+    pub fn finished(&self) -> bool {
+        self.step >= self.cfg.steps
+    }
+
+    /// Forward and backward passes of the next step's micro-batches, gradients accumulated.
+    pub fn backward(&self, model: &Transformer) -> PendingStep {
+        let started = Instant::now();
+        let cfg = self.cfg;
         let micro: Vec<Batch> = (0..cfg.grad_accum)
             .map(|i| {
-                let idx = order.batch(step * cfg.grad_accum + i);
-                let refs: Vec<&Example> = idx.iter().map(|&j| &train[j]).collect();
-                make_batch(&refs, cfg.max_len, pad_id, &device)
+                let idx = self.order.batch(self.step * cfg.grad_accum + i);
+                let refs: Vec<&Example> = idx.iter().map(|&j| &self.examples[j]).collect();
+                make_batch(&refs, cfg.max_len, self.pad_id, &self.device)
             })
             .collect();
         let targets: usize = micro.iter().map(|b| b.target_count).sum();
@@ -215,51 +290,49 @@ pub fn train(
         let mut accumulator = GradientsAccumulator::<Transformer>::new();
         let mut loss_sum: Option<Tensor<1>> = None;
         for batch in &micro {
-            let loss = masked_nll(&model, batch, targets);
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            accumulator.accumulate(&model, grads);
+            let loss = masked_nll(model, batch, targets);
+            let grads = GradientsParams::from_grads(loss.backward(), model);
+            accumulator.accumulate(model, grads);
             let detached = loss.detach();
             loss_sum = Some(match loss_sum {
                 Some(s) => s + detached,
                 None => detached,
             });
         }
-        let loss = loss_sum.expect("at least one micro-batch").into_scalar::<f64>();
+        let loss = loss_sum.expect("at least one micro-batch");
+        let grads = accumulator.grads();
+        let grad_sq = grad_squared_norm(model, &grads).unwrap_or_else(|| loss.zeros_like());
+        PendingStep { loss, grad_sq, grads, tokens, targets, started }
+    }
+
+    /// Finishes the step with its `loss` and squared gradient norm as read back: stops on a
+    /// non-finite value, else clips and applies the AdamW update.
+    pub fn apply(&mut self, model: Transformer, pending: PendingStep, loss: f64, grad_squared_norm: f64) -> Result<(Transformer, StepMetrics), TrainError> {
+        let step = self.step;
         if !loss.is_finite() {
             return Err(TrainError::NonFinite { step: step + 1, value: loss });
         }
-        let mut grads = accumulator.grads();
-        let grad_norm = global_grad_norm(&model, &grads);
+        let grad_norm = grad_squared_norm.sqrt();
         if !grad_norm.is_finite() {
             return Err(TrainError::NonFinite { step: step + 1, value: grad_norm });
         }
-        let lr = schedule.lr(step);
-        model = optimizer.step(model, &mut grads, lr, clip_scale(grad_norm, cfg.grad_clip));
-        let done = step + 1;
-        let eval_loss = match (eval, cfg.eval_every) {
-            (Some(ev), Some(every)) if !ev.is_empty() && (done % every == 0 || done == cfg.steps) => {
-                Some(evaluate(&model.valid(), ev, cfg.batch_size, cfg.max_len, pad_id))
-            }
-            _ => None,
-        };
-        let secs = t0.elapsed().as_secs_f64();
+        let PendingStep { mut grads, tokens, targets, started, .. } = pending;
+        let lr = self.schedule.lr(step);
+        let model = self.optimizer.step(model, &mut grads, lr, clip_scale(grad_norm, self.cfg.grad_clip));
+        self.step += 1;
+        let secs = started.elapsed().as_secs_f64();
         let m = StepMetrics {
-            step: done,
+            step: self.step,
             loss,
             lr,
             grad_norm,
-            epoch: order.epoch_at(done * cfg.grad_accum),
+            epoch: self.order.epoch_at(self.step * self.cfg.grad_accum),
             tokens,
             target_tokens: targets,
             step_seconds: secs,
             tokens_per_second: tokens as f64 / secs.max(1e-9),
-            eval_loss,
+            eval_loss: None,
         };
-        observer.on_step(&m)?;
-        history.push(m);
-        if cfg.save_every.is_some_and(|every| done % every == 0) || done == cfg.steps {
-            observer.on_checkpoint(done, &model, &optimizer)?;
-        }
+        Ok((model, m))
     }
-    Ok((model, history))
 }
