@@ -30,4 +30,13 @@ mkdir -p web/dist/model
 for f in config.json model.safetensors tokenizer.json quiet.safetensors quiet_config.json; do
   cp "web/.built-in/model/$f" web/dist/model/
 done
-echo "built web/dist ($(du -sh web/dist | cut -f1); wasm $(du -h web/dist/pkg/starling_web_bg.wasm | cut -f1), model $(du -ch web/dist/model/* | tail -1 | cut -f1)); serve it with: python3 -m http.server --directory web/dist 8080"
+
+# The built-in model of Rationalize and STaR live: the base model of `starling star` (a 0.86M
+# parameter transformer pretrained on worked sums, about 3 minutes once; reused when its recipe
+# is unchanged).
+cargo run --release --bin starling -- --device cpu star --base-only --base-dir web/.built-in/star-base
+mkdir -p web/dist/star-model
+for f in config.json model.safetensors tokenizer.json; do
+  cp "web/.built-in/star-base/model/$f" web/dist/star-model/
+done
+echo "built web/dist ($(du -sh web/dist | cut -f1); wasm $(du -h web/dist/pkg/starling_web_bg.wasm | cut -f1), Think model $(du -ch web/dist/model/* | tail -1 | cut -f1), arithmetic model $(du -ch web/dist/star-model/* | tail -1 | cut -f1)); serve it with: python3 -m http.server --directory web/dist 8080"

@@ -86,6 +86,9 @@ pub struct Args {
     /// Outer iterations.
     #[arg(long, default_value_t = 5)]
     pub iterations: usize,
+    /// Only prepare the built-in base model in --base-dir and stop (the browser demo ships it).
+    #[arg(long, conflicts_with_all = ["resume", "fresh"])]
+    pub base_only: bool,
     /// The ablation "STaR without rationalization": wrong answers are only dropped.
     #[arg(long)]
     pub no_rationalization: bool,
@@ -251,6 +254,14 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
         eprintln!("--fresh: deleted the earlier run in {}", out.display());
     }
     let dev = pick_device(device)?;
+    if a.base_only {
+        if !a.tune.builtin() {
+            bail!("--base-only prepares the built-in base model; it takes no --model");
+        }
+        let (path, _) = a.tune.base(&a.task, &dev.device)?;
+        println!("base model: {}", path.display());
+        return Ok(());
+    }
     eprintln!(
         "task: {} — {} training questions, {} dev questions, {} exemplars",
         task.kind.name(),

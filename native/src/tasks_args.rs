@@ -110,22 +110,7 @@ impl TaskArgs {
                     bail!("--task arithmetic generates its own questions; --train/--dev are for csqa, gsm8k and qa");
                 }
                 let (lo, hi) = self.digits;
-                // Dev questions are drawn per digit count so every count is measured. Training
-                // questions never repeat, and never include a dev question of two or more digits;
-                // one-digit sums number only 100, so there dev and training share questions (as
-                // they did in the STaR paper, which drew its problems at random).
-                let mut dev_ids = std::collections::HashSet::new();
-                let dev: Vec<Item> = (lo..=hi)
-                    .flat_map(|d| arithmetic::problems(seed.wrapping_add(7_919 * d as u64 + 1), self.dev_per_digit, d, d))
-                    .filter(|p| dev_ids.insert(p.item().id))
-                    .map(|p| p.item())
-                    .collect();
-                let mut train_ids = std::collections::HashSet::new();
-                let train: Vec<Item> = arithmetic::problems(seed, self.train_size, lo, hi)
-                    .into_iter()
-                    .filter(|p| (p.digits() == 1 || !dev_ids.contains(&p.item().id)) && train_ids.insert(p.item().id))
-                    .map(|p| p.item())
-                    .collect();
+                let (train, dev) = arithmetic::train_dev_split(seed, self.train_size, self.dev_per_digit, lo, hi);
                 (TaskKind::Arithmetic, train, dev, arithmetic::exemplars())
             }
             TaskChoice::Csqa => {

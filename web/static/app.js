@@ -1,127 +1,100 @@
-// The page: loads the wasm module and a Quiet-STaR checkpoint, then streams thoughtful
-// generation. All model work happens in Rust (../src/lib.rs); this file only wires the DOM.
-import init, { Starling, lastPanic } from './pkg/starling_web.js';
+// The page: loads the wasm module and the built-in models, switches views, and loads models the
+// user picks or names by URL. All model work happens in Rust (../src/); these files wire the DOM.
+import init, { Starling, Reasoner } from './pkg/starling_web.js';
+import { $, models, status, describe } from './common.js';
+import { setupThink } from './think.js';
+import { setupRationalize, reasonerReady } from './rationalize.js';
+import { setupStar, starReady } from './star.js';
 
-const $ = (id) => document.getElementById(id);
-const CHECKPOINT_FILES = ['config.json', 'model.safetensors', 'tokenizer.json', 'quiet.safetensors', 'quiet_config.json'];
 const params = new URLSearchParams(location.search);
-let model = null;
+const QUIET_FILES = ['config.json', 'model.safetensors', 'tokenizer.json', 'quiet.safetensors', 'quiet_config.json'];
+const PLAIN_FILES = ['config.json', 'model.safetensors', 'tokenizer.json'];
 
-function status(text) { $('status').textContent = text; }
-
-// An error from Rust, with the panic message when the module aborted.
-function describe(e) {
-  const panic = lastPanic();
-  return panic ? `${e.message ?? e} — ${panic}. Reload the page to start again.` : `${e.message ?? e}`;
-}
-
-async function fetchBuiltIn() {
-  const files = [];
-  let bytes = 0;
-  for (const name of CHECKPOINT_FILES) {
-    const r = await fetch(`model/${name}`);
-    if (!r.ok) throw new Error(`the built-in model is missing model/${name} (${r.status}); build the site with web/build.sh`);
+async function fetchFiles(base, names, optional = []) {
+  const out = { names: [], files: [], bytes: 0 };
+  for (const name of [...names, ...optional]) {
+    const r = await fetch(new URL(name, base));
+    if (!r.ok) {
+      if (optional.includes(name)) continue;
+      throw new Error(`${new URL(name, base)}: ${r.status} ${r.statusText || ''}`.trim());
+    }
     const b = new Uint8Array(await r.arrayBuffer());
-    bytes += b.length;
-    files.push(b);
+    out.names.push(name);
+    out.files.push(b);
+    out.bytes += b.length;
   }
-  return { names: CHECKPOINT_FILES, files, bytes, label: 'built-in sums model' };
+  return out;
 }
 
 async function fromPicker(list) {
-  const names = [], files = [];
-  let bytes = 0;
+  const out = { names: [], files: [], bytes: 0, label: [...list].map((f) => f.name).join(', ') };
   for (const f of list) {
-    names.push(f.name);
+    out.names.push(f.webkitRelativePath || f.name);
     const b = new Uint8Array(await f.arrayBuffer());
-    bytes += b.length;
-    files.push(b);
+    out.files.push(b);
+    out.bytes += b.length;
   }
-  return { names, files, bytes, label: [...list].map((f) => f.name).join(', ') };
+  return out;
 }
 
+async function fromUrl(url) {
+  if (/\.gguf(\?|$)/i.test(url)) {
+    const name = new URL(url).pathname.split('/').pop();
+    const r = await fetch(url);
+    if (!r.ok) throw new Error(`${url}: ${r.status}`);
+    const b = new Uint8Array(await r.arrayBuffer());
+    return { names: [name], files: [b], bytes: b.length, label: url };
+  }
+  const base = url.endsWith('/') ? url : `${url}/`;
+  const got = await fetchFiles(base, PLAIN_FILES, ['quiet.safetensors', 'quiet_config.json']);
+  return { ...got, label: base };
+}
+
+const isQuiet = (source) => source.names.some((n) => n.endsWith('quiet_config.json'));
+const size = (bytes) => (bytes >= 1 << 20 ? `${(bytes / (1 << 20)).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(0)} KiB`);
+
+function showBackend(model) {
+  $('backend').textContent = model.backend;
+  document.body.dataset.backend = model.webgpu ? 'webgpu' : 'cpu';
+}
+
+// Loads a Quiet-STaR checkpoint into Think, or a plain model into Rationalize and STaR live.
 async function load(source) {
-  $('think-button').disabled = true;
   status('');
   const preferGpu = $('use-gpu').checked && params.get('cpu') === null;
   const t0 = performance.now();
+  const secs = () => ((performance.now() - t0) / 1000).toFixed(2);
   try {
-    const next = await Starling.load(source.names, source.files, preferGpu);
-    model = next;
-    $('backend').textContent = model.backend;
-    document.body.dataset.backend = model.webgpu ? 'webgpu' : 'cpu';
-    $('model-info').textContent = `${source.label}: ${(source.bytes / 1024).toFixed(0)} KiB, thought ${model.nThought} tokens, loaded in ${((performance.now() - t0) / 1000).toFixed(2)} s`;
-    $('think-button').disabled = false;
-    document.body.dataset.ready = 'yes';
+    if (isQuiet(source)) {
+      const next = await Starling.load(source.names, source.files, preferGpu);
+      models.think = next;
+      showBackend(next);
+      $('model-info').textContent = `${source.label}: ${size(source.bytes)}, thought ${next.nThought} tokens, loaded in ${secs()} s`;
+      $('think-button').disabled = false;
+    } else {
+      const next = await Reasoner.load(source.names, source.files, preferGpu);
+      models.reasoner = next;
+      showBackend(next);
+      $('reason-info').textContent = `${source.label}: ${size(source.bytes)}, ${next.description}, loaded in ${secs()} s`;
+      reasonerReady(next);
+      starReady(next);
+    }
+    return true;
   } catch (e) {
     status(`Could not load the model: ${describe(e)}`);
-    if (model) $('think-button').disabled = false;
+    return false;
   }
 }
 
-const LEGENDS = {
-  weight: 'Each token is shaded by how much its thought counted (mixing weight w: pale = the base model alone, dark blue = the thought\'s prediction).',
-  gain: 'Each token is shaded by how much its thought helped: green where the thought raised the token\'s log-probability, red where it lowered it (full colour at ±1 nat).',
-};
-
-function shade(tok) {
-  if ($('colour').value === 'gain') {
-    const a = Math.min(1, Math.abs(tok.gain));
-    return tok.gain >= 0 ? `rgba(0, 150, 60, ${(0.08 + 0.8 * a).toFixed(3)})` : `rgba(210, 40, 40, ${(0.08 + 0.8 * a).toFixed(3)})`;
-  }
-  const a = Math.max(0, Math.min(1, tok.weight));
-  return `rgba(41, 98, 255, ${(0.08 + 0.8 * a).toFixed(3)})`;
-}
-
-function recolour() {
-  $('legend').textContent = `${LEGENDS[$('colour').value]} Hover or click a token to read its thought.`;
-  document.querySelectorAll('#output .tok').forEach((s) => { s.style.background = shade(s.tok); });
-}
-
-function showThought(span, tok) {
-  document.querySelectorAll('#output .tok.selected').forEach((s) => s.classList.remove('selected'));
-  span.classList.add('selected');
-  $('thought-panel').textContent = `before ${JSON.stringify(tok.text)} the model thought: ${JSON.stringify(tok.thought)}  (w = ${tok.weight.toFixed(3)}, Δ log p = ${tok.gain >= 0 ? '+' : ''}${tok.gain.toFixed(3)})`;
-}
-
-async function think(ev) {
-  ev.preventDefault();
-  if (!model) return;
-  const prompt = $('prompt').value;
-  const maxTokens = Math.max(1, Math.min(256, parseInt($('max-tokens').value, 10) || 24));
-  const out = $('output');
-  out.replaceChildren();
-  const p = document.createElement('span');
-  p.className = 'prompt';
-  p.textContent = prompt;
-  out.append(p);
-  $('think-button').disabled = true;
-  document.body.dataset.thinking = 'yes';
-  status('');
-  const t0 = performance.now();
-  try {
-    const n = await model.think(prompt, maxTokens, 0, 0, BigInt(0), (tok) => {
-      const s = document.createElement('span');
-      s.className = 'tok';
-      s.textContent = tok.text;
-      s.title = `thought: ${tok.thought}\nw = ${tok.weight.toFixed(3)}, Δ log p = ${tok.gain.toFixed(3)}`;
-      s.dataset.thought = tok.thought;
-      s.dataset.weight = tok.weight;
-      s.dataset.gain = tok.gain;
-      s.tok = tok;
-      s.style.background = shade(tok);
-      s.addEventListener('click', () => showThought(s, tok));
-      out.append(s);
-    });
-    const secs = (performance.now() - t0) / 1000;
-    $('speed').textContent = `${n} tokens in ${secs.toFixed(2)} s (${(n / secs).toFixed(2)} tokens/s, each after a ${model.nThought}-token thought) on ${model.backend}`;
-    document.body.dataset.tokensPerSecond = (n / secs).toFixed(3);
-  } catch (e) {
-    status(`Generation failed: ${describe(e)}`);
-  } finally {
-    $('think-button').disabled = false;
-    document.body.dataset.thinking = 'done';
-  }
+function setupTabs() {
+  const tabs = [...document.querySelectorAll('#tabs [role=tab]')];
+  const show = (view) => {
+    for (const t of tabs) t.setAttribute('aria-selected', String(t.dataset.view === view));
+    for (const s of document.querySelectorAll('.view')) s.hidden = s.id !== view;
+    document.body.dataset.view = view;
+  };
+  for (const t of tabs) t.addEventListener('click', () => show(t.dataset.view));
+  show(params.get('view') ?? 'think');
 }
 
 async function main() {
@@ -131,16 +104,40 @@ async function main() {
     status(`This browser could not start the WebAssembly module: ${e.message ?? e}`);
     return;
   }
-  $('think-form').addEventListener('submit', think);
-  $('colour').addEventListener('change', recolour);
-  recolour();
-  $('files').addEventListener('change', async (ev) => { if (ev.target.files.length) await load(await fromPicker(ev.target.files)); });
-  $('use-gpu').addEventListener('change', async () => status('The device is chosen when a model loads: reload the page or pick the files again.'));
-  try {
-    await load(await fetchBuiltIn());
-  } catch (e) {
-    status(e.message ?? String(e));
+  setupTabs();
+  setupThink();
+  setupRationalize();
+  setupStar();
+  $('files').addEventListener('change', async (ev) => {
+    if (ev.target.files.length) await load(await fromPicker(ev.target.files));
+    ev.target.value = '';
+  });
+  $('url-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const url = $('model-url').value.trim();
+    if (!url) return;
+    try {
+      await load(await fromUrl(url));
+    } catch (e) {
+      status(`Could not load the model: ${e.message ?? e}`);
+    }
+  });
+  $('use-gpu').addEventListener('change', () => status('The device is chosen when a model loads: load it again (or reload the page).'));
+  const builtIn = [
+    ['model/', QUIET_FILES, 'built-in sums model (Quiet-STaR)'],
+    ['star-model/', PLAIN_FILES, 'built-in arithmetic model (pretrained on worked sums)'],
+  ];
+  for (const [dir, names, label] of builtIn) {
+    try {
+      const got = await fetchFiles(new URL(dir, location.href), names);
+      await load({ ...got, label });
+    } catch (e) {
+      status(`The built-in model in ${dir} is missing (${e.message ?? e}); build the site with web/build.sh`);
+    }
   }
+  document.body.dataset.ready = 'yes';
+  // For the console and the browser tests: the loaded models.
+  window.starling = models;
 }
 
 main();

@@ -9,7 +9,8 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use starling_model::ModelConfig;
 use starling_model::Tokenizer;
 use starling_model::cache::KvCache;
-use starling_model::checkpoint::files::{open_checkpoint, save_hf_folder};
+use starling_model::checkpoint::files::{hf_folder_files, open_checkpoint, save_hf_folder};
+use starling_model::checkpoint::memory::open_from_memory;
 use starling_model::generate::{GenerateConfig, decode_step, generate_ids, prefill};
 use starling_model::sampling::SamplingConfig;
 use starling_model::weights::{init_transformer, load_transformer};
@@ -127,6 +128,11 @@ fn save_and_reload_one(config: &ModelConfig, device: &Device, tag: usize) {
     assert!(report.unused.is_empty());
     let ids = [1, 2, 3, 4, 5];
     assert_eq!(full_last_logits(&model, &ids, &device), full_last_logits(&again, &ids, &device));
+    // The same files handed over in memory (as the browser has them) load the same model.
+    let files = hf_folder_files(&model, &tok).unwrap().into_iter().map(|(n, b)| (format!("picked/{n}"), b)).collect();
+    let ck = open_from_memory(files).unwrap();
+    let (in_memory, _) = load_transformer(&ck.config, ck.weights.as_ref(), &device).unwrap();
+    assert_eq!(full_last_logits(&model, &ids, &device), full_last_logits(&in_memory, &ids, &device));
     // Saving again over the folder replaces it completely.
     save_hf_folder(&dir, &again, &tok).unwrap();
     assert!(open_checkpoint(&dir, None).is_ok());

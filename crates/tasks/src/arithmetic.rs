@@ -184,6 +184,27 @@ pub fn problems(seed: u64, n: usize, min_digits: usize, max_digits: usize) -> Ve
         .collect()
 }
 
+/// A STaR data set of sums with `lo..=hi` digits: `train_size` training questions drawn (fewer
+/// remain after removing repeats) and `dev_per_digit` dev questions per digit count, so every
+/// count is measured. Training questions never repeat, and never include a dev question of two or
+/// more digits; one-digit sums number only 100, so there dev and training share questions (as they
+/// did in the STaR paper, which drew its problems at random).
+pub fn train_dev_split(seed: u64, train_size: usize, dev_per_digit: usize, lo: usize, hi: usize) -> (Vec<crate::Item>, Vec<crate::Item>) {
+    let mut dev_ids = std::collections::HashSet::new();
+    let dev: Vec<crate::Item> = (lo..=hi)
+        .flat_map(|d| problems(seed.wrapping_add(7_919 * d as u64 + 1), dev_per_digit, d, d))
+        .filter(|p| dev_ids.insert(p.item().id))
+        .map(|p| p.item())
+        .collect();
+    let mut train_ids = std::collections::HashSet::new();
+    let train = problems(seed, train_size, lo, hi)
+        .into_iter()
+        .filter(|p| (p.digits() == 1 || !dev_ids.contains(&p.item().id)) && train_ids.insert(p.item().id))
+        .map(|p| p.item())
+        .collect();
+    (train, dev)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,5 +264,21 @@ mod tests {
             let all = format!("{}{}", p.worked_example(), p.hinted_question());
             assert!(all.chars().all(|c| ALPHABET.contains(c)), "{p:?}");
         }
+    }
+
+    #[test]
+    fn train_dev_split_measures_every_length_and_never_repeats() {
+        let (train, dev) = train_dev_split(3, 400, 10, 1, 3);
+        for d in 1..=3 {
+            let group = format!("{d} digits");
+            let n = dev.iter().filter(|it| it.group.as_deref() == Some(group.as_str())).count();
+            assert!(n >= 8 && n <= 10, "{n} dev questions of {d} digits");
+        }
+        let mut seen = std::collections::HashSet::new();
+        assert!(train.iter().all(|it| seen.insert(it.id.clone())), "a training question repeats");
+        assert!(train.len() > 300 && train.len() <= 400);
+        let dev_ids: std::collections::HashSet<_> = dev.iter().map(|it| it.id.clone()).collect();
+        assert!(train.iter().filter(|it| it.group.as_deref() != Some("1 digits")).all(|it| !dev_ids.contains(&it.id)));
+        assert_eq!(train_dev_split(3, 400, 10, 1, 3).0, train, "seeded");
     }
 }

@@ -2,6 +2,8 @@
 //! warm-up + cosine/constant schedule, global-norm clipping, periodic evaluation, and (natively)
 //! atomic checkpoints with optimizer state for exact resume.
 
+use std::borrow::Cow;
+
 use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::activation::log_softmax;
@@ -183,7 +185,7 @@ pub fn train(
     start: Option<StartPoint>,
     observer: &mut dyn TrainObserver,
 ) -> Result<(Transformer, Vec<StepMetrics>), TrainError> {
-    let mut trainer = Trainer::new(&model, train, cfg, pad_id, start)?;
+    let mut trainer = Trainer::new(&model, Cow::Borrowed(train), Cow::Borrowed(cfg), pad_id, start)?;
     let mut history = Vec::new();
     while !trainer.finished() {
         let pending = trainer.backward(&model);
@@ -212,8 +214,10 @@ pub fn train(
 /// [`PendingStep::readback`] (awaited in the browser, where WebGPU cannot read synchronously),
 /// and [`Trainer::apply`] clips and updates. [`train`] drives it synchronously.
 pub struct Trainer<'a> {
-    examples: &'a [Example],
-    cfg: &'a TrainConfig,
+    /// Borrowed by [`train`]; owned where the trainer outlives the caller's frame (the browser
+    /// keeps it between awaited steps).
+    examples: Cow<'a, [Example]>,
+    cfg: Cow<'a, TrainConfig>,
     pad_id: u32,
     device: Device,
     order: BatchOrder,
@@ -242,7 +246,13 @@ impl PendingStep {
 
 impl<'a> Trainer<'a> {
     /// Checks the settings and data; `start` continues a run after its saved step.
-    pub fn new(model: &Transformer, examples: &'a [Example], cfg: &'a TrainConfig, pad_id: u32, start: Option<StartPoint>) -> Result<Self, TrainError> {
+    pub fn new(
+        model: &Transformer,
+        examples: Cow<'a, [Example]>,
+        cfg: Cow<'a, TrainConfig>,
+        pad_id: u32,
+        start: Option<StartPoint>,
+    ) -> Result<Self, TrainError> {
         cfg.validate()?;
         if examples.is_empty() {
             return Err(TrainError::Data("no training examples (is the data file empty?)".into()));
@@ -259,14 +269,14 @@ impl<'a> Trainer<'a> {
             None => (0, AdamW::new(cfg.adamw)),
         };
         Ok(Self {
-            examples,
-            cfg,
             pad_id,
             device,
             order: BatchOrder::new(examples.len(), cfg.batch_size, cfg.seed),
             schedule: cfg.schedule(),
             optimizer,
             step,
+            examples,
+            cfg,
         })
     }
 
@@ -277,7 +287,7 @@ impl<'a> Trainer<'a> {
     /// Forward and backward passes of the next step's micro-batches, gradients accumulated.
     pub fn backward(&self, model: &Transformer) -> PendingStep {
         let started = Instant::now();
-        let cfg = self.cfg;
+        let cfg = &*self.cfg;
         let micro: Vec<Batch> = (0..cfg.grad_accum)
             .map(|i| {
                 let idx = self.order.batch(self.step * cfg.grad_accum + i);

@@ -3,30 +3,17 @@
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::gguf::{GgufFile, GgufSource};
 use super::gguf_tokenizer::tokenizer_from_gguf;
 use super::safetensors::SafetensorsSource;
-use super::{FileBytes, WeightSource};
+use super::FileBytes;
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
 use crate::tokenizer::Tokenizer;
 
-/// A checkpoint opened from disk, weights not yet loaded onto a device.
-pub struct Checkpoint {
-    pub path: PathBuf,
-    pub config: ModelConfig,
-    pub weights: Box<dyn WeightSource>,
-    pub tokenizer: Tokenizer,
-    pub format: CheckpointFormat,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CheckpointFormat {
-    HfFolder,
-    Gguf { version: u32 },
-}
+pub use super::{Checkpoint, CheckpointFormat};
 
 pub fn map_file(path: &Path) -> Result<FileBytes> {
     let file = File::open(path).map_err(|e| ModelError::io(path, e))?;

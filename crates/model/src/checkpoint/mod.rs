@@ -11,10 +11,26 @@ pub mod quant;
 pub mod safetensors;
 #[cfg(not(target_family = "wasm"))]
 pub mod files;
+pub mod memory;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::Result;
+
+/// A checkpoint opened (from disk or from bytes in memory), weights not yet loaded onto a device.
+pub struct Checkpoint {
+    pub path: PathBuf,
+    pub config: crate::config::ModelConfig,
+    pub weights: Box<dyn WeightSource>,
+    pub tokenizer: crate::tokenizer::Tokenizer,
+    pub format: CheckpointFormat,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointFormat {
+    HfFolder,
+    Gguf { version: u32 },
+}
 
 /// A dense f32 tensor in host memory, row-major.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,121 @@
+//! The Think view: a Quiet-STaR model streams tokens, each after its thought.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use burn::tensor::{TensorData, Transaction};
+use serde::Serialize;
+use starling_model::Tokenizer;
+use starling_model::generate::GenerateConfig;
+use starling_model::sampling::SamplingConfig;
+use starling_model::weights::expected_tensors;
+use starling_quiet::QuietModel;
+use starling_quiet::generate::ThoughtfulDecoder;
+use wasm_bindgen::prelude::*;
+
+use crate::backend::{Backend, pick_backend};
+use crate::{js_err, named_files, read_all, to_js, yield_to_browser};
+
+struct Loaded {
+    model: QuietModel,
+    tokenizer: Tokenizer,
+    backend: Backend,
+}
+
+/// A Quiet-STaR model loaded in the page.
+#[wasm_bindgen]
+pub struct Starling {
+    inner: Rc<Loaded>,
+}
+
+/// One generated token as the page shows it.
+#[derive(Serialize)]
+struct PageToken {
+    text: String,
+    thought: String,
+    weight: f32,
+    /// log p(token) with the thought minus without.
+    gain: f32,
+}
+
+#[wasm_bindgen]
+impl Starling {
+    /// Loads a Quiet-STaR checkpoint from its files (`names[i]` ↔ `files[i]`: config.json,
+    /// model.safetensors, tokenizer.json, quiet.safetensors, quiet_config.json).
+    pub async fn load(names: Vec<String>, files: Vec<js_sys::Uint8Array>, prefer_gpu: bool) -> Result<Starling, JsError> {
+        let files: HashMap<String, Vec<u8>> = named_files(names, files)?
+            .into_iter()
+            .map(|(n, b)| (n.rsplit('/').next().unwrap_or(&n).to_string(), b))
+            .collect();
+        let backend = pick_backend(prefer_gpu).await;
+        if let Some(config) = files.get("config.json").and_then(|c| std::str::from_utf8(c).ok()).and_then(|c| starling_model::ModelConfig::from_hf_json(c).ok()) {
+            backend.check_fits(expected_tensors(&config).into_iter()).map_err(js_err)?;
+        }
+        let (model, tokenizer) = starling_quiet::checkpoint::from_files(files, &backend.device).map_err(js_err)?;
+        Ok(Starling { inner: Rc::new(Loaded { model, tokenizer, backend }) })
+    }
+
+    /// The device in words, e.g. `WebGPU (SwiftShader Device)` or `CPU (burn flex backend, …)`.
+    #[wasm_bindgen(getter)]
+    pub fn backend(&self) -> String {
+        self.inner.backend.name.clone()
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn webgpu(&self) -> bool {
+        self.inner.backend.webgpu
+    }
+
+    /// Thought length of the loaded model.
+    #[wasm_bindgen(getter, js_name = nThought)]
+    pub fn n_thought(&self) -> usize {
+        self.inner.model.config.n_thought
+    }
+
+    /// Destroys the WebGPU device under this model, as a lost GPU would (tests use it to check
+    /// that the page explains the loss and keeps working). False on the CPU.
+    #[wasm_bindgen(js_name = loseDevice)]
+    pub fn lose_device(&self) -> bool {
+        self.inner.backend.destroy_device()
+    }
+
+    /// Continues `prompt` by up to `max_tokens` tokens, thinking before each one; calls
+    /// `on_token({text, thought, weight, gain})` as each arrives. Resolves to the number of tokens.
+    pub fn think(&self, prompt: String, max_tokens: usize, temperature: f32, thought_temperature: f64, seed: u64, on_token: js_sys::Function) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let n = think(&inner, &prompt, max_tokens, temperature, thought_temperature, seed, &on_token).await.map_err(JsValue::from)?;
+            Ok(JsValue::from(n as u32))
+        })
+    }
+}
+
+async fn think(l: &Loaded, prompt: &str, max_tokens: usize, temperature: f32, thought_temperature: f64, seed: u64, on_token: &js_sys::Function) -> Result<usize, JsError> {
+    let ids = l.tokenizer.encode(prompt, true).map_err(js_err)?;
+    let cfg = GenerateConfig {
+        max_new_tokens: max_tokens,
+        sampling: SamplingConfig { temperature, ..SamplingConfig::greedy() },
+        eos_ids: l.model.lm.config().eos_token_id.into_iter().collect(),
+        seed,
+        ..GenerateConfig::default()
+    };
+    let thought_cfg = ThoughtfulDecoder::thought_sampling(thought_temperature);
+    let Some(mut decoder) = ThoughtfulDecoder::new(&l.model, &l.tokenizer, &[ids], &cfg, &thought_cfg).map_err(js_err)? else {
+        return Ok(0);
+    };
+    let mut count = 0;
+    while !decoder.finished() {
+        let (ids, scores) = decoder.propose();
+        // One awaited read-back per token for both results.
+        let [ids, scores]: [TensorData; 2] = read_all(Transaction::default().register(ids).register(scores)).await?;
+        let ids: Vec<i64> = ids.try_into_vec_as().map_err(|e| js_err(format!("{e:?}")))?;
+        let scores: Vec<f32> = scores.try_into_vec_as().map_err(|e| js_err(format!("{e:?}")))?;
+        for (_, t) in decoder.accept(&ids, &scores).map_err(js_err)? {
+            let token = PageToken { text: t.text, thought: t.thought, weight: t.mix_weight, gain: t.logp_gain };
+            on_token.call1(&JsValue::NULL, &to_js(&token)?).map_err(|e| js_err(format!("on_token failed: {e:?}")))?;
+            count += 1;
+        }
+        yield_to_browser().await;
+    }
+    Ok(count)
+}
