@@ -26,6 +26,8 @@ const WASM_MAX_MODEL_BYTES: u64 = 1 << 30;
 thread_local! {
     /// The WebGPU device once started: burn's wgpu runtime is set up once per page.
     static WEBGPU: RefCell<Option<Backend>> = const { RefCell::new(None) };
+    /// Whether a load is starting WebGPU now (two loads at once must not start it twice).
+    static STARTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Why the WebGPU device was lost, once it was (set by wgpu's device-lost callback, which must be
@@ -59,12 +61,18 @@ pub async fn pick_backend(prefer_gpu: bool) -> Backend {
     if let Some(why) = device_lost() {
         return cpu(format!(" — the WebGPU device was lost ({why}); reload the page to try the GPU again"));
     }
+    while STARTING.with(|s| s.get()) {
+        crate::next_tick().await;
+    }
     if let Some(b) = WEBGPU.with(|w| w.borrow().clone()) {
         return b;
     }
     #[cfg(target_family = "wasm")]
     {
-        match Device::wgpu_options().init_with_setup_async().await {
+        STARTING.with(|s| s.set(true));
+        let started = Device::wgpu_options().init_with_setup_async().await;
+        STARTING.with(|s| s.set(false));
+        match started {
             Ok((device, setup)) => {
                 let info = setup.adapter.get_info();
                 // Browsers may hide the adapter's name; its type (e.g. Cpu for SwiftShader) still tells.
@@ -100,6 +108,22 @@ pub async fn pick_backend(prefer_gpu: bool) -> Backend {
 }
 
 impl Backend {
+    /// An error naming the problem when a model with these tensor shapes cannot be fine-tuned
+    /// here: weights, gradients and AdamW's two moments, and the model reloaded each iteration.
+    pub fn check_trainable(&self, parameters: usize) -> Result<(), String> {
+        let bytes = 5 * 4 * parameters as u64;
+        if bytes > WASM_MAX_MODEL_BYTES {
+            return Err(format!(
+                "this model is too large to fine-tune in the browser: {:.0}M parameters need about {:.0} MiB for weights, gradients and optimizer state \
+                 (limit {:.0} MiB); use a smaller model, or `starling star` on the command line",
+                parameters as f64 / 1e6,
+                bytes as f64 / (1u64 << 20) as f64,
+                WASM_MAX_MODEL_BYTES as f64 / (1u64 << 20) as f64
+            ));
+        }
+        Ok(())
+    }
+
     /// An error naming the problem when a model with these tensor shapes cannot fit here.
     pub fn check_fits(&self, shapes: impl Iterator<Item = (String, Vec<usize>)>) -> Result<(), String> {
         let mut total = 0u64;
@@ -141,5 +165,29 @@ impl Backend {
             }
             None => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn models_over_the_browser_limits_are_refused_with_the_reason() {
+        let small = || vec![("model.embed_tokens.weight".to_string(), vec![1000, 64])].into_iter();
+        let cpu = cpu(String::new());
+        assert!(cpu.check_fits(small()).is_ok());
+        // 2 GiB of f32 weights: more than a page can hold.
+        let huge = vec![("model.layers.0.mlp.up_proj.weight".to_string(), vec![1 << 15, 1 << 14])];
+        let e = cpu.check_fits(huge.into_iter()).unwrap_err();
+        assert!(e.contains("too large for the browser") && e.contains("2048 MiB"), "{e}");
+        // One tensor over the WebGPU device's per-buffer limit.
+        let gpu = Backend { webgpu: true, max_tensor_bytes: 128 << 20, name: "WebGPU".into(), ..cpu.clone() };
+        let embed = vec![("model.embed_tokens.weight".to_string(), vec![65536, 1024])];
+        let e = gpu.check_fits(embed.into_iter()).unwrap_err();
+        assert!(e.contains("model.embed_tokens.weight") && e.contains("256 MiB") && e.contains("128 MiB"), "{e}");
+        assert!(gpu.check_fits(small()).is_ok());
+        assert!(cpu.check_trainable(1_000_000).is_ok());
+        assert!(cpu.check_trainable(135_000_000).unwrap_err().contains("too large to fine-tune"));
     }
 }

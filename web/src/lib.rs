@@ -67,8 +67,23 @@ fn read_err(e: impl std::fmt::Debug) -> JsError {
     }
 }
 
-/// Lets the browser paint and handle input between steps.
+thread_local! {
+    static LAST_YIELD: std::cell::Cell<Option<web_time::Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// Lets the browser paint and handle input between steps, at most every 10 ms: a nested
+/// `setTimeout` waits at least 4 ms, which would dominate fast CPU steps.
 async fn yield_to_browser() {
+    let now = web_time::Instant::now();
+    if LAST_YIELD.with(|l| l.get()).is_some_and(|last| now.duration_since(last).as_millis() < 10) {
+        return;
+    }
+    LAST_YIELD.with(|l| l.set(Some(now)));
+    next_tick().await;
+}
+
+/// Waits for the browser's next timer tick.
+async fn next_tick() {
     #[cfg(target_family = "wasm")]
     {
         let promise = js_sys::Promise::new(&mut |resolve, _| {

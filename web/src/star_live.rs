@@ -114,6 +114,8 @@ enum Phase {
     /// The original model fine-tuned on the kept and rationalized examples, step by step.
     Train { iteration: usize, model: Transformer, trainer: Box<Trainer<'static>> },
     Done,
+    /// A step failed; the run cannot go on.
+    Failed,
 }
 
 struct State {
@@ -123,13 +125,17 @@ struct State {
     dev: Vec<Item>,
     train_order: Vec<usize>,
     dev_order: Vec<usize>,
+    /// Worked examples before every question: none for the built-in model (it learned the
+    /// format in pretraining), the task's exemplars for others — as `starling star`.
+    exemplars: Vec<starling_tasks::Exemplar>,
     /// M_{n-1}: generates the rationales of iteration n.
     current: Transformer,
     /// The last generation phase's records (counted in its iteration's row).
     records: Vec<RationaleRecord>,
     rows: Vec<IterationRow>,
     phase: Phase,
-    iteration_started: Instant,
+    /// Time spent in the current iteration's steps (pauses excluded).
+    iteration_seconds: f64,
 }
 
 /// What one step did, for the page.
@@ -162,17 +168,23 @@ struct Sample {
 #[wasm_bindgen]
 pub struct StarLive {
     state: Rc<RefCell<State>>,
+    train_size: usize,
+    dev_size: usize,
 }
 
 impl StarLive {
     pub(crate) fn new(base: Rc<PlainModel>, options: LiveOptions) -> Result<StarLive, JsError> {
-        let cfg = options.star_config().map_err(js_err)?;
+        let mut cfg = options.star_config().map_err(js_err)?;
+        base.backend.check_trainable(base.model.num_params()).map_err(js_err)?;
+        let exemplars = if base.knows_the_format() { Vec::new() } else { starling_tasks::arithmetic::exemplars() };
+        cfg.shots = exemplars.len();
         let (train, dev) = starling_tasks::arithmetic::train_dev_split(options.seed, options.train_size, options.dev_per_digit, options.min_digits, options.max_digits);
         let (train_order, dev_order) = (length_order(&train), length_order(&dev));
         let current = base.model.clone();
         let phase = Phase::Evaluate { iteration: 0, model: current.clone(), next: 0, result: EvalResult::default() };
-        let state = State { base, cfg, train, dev, train_order, dev_order, current, records: Vec::new(), rows: Vec::new(), phase, iteration_started: Instant::now() };
-        Ok(StarLive { state: Rc::new(RefCell::new(state)) })
+        let (train_size, dev_size) = (train.len(), dev.len());
+        let state = State { base, cfg, train, dev, train_order, dev_order, exemplars, current, records: Vec::new(), rows: Vec::new(), phase, iteration_seconds: 0.0 };
+        Ok(StarLive { state: Rc::new(RefCell::new(state)), train_size, dev_size })
     }
 }
 
@@ -181,12 +193,12 @@ impl StarLive {
     /// Training questions after removing repeats, and dev questions.
     #[wasm_bindgen(getter, js_name = trainSize)]
     pub fn train_size(&self) -> usize {
-        self.state.borrow().train.len()
+        self.train_size
     }
 
     #[wasm_bindgen(getter, js_name = devSize)]
     pub fn dev_size(&self) -> usize {
-        self.state.borrow().dev.len()
+        self.dev_size
     }
 
     /// Runs one bounded step; resolves to `{phase, iteration, done, total, loss?, row?, samples?, finished}`.
@@ -202,18 +214,35 @@ impl StarLive {
 
 impl State {
     async fn step(&mut self) -> Result<StepEvent, JsError> {
-        match std::mem::replace(&mut self.phase, Phase::Done) {
+        let started = Instant::now();
+        // A failing step leaves `Failed` behind: its phase's state was consumed.
+        let result = match std::mem::replace(&mut self.phase, Phase::Failed) {
             Phase::Evaluate { iteration, model, next, result } => self.evaluate(iteration, model, next, result).await,
             Phase::Generate { iteration, next_batch, records } => self.generate(iteration, next_batch, records).await,
             Phase::Train { iteration, model, trainer } => self.train_step(iteration, model, trainer).await,
-            Phase::Done => Ok(StepEvent { phase: "done", finished: true, ..StepEvent::default() }),
+            Phase::Done => {
+                self.phase = Phase::Done;
+                Ok(StepEvent { phase: "done", finished: true, ..StepEvent::default() })
+            }
+            Phase::Failed => Err(js_err("this STaR run stopped at an error; start a new one")),
+        };
+        self.iteration_seconds += started.elapsed().as_secs_f64();
+        let mut result = result;
+        if let Ok(StepEvent { row: Some(row), .. }) = &mut result {
+            // The iteration's time is its steps' (pauses excluded), this last step included.
+            row.seconds = self.iteration_seconds;
+            if let Some(last) = self.rows.last_mut() {
+                last.seconds = row.seconds;
+            }
+            self.iteration_seconds = 0.0;
         }
+        result
     }
 
     async fn evaluate(&mut self, iteration: usize, model: Transformer, next: usize, mut result: EvalResult) -> Result<StepEvent, JsError> {
         let end = (next + self.cfg.gen_batch).min(self.dev.len());
         let items: Vec<&Item> = self.dev_order[next..end].iter().map(|&i| &self.dev[i]).collect();
-        let g = self.base.generator(&model, TaskKind::Arithmetic, &[], self.cfg.max_new_tokens);
+        let g = self.base.generator(&model, TaskKind::Arithmetic, &self.exemplars, self.cfg.max_new_tokens);
         let prompts = g.prompts(&items, PromptStyle::Rationale, false).map_err(js_err)?;
         let out = generate(&model, g.tokenizer, &prompts, &g.decode_config((next / self.cfg.gen_batch) as u64), &mut |_| {}).await?;
         for (it, generation) in items.iter().zip(out) {
@@ -233,7 +262,7 @@ impl State {
             rejected: count(Outcome::Rejected),
             steps: if iteration == 0 { 0 } else { self.cfg.steps_for(iteration) },
             dev: result,
-            seconds: self.iteration_started.elapsed().as_secs_f64(),
+            seconds: 0.0, // set by `step`
         };
         self.rows.push(row.clone());
         event.row = Some(row);
@@ -242,7 +271,6 @@ impl State {
             event.finished = true;
             self.phase = Phase::Done;
         } else {
-            self.iteration_started = Instant::now();
             self.phase = Phase::Generate { iteration: iteration + 1, next_batch: 0, records: Vec::new() };
         }
         Ok(event)
@@ -252,7 +280,7 @@ impl State {
         let b = self.cfg.gen_batch;
         let end = ((batch + 1) * b).min(self.train.len());
         let items: Vec<&Item> = self.train_order[batch * b..end].iter().map(|&i| &self.train[i]).collect();
-        let g = self.base.generator(&self.current, TaskKind::Arithmetic, &[], self.cfg.max_new_tokens);
+        let g = self.base.generator(&self.current, TaskKind::Arithmetic, &self.exemplars, self.cfg.max_new_tokens);
         // Seeded per iteration and batch, as the native run.
         let seed = self.cfg.seed ^ ((iteration as u64) << 32) ^ batch as u64;
         let first = generate(&self.current, g.tokenizer, &g.prompts(&items, PromptStyle::Rationale, false).map_err(js_err)?, &g.decode_config(seed), &mut |_| {}).await?;

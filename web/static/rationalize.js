@@ -18,7 +18,10 @@ function randomSum() {
 
 function question() {
   if ($('question-kind').value === 'arithmetic') {
-    return { kind: 'arithmetic', a: Number($('term-a').value), b: Number($('term-b').value) };
+    const [a, b] = [Number($('term-a').value), Number($('term-b').value)];
+    // Larger numbers would be rounded on their way to the model.
+    if (![a, b].every((n) => Number.isSafeInteger(n) && n >= 0)) throw new Error('the terms must be whole numbers from 0 to 9007199254740991');
+    return { kind: 'arithmetic', a, b };
   }
   const choices = [...document.querySelectorAll('#choice-fields .choice')].map((c) => c.value);
   return { kind: 'choice', stem: $('choice-stem').value, choices, correct: Number($('choice-correct').value) };

@@ -94,9 +94,7 @@ async function loop() {
       if (ev.finished) {
         $('star-progress').textContent = `finished: ${rows.length - 1} iterations`;
         document.body.dataset.star = 'finished';
-        live = null;
-        $('star-pause').disabled = true;
-        $('star-start').disabled = false;
+        stopped();
         return;
       }
       await sleep(0);
@@ -104,18 +102,26 @@ async function loop() {
     document.body.dataset.star = 'paused';
     $('star-pause').textContent = 'Resume';
     $('star-pause').disabled = false;
+    $('star-start').disabled = false; // a paused run may be abandoned for a new one
   } catch (e) {
     status(`STaR stopped: ${describe(e)}`);
-    live = null;
     document.body.dataset.star = 'failed';
-    $('star-pause').disabled = true;
-    $('star-start').disabled = false;
+    stopped();
   }
+}
+
+// The run is over (finished or failed): Start begins a new one.
+function stopped() {
+  live = null;
+  running = false;
+  $('star-pause').textContent = 'Pause';
+  $('star-pause').disabled = true;
+  $('star-start').disabled = false;
 }
 
 function start(ev) {
   ev.preventDefault();
-  if (!models.reasoner) return;
+  if (!models.reasoner || running) return;
   status('');
   try {
     live = models.reasoner.startStar(JSON.stringify(options()));
@@ -126,6 +132,9 @@ function start(ev) {
   rows = [];
   $('star-chart').replaceChildren();
   $('star-samples').replaceChildren();
+  $('star-table').tHead.replaceChildren();
+  $('star-table').tBodies[0].replaceChildren();
+  delete document.body.dataset.starIterations;
   $('star-progress').textContent = `${live.trainSize} training sums, ${live.devSize} dev sums`;
   $('star-start').disabled = true;
   loop();

@@ -113,6 +113,10 @@ impl<'a> Decoder<'a> {
     pub fn new(model: &'a Transformer, tokenizer: &'a Tokenizer, prompts: &[Vec<u32>], cfg: &'a GenerateConfig) -> Result<Self> {
         cfg.sampling.validate()?;
         let c = model.config();
+        if prompts.is_empty() {
+            let sampler = Sampler::new(&cfg.sampling, c.vocab_size, &model.device());
+            return Ok(Self { model, cfg, sampler, prompts: Vec::new(), rows: Vec::new(), pad_left: Vec::new(), cache: KvCache::new(c.num_layers), logits: None, proposed: None, step: 0 });
+        }
         let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
         if let Some(i) = prompts.iter().position(|p| p.is_empty()) {
             return Err(ModelError::Input(format!("prompt {i} is empty; give at least one token of text")));
@@ -136,7 +140,7 @@ impl<'a> Decoder<'a> {
             .collect();
         let mut cache = KvCache::new(c.num_layers);
         let sampler = Sampler::new(&cfg.sampling, c.vocab_size, &device);
-        let (pad_left, logits) = if prompts.is_empty() || cfg.max_new_tokens == 0 {
+        let (pad_left, logits) = if cfg.max_new_tokens == 0 {
             (Vec::new(), None)
         } else {
             if !cfg.sampling.is_greedy() {

@@ -120,6 +120,7 @@ pub struct StepMetrics {
     pub epoch: f64,
     pub tokens: usize,
     pub target_tokens: usize,
+    /// Forward, backward and update of this step (periodic evaluation not included).
     pub step_seconds: f64,
     pub tokens_per_second: f64,
     #[serde(skip_serializing_if = "Option::is_none", default)]

@@ -21,8 +21,16 @@ fn base_name(name: &str) -> &str {
 /// Opens the checkpoint held by `files` (name, bytes); other files among them are ignored.
 pub fn open_from_memory(files: Vec<(String, Vec<u8>)>) -> Result<Checkpoint> {
     let mut by_name: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut full_names: BTreeMap<String, String> = BTreeMap::new();
     for (name, bytes) in files {
-        by_name.insert(base_name(&name).to_string(), bytes);
+        let base = base_name(&name).to_string();
+        if let Some(other) = full_names.insert(base.clone(), name.clone()) {
+            return Err(ModelError::format(
+                PathBuf::from(&name),
+                format!("two files are named {base} ({other} and {name}); select the files of one model only"),
+            ));
+        }
+        by_name.insert(base, bytes);
     }
     let ggufs: Vec<String> = by_name.keys().filter(|n| n.to_ascii_lowercase().ends_with(".gguf")).cloned().collect();
     match ggufs.as_slice() {
@@ -125,6 +133,8 @@ mod tests {
         assert!(e.contains("config.json"), "{e}");
         let e = err(vec![("a.gguf", b"GGUF"), ("b.gguf", b"GGUF")]);
         assert!(e.contains("2 GGUF files"), "{e}");
+        let e = err(vec![("a/config.json", b"{}"), ("b/config.json", b"{}")]);
+        assert!(e.contains("two files are named config.json"), "{e}");
         let e = err(vec![("model.gguf", b"PK\x03\x04 this is a zip")]);
         assert!(e.contains("model.gguf"), "{e}");
     }
