@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use burn::tensor::Device;
+use starling_model::checkpoint::WeightSource;
 
 /// The chosen device, in words for the page.
 #[derive(Clone)]
@@ -122,6 +123,11 @@ impl Backend {
             ));
         }
         Ok(())
+    }
+
+    /// [`Backend::check_fits`] for the tensors of a checkpoint, before any is loaded.
+    pub fn check_weights_fit(&self, weights: &dyn WeightSource) -> Result<(), String> {
+        self.check_fits(weights.names().into_iter().filter_map(|n| weights.shape(&n).map(|s| (n, s))))
     }
 
     /// An error naming the problem when a model with these tensor shapes cannot fit here.

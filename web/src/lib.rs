@@ -19,6 +19,8 @@ use burn::tensor::{Int, Tensor, TensorData, Transaction};
 use serde::Serialize;
 use starling_model::generate::{Decoder, GenerateConfig, Generation, TokenEvent};
 use starling_model::{Tokenizer, Transformer};
+use starling_star::attempt::{Generator, RationaleRecord, apply_rationalizations, classify_rationales, rationalization_seed, to_rationalize};
+use starling_tasks::{Item, PromptStyle};
 use wasm_bindgen::prelude::*;
 
 pub use reason::Reasoner;
@@ -113,13 +115,37 @@ async fn generate(
     cfg: &GenerateConfig,
     on_token: &mut dyn FnMut(TokenEvent<'_>),
 ) -> Result<Vec<Generation>, JsError> {
-    let mut decoder = Decoder::new(model, tokenizer, prompts, cfg).map_err(js_err)?;
+    let Some(mut decoder) = Decoder::new(model, tokenizer, prompts, cfg).map_err(js_err)? else {
+        return Ok(Vec::new());
+    };
     while !decoder.finished() {
         let ids = read_ids(decoder.propose()).await?;
         decoder.accept(&ids, on_token).map_err(js_err)?;
         yield_to_browser().await;
     }
     Ok(decoder.into_generations())
+}
+
+/// Completions of `items` with STaR's rationale prompt, with or without the hint.
+async fn complete(g: &Generator<'_>, items: &[&Item], hinted: bool, seed: u64, on_token: &mut dyn FnMut(TokenEvent<'_>)) -> Result<Vec<String>, JsError> {
+    let prompts = g.prompts(items, PromptStyle::Rationale, hinted).map_err(js_err)?;
+    let out = generate(g.model, g.tokenizer, &prompts, &g.decode_config(seed), on_token).await?;
+    Ok(out.into_iter().map(|x| x.text).collect())
+}
+
+/// [`Generator::attempt`] with awaited reads: a rationale for each item, then (when `rationalize`)
+/// a rationalization of the wrong ones with the hint, classified. `on_token(hinted, token)` sees
+/// every token of both rounds.
+async fn attempt(g: &Generator<'_>, items: &[&Item], rationalize: bool, seed: u64, on_token: &mut dyn FnMut(bool, TokenEvent<'_>)) -> Result<Vec<RationaleRecord>, JsError> {
+    let first = complete(g, items, false, seed, &mut |t| on_token(false, t)).await?;
+    let mut records = classify_rationales(g.task, items, first);
+    let wrong = to_rationalize(&records, rationalize);
+    if !wrong.is_empty() {
+        let hinted: Vec<&Item> = wrong.iter().map(|&i| items[i]).collect();
+        let second = complete(g, &hinted, true, rationalization_seed(seed), &mut |t| on_token(true, t)).await?;
+        apply_rationalizations(g.task, items, &mut records, &wrong, second);
+    }
+    Ok(records)
 }
 
 /// A serializable value as a plain JS object (through JSON: small values, no extra crate).

@@ -9,17 +9,17 @@ use burn::module::Module;
 use serde::{Deserialize, Serialize};
 use starling_model::checkpoint::Checkpoint;
 use starling_model::checkpoint::memory::open_from_memory;
-use starling_model::generate::GenerateConfig;
+use starling_model::generate::{GenerateConfig, TokenEvent};
 use starling_model::weights::load_transformer;
 use starling_model::{Tokenizer, Transformer};
-use starling_star::attempt::{Generator, RationaleRecord, apply_rationalizations, classify_rationales, rationalization_seed, to_rationalize};
+use starling_star::attempt::{Generator, RationaleRecord};
 use starling_tasks::arithmetic::Addition;
-use starling_tasks::{Exemplar, Item, PromptStyle, TaskKind};
+use starling_tasks::{Exemplar, Item, TaskKind};
 use wasm_bindgen::prelude::*;
 
 use crate::backend::{Backend, pick_backend};
 use crate::star_live::{LiveOptions, StarLive};
-use crate::{generate, js_err, named_files, to_js};
+use crate::{attempt, js_err, named_files, to_js};
 
 /// A plain model loaded in the page, with its checkpoint kept: STaR fine-tunes the original
 /// weights afresh every iteration.
@@ -122,8 +122,7 @@ impl Reasoner {
     pub async fn load(names: Vec<String>, files: Vec<js_sys::Uint8Array>, prefer_gpu: bool) -> Result<Reasoner, JsError> {
         let checkpoint = open_from_memory(named_files(names, files)?).map_err(js_err)?;
         let backend = pick_backend(prefer_gpu).await;
-        let shapes = checkpoint.weights.names().into_iter().filter_map(|n| checkpoint.weights.shape(&n).map(|s| (n, s)));
-        backend.check_fits(shapes).map_err(js_err)?;
+        backend.check_weights_fit(checkpoint.weights.as_ref()).map_err(js_err)?;
         let model = load_transformer(&checkpoint.config, checkpoint.weights.as_ref(), &backend.device).map_err(js_err)?.0;
         Ok(Reasoner { inner: Rc::new(PlainModel { model, checkpoint, backend }) })
     }
@@ -194,25 +193,13 @@ async fn rationalize(m: &PlainModel, question: &str, shots: usize, max_tokens: u
     };
     let shots = shots.min(exemplars.len());
     let g = m.generator(&m.model, task, &exemplars[..shots], max_tokens);
-    let items = [&item];
-    let stream = |phase: &str| {
-        let on_piece = on_piece.clone();
-        let phase = phase.to_string();
-        move |t: starling_model::generate::TokenEvent<'_>| {
-            if let Ok(v) = to_js(&StreamPiece { phase: &phase, text: t.text }) {
-                let _ = on_piece.call1(&JsValue::NULL, &v);
-            }
+    let mut stream = |hinted: bool, t: TokenEvent<'_>| {
+        let phase = if hinted { "rationalization" } else { "rationale" };
+        if let Ok(v) = to_js(&StreamPiece { phase, text: t.text }) {
+            let _ = on_piece.call1(&JsValue::NULL, &v);
         }
     };
-    let seed = 0;
-    let first = generate(&m.model, g.tokenizer, &g.prompts(&items, PromptStyle::Rationale, false).map_err(js_err)?, &g.decode_config(seed), &mut stream("rationale")).await?;
-    let mut records = classify_rationales(task, &items, first.into_iter().map(|g| g.text).collect());
-    let wrong = to_rationalize(&records, true);
-    if !wrong.is_empty() {
-        let prompts = g.prompts(&items, PromptStyle::Rationale, true).map_err(js_err)?;
-        let second = generate(&m.model, g.tokenizer, &prompts, &g.decode_config(rationalization_seed(seed)), &mut stream("rationalization")).await?;
-        apply_rationalizations(task, &items, &mut records, &wrong, second.into_iter().map(|g| g.text).collect());
-    }
+    let mut records = attempt(&g, &[&item], true, 0, &mut stream).await?;
     Ok(Rationalized {
         question: item.question.clone(),
         hinted_question: item.hinted_question.clone(),

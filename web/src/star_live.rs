@@ -10,15 +10,15 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use burn::module::Module;
-use burn::tensor::{TensorData, Transaction};
+use burn::tensor::TensorData;
 use serde::{Deserialize, Serialize};
 use starling_model::Transformer;
 use starling_model::sampling::SamplingConfig;
-use starling_star::attempt::{Outcome, RationaleRecord, apply_rationalizations, classify_rationales, rationalization_seed, to_rationalize, training_examples};
+use starling_star::attempt::{Outcome, RationaleRecord, training_examples};
 use starling_star::config::StarConfig;
 use starling_star::evaluate::{EvalResult, length_order};
 use starling_star::report::IterationRow;
-use starling_tasks::{Item, PromptStyle, TaskKind};
+use starling_tasks::{Item, TaskKind};
 use starling_train::optim::AdamWConfig;
 use starling_train::schedule::ScheduleKind;
 use starling_train::trainer::{TrainConfig, Trainer};
@@ -26,7 +26,7 @@ use wasm_bindgen::prelude::*;
 use web_time::Instant;
 
 use crate::reason::PlainModel;
-use crate::{generate, js_err, read_all, to_js};
+use crate::{attempt, complete, js_err, read_all, to_js};
 
 /// The page's STaR settings (JSON; every field optional).
 #[derive(Debug, Clone, Deserialize)]
@@ -243,10 +243,9 @@ impl State {
         let end = (next + self.cfg.gen_batch).min(self.dev.len());
         let items: Vec<&Item> = self.dev_order[next..end].iter().map(|&i| &self.dev[i]).collect();
         let g = self.base.generator(&model, TaskKind::Arithmetic, &self.exemplars, self.cfg.max_new_tokens);
-        let prompts = g.prompts(&items, PromptStyle::Rationale, false).map_err(js_err)?;
-        let out = generate(&model, g.tokenizer, &prompts, &g.decode_config((next / self.cfg.gen_batch) as u64), &mut |_| {}).await?;
-        for (it, generation) in items.iter().zip(out) {
-            result.record(TaskKind::Arithmetic, it, generation.text);
+        let out = complete(&g, &items, false, (next / self.cfg.gen_batch) as u64, &mut |_| {}).await?;
+        for (it, completion) in items.iter().zip(out) {
+            result.record(TaskKind::Arithmetic, it, completion);
         }
         let mut event = StepEvent { phase: "evaluate", iteration, done: end, total: self.dev.len(), ..StepEvent::default() };
         if end < self.dev.len() {
@@ -283,23 +282,14 @@ impl State {
         let g = self.base.generator(&self.current, TaskKind::Arithmetic, &self.exemplars, self.cfg.max_new_tokens);
         // Seeded per iteration and batch, as the native run.
         let seed = self.cfg.seed ^ ((iteration as u64) << 32) ^ batch as u64;
-        let first = generate(&self.current, g.tokenizer, &g.prompts(&items, PromptStyle::Rationale, false).map_err(js_err)?, &g.decode_config(seed), &mut |_| {}).await?;
-        let mut out = classify_rationales(TaskKind::Arithmetic, &items, first.into_iter().map(|g| g.text).collect());
-        let wrong = to_rationalize(&out, self.cfg.rationalize);
-        if !wrong.is_empty() {
-            let hinted: Vec<&Item> = wrong.iter().map(|&i| items[i]).collect();
-            let prompts = g.prompts(&hinted, PromptStyle::Rationale, true).map_err(js_err)?;
-            let second = generate(&self.current, g.tokenizer, &prompts, &g.decode_config(rationalization_seed(seed)), &mut |_| {}).await?;
-            apply_rationalizations(TaskKind::Arithmetic, &items, &mut out, &wrong, second.into_iter().map(|g| g.text).collect());
-        }
-        records.extend(out);
+        records.extend(attempt(&g, &items, self.cfg.rationalize, seed, &mut |_, _| {}).await?);
         let mut event = StepEvent { phase: "generate", iteration, done: end, total: self.train.len(), ..StepEvent::default() };
         if end < self.train.len() {
             self.phase = Phase::Generate { iteration, next_batch: batch + 1, records };
             return Ok(event);
         }
-        event.samples = self.samples(&records);
         let by_id: HashMap<&str, &Item> = self.train.iter().map(|it| (it.id.as_str(), it)).collect();
+        event.samples = samples(&records, &by_id);
         let tokenizer = self.base.tokenizer();
         let eos = self.base.model.config().eos_token_id.or_else(|| tokenizer.token_to_id("<eos>"));
         let examples = training_examples(&records, &by_id, tokenizer, eos).map_err(js_err)?;
@@ -323,15 +313,8 @@ impl State {
 
     async fn train_step(&mut self, iteration: usize, model: Transformer, mut trainer: Box<Trainer<'static>>) -> Result<StepEvent, JsError> {
         let pending = trainer.backward(&model);
-        // The loss lives on the autodiff device, the gradients' norm on the inner one: one
-        // transaction cannot span both, so each is read on its own.
-        let [loss, grad_sq] = pending.readback();
-        let [loss]: [TensorData; 1] = read_all(Transaction::default().register(loss.inner())).await?;
-        let [grad_sq]: [TensorData; 1] = read_all(Transaction::default().register(grad_sq)).await?;
-        let scalar = |d: TensorData| -> Result<f64, JsError> {
-            d.try_into_vec_as::<f64>().map_err(|e| js_err(format!("{e:?}")))?.first().copied().ok_or_else(|| js_err("empty read-back"))
-        };
-        let (model, m) = trainer.apply(model, pending, scalar(loss)?, scalar(grad_sq)?).map_err(js_err)?;
+        let read: [TensorData; 2] = read_all(pending.readback()).await?;
+        let (model, m) = trainer.apply(model, pending, read.into()).map_err(js_err)?;
         let total = self.cfg.steps_for(iteration);
         let event = StepEvent { phase: "train", iteration, done: m.step, total, loss: Some(m.loss), ..StepEvent::default() };
         if trainer.finished() {
@@ -342,17 +325,16 @@ impl State {
         }
         Ok(event)
     }
+}
 
-    /// The last record of each outcome, with its question.
-    fn samples(&self, records: &[RationaleRecord]) -> Vec<Sample> {
-        let by_id: HashMap<&str, &Item> = self.train.iter().map(|it| (it.id.as_str(), it)).collect();
-        [Outcome::Kept, Outcome::Rationalized, Outcome::Rejected]
-            .into_iter()
-            .filter_map(|o| records.iter().rev().find(|r| r.outcome == o))
-            .filter_map(|r| {
-                let it = by_id.get(r.id.as_str())?;
-                Some(Sample { outcome: r.outcome, question: it.question.clone(), hinted_question: it.hinted_question.clone(), record: r.clone() })
-            })
-            .collect()
-    }
+/// The last record of each outcome, with its question.
+fn samples(records: &[RationaleRecord], by_id: &HashMap<&str, &Item>) -> Vec<Sample> {
+    [Outcome::Kept, Outcome::Rationalized, Outcome::Rejected]
+        .into_iter()
+        .filter_map(|o| records.iter().rev().find(|r| r.outcome == o))
+        .filter_map(|r| {
+            let it = by_id.get(r.id.as_str())?;
+            Some(Sample { outcome: r.outcome, question: it.question.clone(), hinted_question: it.hinted_question.clone(), record: r.clone() })
+        })
+        .collect()
 }

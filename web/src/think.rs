@@ -1,6 +1,5 @@
 //! The Think view: a Quiet-STaR model streams tokens, each after its thought.
 
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use burn::tensor::{TensorData, Transaction};
@@ -8,7 +7,6 @@ use serde::Serialize;
 use starling_model::Tokenizer;
 use starling_model::generate::GenerateConfig;
 use starling_model::sampling::SamplingConfig;
-use starling_model::weights::expected_tensors;
 use starling_quiet::QuietModel;
 use starling_quiet::generate::ThoughtfulDecoder;
 use wasm_bindgen::prelude::*;
@@ -43,15 +41,10 @@ impl Starling {
     /// Loads a Quiet-STaR checkpoint from its files (`names[i]` ↔ `files[i]`: config.json,
     /// model.safetensors, tokenizer.json, quiet.safetensors, quiet_config.json).
     pub async fn load(names: Vec<String>, files: Vec<js_sys::Uint8Array>, prefer_gpu: bool) -> Result<Starling, JsError> {
-        let files: HashMap<String, Vec<u8>> = named_files(names, files)?
-            .into_iter()
-            .map(|(n, b)| (n.rsplit('/').next().unwrap_or(&n).to_string(), b))
-            .collect();
+        let files = starling_quiet::checkpoint::open_files(named_files(names, files)?).map_err(js_err)?;
         let backend = pick_backend(prefer_gpu).await;
-        if let Some(config) = files.get("config.json").and_then(|c| std::str::from_utf8(c).ok()).and_then(|c| starling_model::ModelConfig::from_hf_json(c).ok()) {
-            backend.check_fits(expected_tensors(&config).into_iter()).map_err(js_err)?;
-        }
-        let (model, tokenizer) = starling_quiet::checkpoint::from_files(files, &backend.device).map_err(js_err)?;
+        backend.check_weights_fit(files.base.weights.as_ref()).map_err(js_err)?;
+        let (model, tokenizer) = files.load(&backend.device).map_err(js_err)?;
         Ok(Starling { inner: Rc::new(Loaded { model, tokenizer, backend }) })
     }
 

@@ -80,7 +80,9 @@ pub fn generate_ids(
     cfg: &GenerateConfig,
     on_token: &mut dyn FnMut(TokenEvent<'_>),
 ) -> Result<Vec<Generation>> {
-    let mut decoder = Decoder::new(model, tokenizer, prompts, cfg)?;
+    let Some(mut decoder) = Decoder::new(model, tokenizer, prompts, cfg)? else {
+        return Ok(Vec::new());
+    };
     while !decoder.finished() {
         let next = decoder.propose();
         let host: Vec<i64> = next.into_data().try_into_vec_as::<i64>().expect("int ids");
@@ -109,14 +111,14 @@ pub struct Decoder<'a> {
 }
 
 impl<'a> Decoder<'a> {
-    /// Checks the prompts against the model and runs them through it (prefill).
-    pub fn new(model: &'a Transformer, tokenizer: &'a Tokenizer, prompts: &[Vec<u32>], cfg: &'a GenerateConfig) -> Result<Self> {
+    /// Checks the prompts against the model and runs them through it (prefill). `None` for no
+    /// prompts (as Quiet-STaR's `ThoughtfulDecoder`).
+    pub fn new(model: &'a Transformer, tokenizer: &'a Tokenizer, prompts: &[Vec<u32>], cfg: &'a GenerateConfig) -> Result<Option<Self>> {
         cfg.sampling.validate()?;
-        let c = model.config();
         if prompts.is_empty() {
-            let sampler = Sampler::new(&cfg.sampling, c.vocab_size, &model.device());
-            return Ok(Self { model, cfg, sampler, prompts: Vec::new(), rows: Vec::new(), pad_left: Vec::new(), cache: KvCache::new(c.num_layers), logits: None, proposed: None, step: 0 });
+            return Ok(None);
         }
+        let c = model.config();
         let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
         if let Some(i) = prompts.iter().position(|p| p.is_empty()) {
             return Err(ModelError::Input(format!("prompt {i} is empty; give at least one token of text")));
@@ -152,7 +154,7 @@ impl<'a> Decoder<'a> {
             let logits = prefill(model, tokens, &pad_left, &mut cache, &device);
             (pad_left, Some(logits))
         };
-        Ok(Self { model, cfg, sampler, prompts: prompts.to_vec(), rows, pad_left, cache, logits, proposed: None, step: 0 })
+        Ok(Some(Self { model, cfg, sampler, prompts: prompts.to_vec(), rows, pad_left, cache, logits, proposed: None, step: 0 }))
     }
 
     /// Whether every row has ended (or the token budget is spent).

@@ -10,10 +10,11 @@ use burn::module::Param;
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData};
 use starling_model::checkpoint::safetensors::SafetensorsSource;
-use starling_model::checkpoint::{FileBytes, HostTensor, WeightSource};
+use starling_model::checkpoint::memory::open_from_memory;
+use starling_model::checkpoint::{Checkpoint, FileBytes, HostTensor, WeightSource};
 use starling_model::model::param;
 use starling_model::weights::load_transformer;
-use starling_model::{ModelConfig, Tokenizer, Transformer};
+use starling_model::{Tokenizer, Transformer};
 
 use crate::config::QuietConfig;
 use crate::model::{MixingHead, QuietModel};
@@ -77,27 +78,49 @@ pub fn load_quiet(dir: &Path, device: &Device) -> Result<(QuietModel, Tokenizer)
     Ok((model, ck.tokenizer))
 }
 
-/// Loads a Quiet-STaR checkpoint from its files in memory (name → bytes, as [`checkpoint_files`]
+/// A Quiet-STaR checkpoint opened from files in memory, not yet loaded onto a device: the base
+/// model (opened by the same code as any model from memory) and the Quiet-STaR files.
+pub struct QuietFiles {
+    pub base: Checkpoint,
+    config: Vec<u8>,
+    weights: Vec<u8>,
+}
+
+/// Opens a Quiet-STaR checkpoint from its files in memory (name → bytes, as [`checkpoint_files`]
 /// writes them: `config.json`, `model.safetensors`, `tokenizer.json`, `quiet.safetensors`,
 /// `quiet_config.json`). What the browser does with files fetched or picked by the user.
-pub fn from_files(mut files: HashMap<String, Vec<u8>>, device: &Device) -> Result<(QuietModel, Tokenizer)> {
-    let mut take = |name: &str| {
-        files.remove(name).ok_or_else(|| {
-            QuietError::Checkpoint(format!(
-                "no {name}: a Quiet-STaR checkpoint has config.json, model.safetensors, tokenizer.json, {QUIET_WEIGHTS} and {QUIET_CONFIG}"
-            ))
-        })
+pub fn open_files(files: impl IntoIterator<Item = (String, Vec<u8>)>) -> Result<QuietFiles> {
+    let mut rest = Vec::new();
+    let (mut config, mut weights) = (None, None);
+    for (name, bytes) in files {
+        match name.rsplit(['/', '\\']).next().unwrap_or(&name) {
+            QUIET_CONFIG => config = Some(bytes),
+            QUIET_WEIGHTS => weights = Some(bytes),
+            _ => rest.push((name, bytes)),
+        }
+    }
+    let missing = |name: &str| {
+        QuietError::Checkpoint(format!(
+            "no {name}: a Quiet-STaR checkpoint has config.json, model.safetensors, tokenizer.json, {QUIET_WEIGHTS} and {QUIET_CONFIG}"
+        ))
     };
-    let text = |bytes: Vec<u8>, name: &str| String::from_utf8(bytes).map_err(|_| QuietError::Checkpoint(format!("{name} is not UTF-8 text")));
-    let config = ModelConfig::from_hf_json(&text(take("config.json")?, "config.json")?)
-        .map_err(|e| QuietError::Checkpoint(format!("config.json: {e}")))?;
-    let tokenizer = Tokenizer::from_json(&text(take("tokenizer.json")?, "tokenizer.json")?)
-        .map_err(|e| QuietError::Checkpoint(format!("tokenizer.json: {e}")))?;
-    let weights = SafetensorsSource::new(PathBuf::from("model.safetensors"), vec![(PathBuf::from("model.safetensors"), FileBytes::Owned(take("model.safetensors")?))])?;
-    let (lm, _) = load_transformer(&config, &weights, device)?;
-    let quiet_config = take(QUIET_CONFIG)?;
-    let model = wrap(lm, &quiet_config, Path::new(QUIET_CONFIG), PathBuf::from(QUIET_WEIGHTS), FileBytes::Owned(take(QUIET_WEIGHTS)?), device)?;
-    Ok((model, tokenizer))
+    let config = config.ok_or_else(|| missing(QUIET_CONFIG))?;
+    let weights = weights.ok_or_else(|| missing(QUIET_WEIGHTS))?;
+    Ok(QuietFiles { base: open_from_memory(rest)?, config, weights })
+}
+
+impl QuietFiles {
+    /// Loads the model onto `device`.
+    pub fn load(self, device: &Device) -> Result<(QuietModel, Tokenizer)> {
+        let (lm, _) = load_transformer(&self.base.config, self.base.weights.as_ref(), device)?;
+        let model = wrap(lm, &self.config, Path::new(QUIET_CONFIG), PathBuf::from(QUIET_WEIGHTS), FileBytes::Owned(self.weights), device)?;
+        Ok((model, self.base.tokenizer))
+    }
+}
+
+/// [`open_files`] and [`QuietFiles::load`] in one.
+pub fn from_files(files: HashMap<String, Vec<u8>>, device: &Device) -> Result<(QuietModel, Tokenizer)> {
+    open_files(files)?.load(device)
 }
 
 /// A loaded base model plus the Quiet-STaR config (JSON) and tensors (safetensors bytes).

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData, Transaction};
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
@@ -190,9 +190,8 @@ pub fn train(
     let mut history = Vec::new();
     while !trainer.finished() {
         let pending = trainer.backward(&model);
-        let [loss, grad_sq] = pending.readback();
-        let (loss, grad_sq) = (loss.into_scalar::<f64>(), grad_sq.into_scalar::<f64>());
-        let (next, mut m) = trainer.apply(model, pending, loss, grad_sq)?;
+        let read = pending.readback().execute();
+        let (next, mut m) = trainer.apply(model, pending, read)?;
         model = next;
         let done = m.step;
         if let (Some(ev), Some(every)) = (eval, cfg.eval_every)
@@ -239,9 +238,10 @@ pub struct PendingStep {
 }
 
 impl PendingStep {
-    /// The device scalars to read: the loss and the squared global gradient norm.
-    pub fn readback(&self) -> [Tensor<1>; 2] {
-        [self.loss.clone(), self.grad_sq.clone()]
+    /// What the host must read, in one transaction: the loss and the squared global gradient
+    /// norm (both taken off the autodiff graph, so one transaction can hold them).
+    pub fn readback(&self) -> Transaction {
+        Transaction::default().register(self.loss.clone().inner()).register(self.grad_sq.clone())
     }
 }
 
@@ -316,9 +316,13 @@ impl<'a> Trainer<'a> {
         PendingStep { loss, grad_sq, grads, tokens, targets, started }
     }
 
-    /// Finishes the step with its `loss` and squared gradient norm as read back: stops on a
-    /// non-finite value, else clips and applies the AdamW update.
-    pub fn apply(&mut self, model: Transformer, pending: PendingStep, loss: f64, grad_squared_norm: f64) -> Result<(Transformer, StepMetrics), TrainError> {
+    /// Finishes the step with the results of [`PendingStep::readback`]: stops on a non-finite
+    /// loss or gradient, else clips and applies the AdamW update.
+    pub fn apply(&mut self, model: Transformer, pending: PendingStep, read: Vec<TensorData>) -> Result<(Transformer, StepMetrics), TrainError> {
+        let scalar = |d: &TensorData| d.iter::<f64>().next();
+        let (Some(loss), Some(grad_squared_norm)) = (read.first().and_then(scalar), read.get(1).and_then(scalar)) else {
+            return Err(TrainError::Data("the loss and gradient norm read back from the device are missing".into()));
+        };
         let step = self.step;
         if !loss.is_finite() {
             return Err(TrainError::NonFinite { step: step + 1, value: loss });
