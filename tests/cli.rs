@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn shared() -> PathBuf {
-    let dir = std::env::var_os("STARLING_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from).join("../../shared"));
+    let dir = std::env::var_os("STARLING_SHARED").map(PathBuf::from).unwrap_or_else(|| {
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+            .join("../../shared")
+    });
     assert!(dir.join("models").is_dir(), "shared data not found at {} (set STARLING_SHARED)", dir.display());
     dir
 }
@@ -85,7 +87,8 @@ fn info_describes_the_gguf_model() {
 
 #[test]
 fn generate_continues_a_prompt_with_the_full_model() {
-    let out = ok(&["--device", "cpu", "generate", "-m", s(&gguf()), "-p", "In 1969, the first humans landed on", "-n", "6"]);
+    let out =
+        ok(&["--device", "cpu", "generate", "-m", s(&gguf()), "-p", "In 1969, the first humans landed on", "-n", "6"]);
     // transformers' greedy continuation starts with " Mars.".
     assert!(out.starts_with("In 1969, the first humans landed on Mars."), "{out}");
 }
@@ -93,8 +96,25 @@ fn generate_continues_a_prompt_with_the_full_model() {
 #[test]
 fn generate_batches_prompts_and_stops_on_strings() {
     let out = ok(&[
-        "--device", "cpu", "generate", "-m", s(&hf()), "-p", "The quick brown fox", "-p", "def f(x):", "-n", "8", "--stop", "and",
-        "--temperature", "0.8", "--top-k", "20", "--seed", "1",
+        "--device",
+        "cpu",
+        "generate",
+        "-m",
+        s(&hf()),
+        "-p",
+        "The quick brown fox",
+        "-p",
+        "def f(x):",
+        "-n",
+        "8",
+        "--stop",
+        "and",
+        "--temperature",
+        "0.8",
+        "--top-k",
+        "20",
+        "--seed",
+        "1",
     ]);
     assert!(out.contains("=== 0 ===\nThe quick brown fox") && out.contains("=== 1 ===\ndef f(x):"), "{out}");
 }
@@ -114,8 +134,23 @@ fn train_lm_builtin_then_resume_extends_the_run() {
     let dir = temp("train");
     let out_dir = dir.join("run");
     let base = [
-        "--device", "cpu", "train-lm", "--builtin", "arithmetic", "--out", s(&out_dir), "--layers", "2", "--hidden", "64",
-        "--batch-size", "8", "--save-every", "10", "--eval-every", "10",
+        "--device",
+        "cpu",
+        "train-lm",
+        "--builtin",
+        "arithmetic",
+        "--out",
+        s(&out_dir),
+        "--layers",
+        "2",
+        "--hidden",
+        "64",
+        "--batch-size",
+        "8",
+        "--save-every",
+        "10",
+        "--eval-every",
+        "10",
     ];
     let out = ok(&[&base[..], &["--steps", "10"]].concat());
     assert!(out.contains("trained 10 steps"), "{out}");
@@ -141,8 +176,25 @@ fn fine_tunes_a_real_checkpoint_on_jsonl() {
     std::fs::write(&data, lines.join("\n")).unwrap();
     let out_dir = dir.join("run");
     let out = ok(&[
-        "--device", "cpu", "train-lm", "-m", s(&hf()), "--data", s(&data), "--out", s(&out_dir), "--steps", "6",
-        "--batch-size", "4", "--lr", "1e-3", "--warmup", "1", "--save-every", "6",
+        "--device",
+        "cpu",
+        "train-lm",
+        "-m",
+        s(&hf()),
+        "--data",
+        s(&data),
+        "--out",
+        s(&out_dir),
+        "--steps",
+        "6",
+        "--batch-size",
+        "4",
+        "--lr",
+        "1e-3",
+        "--warmup",
+        "1",
+        "--save-every",
+        "6",
     ]);
     let (first, last) = out.split("loss ").nth(1).unwrap().split_once(" → ").unwrap();
     let first: f64 = first.parse().unwrap();
@@ -172,7 +224,9 @@ fn bad_input_gives_clear_errors() {
     for f in ["model.safetensors", "tokenizer.json"] {
         std::fs::copy(hf().join(f), mismatched.join(f)).unwrap();
     }
-    let cfg = std::fs::read_to_string(hf().join("config.json")).unwrap().replace("\"intermediate_size\": 1536", "\"intermediate_size\": 1024");
+    let cfg = std::fs::read_to_string(hf().join("config.json"))
+        .unwrap()
+        .replace("\"intermediate_size\": 1536", "\"intermediate_size\": 1024");
     std::fs::write(mismatched.join("config.json"), cfg).unwrap();
     fails_with(&["--device", "cpu", "generate", "-m", s(&mismatched), "-p", "hi"], "do not belong to this config.json");
     // A prompt longer than the context (the 4-layer model's context is 8192 tokens).
@@ -185,15 +239,40 @@ fn bad_input_gives_clear_errors() {
     let broken = dir.join("broken.jsonl");
     std::fs::write(&broken, "{\"text\": \"ok\"}\n{\"text\": 5}\n").unwrap();
     fails_with(&["--device", "cpu", "train-lm", "--data", s(&broken), "--out", s(&dir.join("r2"))], "broken.jsonl:2:");
-    fails_with(&["--device", "cpu", "train-lm", "--builtin", "arithmetic", "--out", s(&dir.join("r3")), "--resume"], "no checkpoint");
+    fails_with(
+        &["--device", "cpu", "train-lm", "--builtin", "arithmetic", "--out", s(&dir.join("r3")), "--resume"],
+        "no checkpoint",
+    );
 }
 
 /// Small settings for the built-in STaR experiment, so a test runs in seconds.
 fn tiny_star(out: &Path, base: &Path) -> Vec<String> {
     [
-        "--device", "cpu", "star", "--out", s(out), "--base-dir", s(base), "--digits", "1-1", "--train-size", "48",
-        "--dev-per-digit", "16", "--base-steps", "150", "--base-layers", "2", "--base-hidden", "64", "--first-steps", "8",
-        "--batch-size", "8", "--gen-batch", "16",
+        "--device",
+        "cpu",
+        "star",
+        "--out",
+        s(out),
+        "--base-dir",
+        s(base),
+        "--digits",
+        "1-1",
+        "--train-size",
+        "48",
+        "--dev-per-digit",
+        "16",
+        "--base-steps",
+        "150",
+        "--base-layers",
+        "2",
+        "--base-hidden",
+        "64",
+        "--first-steps",
+        "8",
+        "--batch-size",
+        "8",
+        "--gen-batch",
+        "16",
     ]
     .map(String::from)
     .to_vec()
@@ -207,9 +286,20 @@ fn star_on_builtin_arithmetic_writes_its_artefacts_and_resumes() {
     args.extend(["--iterations", "1"].map(String::from));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let stdout = ok(&refs);
-    assert!(stdout.contains("iteration 0 (base model): dev accuracy") && stdout.contains("iteration 1: kept"), "{stdout}");
+    assert!(
+        stdout.contains("iteration 0 (base model): dev accuracy") && stdout.contains("iteration 1: kept"),
+        "{stdout}"
+    );
     assert!(stdout.contains("| iteration | dev accuracy % | 1 digits % |"), "{stdout}");
-    for f in ["report.md", "chart.svg", "summary.json", "base.json", "iter-01/rationales.jsonl", "iter-01/model/config.json", "iter-01/eval.json"] {
+    for f in [
+        "report.md",
+        "chart.svg",
+        "summary.json",
+        "base.json",
+        "iter-01/rationales.jsonl",
+        "iter-01/model/config.json",
+        "iter-01/eval.json",
+    ] {
         assert!(out.join(f).exists(), "{f} missing");
     }
     assert!(base.join("model/config.json").exists());
@@ -222,8 +312,24 @@ fn star_on_builtin_arithmetic_writes_its_artefacts_and_resumes() {
     assert!(stdout.contains("iteration 2: kept") && out.join("iter-02/model/config.json").exists(), "{stdout}");
     // The base model is reused, and a baseline runs on it.
     let stdout = ok(&[
-        "--device", "cpu", "baseline", "few-shot-rationale", "--base-dir", s(&base), "--digits", "1-1", "--dev-per-digit", "8",
-        "--base-steps", "150", "--base-layers", "2", "--base-hidden", "64", "--out", s(&dir.join("b")),
+        "--device",
+        "cpu",
+        "baseline",
+        "few-shot-rationale",
+        "--base-dir",
+        s(&base),
+        "--digits",
+        "1-1",
+        "--dev-per-digit",
+        "8",
+        "--base-steps",
+        "150",
+        "--base-layers",
+        "2",
+        "--base-hidden",
+        "64",
+        "--out",
+        s(&dir.join("b")),
     ]);
     assert!(stdout.contains("few-shot-rationale on arithmetic (8 dev questions, 3 shots): accuracy"), "{stdout}");
 }
@@ -235,20 +341,78 @@ fn star_reports_bad_task_input_clearly() {
     fails_with(&["--device", "cpu", "star", "--task", "csqa", "--out", &out], "needs a pretrained model");
     let model = gguf();
     let m = s(&model);
-    fails_with(&["--device", "cpu", "star", "--task", "csqa", "-m", m, "--out", &out], "needs --train FILE and --dev FILE");
+    fails_with(
+        &["--device", "cpu", "star", "--task", "csqa", "-m", m, "--out", &out],
+        "needs --train FILE and --dev FILE",
+    );
     let missing = dir.join("missing.jsonl");
-    fails_with(&["--device", "cpu", "star", "--task", "gsm8k", "-m", m, "--train", s(&missing), "--dev", s(&missing), "--out", &out], "cannot read");
+    fails_with(
+        &[
+            "--device",
+            "cpu",
+            "star",
+            "--task",
+            "gsm8k",
+            "-m",
+            m,
+            "--train",
+            s(&missing),
+            "--dev",
+            s(&missing),
+            "--out",
+            &out,
+        ],
+        "cannot read",
+    );
     // A CommonsenseQA file with a broken line, and an unlabeled one.
     let good = r#"{"answerKey": "A", "id": "x", "question": {"stem": "Where is money kept?", "choices": [{"label": "A", "text": "bank"}, {"label": "B", "text": "tree"}]}}"#;
     let broken = dir.join("broken.jsonl");
     std::fs::write(&broken, format!("{good}\n{{\"answerKey\": \n")).unwrap();
-    fails_with(&["--device", "cpu", "star", "--task", "csqa", "-m", m, "--train", s(&broken), "--dev", s(&broken), "--out", &out], "broken.jsonl:2:");
+    fails_with(
+        &[
+            "--device",
+            "cpu",
+            "star",
+            "--task",
+            "csqa",
+            "-m",
+            m,
+            "--train",
+            s(&broken),
+            "--dev",
+            s(&broken),
+            "--out",
+            &out,
+        ],
+        "broken.jsonl:2:",
+    );
     let unlabeled = dir.join("test.jsonl");
     std::fs::write(&unlabeled, good.replace("\"answerKey\": \"A\", ", "")).unwrap();
-    fails_with(&["--device", "cpu", "star", "--task", "csqa", "-m", m, "--train", s(&broken), "--dev", s(&unlabeled), "--out", &out, "--skip-bad-lines"], "no answerKey");
+    fails_with(
+        &[
+            "--device",
+            "cpu",
+            "star",
+            "--task",
+            "csqa",
+            "-m",
+            m,
+            "--train",
+            s(&broken),
+            "--dev",
+            s(&unlabeled),
+            "--out",
+            &out,
+            "--skip-bad-lines",
+        ],
+        "no answerKey",
+    );
     let empty = dir.join("empty.jsonl");
     std::fs::write(&empty, "\n\n").unwrap();
-    fails_with(&["--device", "cpu", "star", "--task", "qa", "-m", m, "--train", s(&empty), "--dev", s(&empty), "--out", &out], "no usable examples");
+    fails_with(
+        &["--device", "cpu", "star", "--task", "qa", "-m", m, "--train", s(&empty), "--dev", s(&empty), "--out", &out],
+        "no usable examples",
+    );
 }
 
 const CSQA_LINE: &str = r#"{"answerKey": "A", "id": "q1", "question": {"stem": "Where is money kept?", "choices": [{"label": "A", "text": "bank"}, {"label": "B", "text": "tree"}, {"label": "C", "text": "river"}]}}"#;
@@ -257,13 +421,36 @@ const CSQA_LINE: &str = r#"{"answerKey": "A", "id": "q1", "question": {"stem": "
 fn quiet_train_generate_analyze_and_eval_on_a_real_model() {
     let dir = temp("quiet");
     let corpus = dir.join("corpus.txt");
-    std::fs::write(&corpus, "The cat sat on the mat. The dog ran in the park. Two and two make four. ".repeat(8)).unwrap();
+    std::fs::write(&corpus, "The cat sat on the mat. The dog ran in the park. Two and two make four. ".repeat(8))
+        .unwrap();
     let run = dir.join("run");
     let model = hf();
     let train = |steps: &str| {
         ok(&[
-            "--device", "cpu", "quiet", "train", "-m", s(&model), "--text", s(&corpus), "--out", s(&run), "--steps", steps,
-            "--batch-size", "1", "--seq-len", "16", "--n-thought", "2", "--n-talk", "2", "--save-every", "1", "--lr", "1e-4",
+            "--device",
+            "cpu",
+            "quiet",
+            "train",
+            "-m",
+            s(&model),
+            "--text",
+            s(&corpus),
+            "--out",
+            s(&run),
+            "--steps",
+            steps,
+            "--batch-size",
+            "1",
+            "--seq-len",
+            "16",
+            "--n-thought",
+            "2",
+            "--n-talk",
+            "2",
+            "--save-every",
+            "1",
+            "--lr",
+            "1e-4",
         ])
     };
     let stdout = train("2");
@@ -280,16 +467,35 @@ fn quiet_train_generate_analyze_and_eval_on_a_real_model() {
 
     let stdout = ok(&["--device", "cpu", "quiet", "generate", "-m", s(&ckpt), "-p", "The cat", "-n", "3"]);
     assert!(stdout.starts_with("The cat") && stdout.matches("thought:").count() == 3, "{stdout}");
-    let stdout = ok(&["--device", "cpu", "quiet", "analyze", "-m", s(&ckpt), "--text", "The dog ran in the park.", "--top", "2"]);
+    let stdout = ok(&[
+        "--device",
+        "cpu",
+        "quiet",
+        "analyze",
+        "-m",
+        s(&ckpt),
+        "--text",
+        "The dog ran in the park.",
+        "--top",
+        "2",
+    ]);
     assert!(stdout.contains("mean Δ log-prob per token") && stdout.contains("most helped:"), "{stdout}");
 
     // Zero-shot CommonsenseQA: every choice scored, with and without thoughts.
     let data = dir.join("dev.jsonl");
-    std::fs::write(&data, format!("{CSQA_LINE}\n{}\n", CSQA_LINE.replace("\"A\", \"id\": \"q1\"", "\"C\", \"id\": \"q2\""))).unwrap();
+    std::fs::write(
+        &data,
+        format!("{CSQA_LINE}\n{}\n", CSQA_LINE.replace("\"A\", \"id\": \"q1\"", "\"C\", \"id\": \"q2\"")),
+    )
+    .unwrap();
     let scores = dir.join("scores.jsonl");
     let stdout = ok(&["--device", "cpu", "eval", "csqa", "-m", s(&ckpt), "--data", s(&data), "--out", s(&scores)]);
-    assert!(stdout.contains("csqa zero-shot, 2 items") && stdout.contains("| accuracy (choice likelihood) |"), "{stdout}");
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&scores).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(
+        stdout.contains("csqa zero-shot, 2 items") && stdout.contains("| accuracy (choice likelihood) |"),
+        "{stdout}"
+    );
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&scores).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 2);
     assert_eq!((lines[0]["gold"].as_u64(), lines[1]["gold"].as_u64()), (Some(0), Some(2)));
     for l in &lines {
@@ -321,5 +527,21 @@ fn quiet_and_eval_report_bad_input_clearly() {
     fails_with(&["--device", "cpu", "quiet", "generate", "-m", m, "-p", "Hi"], "not a Quiet-STaR checkpoint");
     let corpus = dir.join("short.txt");
     std::fs::write(&corpus, "Too short.").unwrap();
-    fails_with(&["--device", "cpu", "quiet", "train", "-m", m, "--text", s(&corpus), "--out", s(&dir.join("run")), "--seq-len", "64"], "fewer than one sequence");
+    fails_with(
+        &[
+            "--device",
+            "cpu",
+            "quiet",
+            "train",
+            "-m",
+            m,
+            "--text",
+            s(&corpus),
+            "--out",
+            s(&dir.join("run")),
+            "--seq-len",
+            "64",
+        ],
+        "fewer than one sequence",
+    );
 }

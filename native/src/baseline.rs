@@ -11,9 +11,9 @@ use burn::module::Module;
 use starling_model::checkpoint::files::{open_checkpoint, save_hf_folder, write_atomic};
 use starling_model::device::DeviceChoice;
 use starling_model::weights::load_transformer;
+use starling_star::Outcome;
 use starling_star::attempt::{RationaleRecord, training_examples};
 use starling_star::evaluate::evaluate;
-use starling_star::Outcome;
 use starling_tasks::PromptStyle;
 use starling_train::run_dir::{RunDir, RunObserver};
 use starling_train::trainer::train;
@@ -54,7 +54,10 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
         Kind::FewShotRationale => "few-shot-rationale",
         Kind::DirectFinetune => "direct-finetune",
     };
-    let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/baseline-{kind_name}-{}", a.task.task.kind().name())));
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("runs/baseline-{kind_name}-{}", a.task.task.kind().name())));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     a.tune.check(&a.task)?;
     let dev = pick_device(device)?;
@@ -83,7 +86,8 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
                 leaked_hint: false,
             })
             .collect();
-        let by_id: HashMap<&str, &starling_tasks::Item> = task.data.train.iter().map(|it| (it.id.as_str(), it)).collect();
+        let by_id: HashMap<&str, &starling_tasks::Item> =
+            task.data.train.iter().map(|it| (it.id.as_str(), it)).collect();
         let examples = training_examples(&records, &by_id, &tokenizer, ck.config.eos_token_id)?;
         let train_device = dev.device.clone().autodiff();
         let (start, _) = load_transformer(&ck.config, ck.weights.as_ref(), &train_device)?;

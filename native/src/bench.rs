@@ -8,10 +8,10 @@ use anyhow::{Context, Result};
 use burn::tensor::{Int, Tensor, TensorData};
 use rand::{RngExt, SeedableRng};
 
+use starling_model::checkpoint::files::open_checkpoint;
 use starling_model::device::DeviceChoice;
 use starling_model::generate::{GenerateConfig, generate_ids};
 use starling_model::weights::load_transformer;
-use starling_model::checkpoint::files::open_checkpoint;
 use starling_train::data::{Example, make_batch};
 use starling_train::trainer::masked_nll;
 
@@ -49,11 +49,15 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn time_runs(runs: usize, mut f: impl FnMut()) -> f64 {
     f();
-    median((0..runs.max(1)).map(|_| {
-        let t = Instant::now();
-        f();
-        t.elapsed().as_secs_f64()
-    }).collect())
+    median(
+        (0..runs.max(1))
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
 }
 
 pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
@@ -76,7 +80,8 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     let ck = open_checkpoint(&a.model.model, a.model.tokenizer.as_deref())?;
     let (train_model, _) = load_transformer(&ck.config, ck.weights.as_ref(), &ad)?;
     drop(ck);
-    let rows: Vec<Example> = ids.chunks(a.seq_len).map(|r| Example::full(r.iter().map(|&t| t as u32).collect())).collect();
+    let rows: Vec<Example> =
+        ids.chunks(a.seq_len).map(|r| Example::full(r.iter().map(|&t| t as u32).collect())).collect();
     let refs: Vec<&Example> = rows.iter().collect();
     let batch = make_batch(&refs, a.seq_len + 1, 0, &ad);
     let fwd_bwd = time_runs(a.runs, || {
@@ -89,7 +94,8 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
 
     let mut gen_rows = Vec::new();
     for &b in &a.gen_batches {
-        let prompts: Vec<Vec<u32>> = (0..b).map(|_| (0..a.prompt_len).map(|_| rng.random_range(0..vocab)).collect()).collect();
+        let prompts: Vec<Vec<u32>> =
+            (0..b).map(|_| (0..a.prompt_len).map(|_| rng.random_range(0..vocab)).collect()).collect();
         let cfg = GenerateConfig { max_new_tokens: a.new_tokens, ..GenerateConfig::default() };
         let secs = time_runs(a.runs.min(3), || {
             generate_ids(model, &loaded.tokenizer, &prompts, &cfg, &mut |_| {}).expect("generation");
@@ -99,15 +105,24 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
 
     let reference = match &a.reference {
         Some(p) => {
-            let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?)
-                .with_context(|| format!("{} is not JSON", p.display()))?;
+            let v: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
+            )
+            .with_context(|| format!("{} is not JSON", p.display()))?;
             let r = &v["cpu_timing_reference"];
-            Some((r["forward_no_grad"]["median_s"].as_f64(), r["forward_backward"]["median_s"].as_f64(), r["torch"].as_str().unwrap_or("reference").to_string()))
+            Some((
+                r["forward_no_grad"]["median_s"].as_f64(),
+                r["forward_backward"]["median_s"].as_f64(),
+                r["torch"].as_str().unwrap_or("reference").to_string(),
+            ))
         }
         None => None,
     };
     println!("model {} on {}", loaded.path.display(), dev.name);
-    println!("| measurement | Starling | {} | ratio (reference / Starling) |", reference.as_ref().map(|r| r.2.as_str()).unwrap_or("reference"));
+    println!(
+        "| measurement | Starling | {} | ratio (reference / Starling) |",
+        reference.as_ref().map(|r| r.2.as_str()).unwrap_or("reference")
+    );
     println!("|---|---|---|---|");
     let row = |what: String, ours: f64, theirs: Option<f64>| match theirs {
         Some(t) => println!("| {what} | {ours:.3} s | {t:.3} s | {:.2}× |", t / ours),
@@ -116,7 +131,10 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     row(format!("forward {}×{} (no grad)", a.batch, a.seq_len), fwd, reference.as_ref().and_then(|r| r.0));
     row(format!("forward+backward {}×{}", a.batch, a.seq_len), fwd_bwd, reference.as_ref().and_then(|r| r.1));
     for (b, tps, secs) in gen_rows {
-        println!("| generation, batch {b}, {} prompt + {} new tokens | {tps:.1} tokens/s ({secs:.2} s) | – | – |", a.prompt_len, a.new_tokens);
+        println!(
+            "| generation, batch {b}, {} prompt + {} new tokens | {tps:.1} tokens/s ({secs:.2} s) | – | – |",
+            a.prompt_len, a.new_tokens
+        );
     }
     Ok(())
 }

@@ -40,7 +40,13 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     let items: Vec<&Item> = task.data.train.iter().take(a.questions.max(1)).collect();
     // Warm-up: first-use costs (allocation, kernel compilation on GPUs) are not throughput.
     g.generations(&items[..items.len().min(2)], PromptStyle::Rationale, false, 0)?;
-    println!("rationale generation, {} questions of {} ({} shots), greedy, on {}", items.len(), task.kind.name(), shots, dev.name);
+    println!(
+        "rationale generation, {} questions of {} ({} shots), greedy, on {}",
+        items.len(),
+        task.kind.name(),
+        shots,
+        dev.name
+    );
     println!("| batch | questions/s | generated tokens/s | seconds | speed-up |");
     println!("|---|---|---|---|---|");
     let mut first: Option<f64> = None;
@@ -48,7 +54,8 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
         let t = Instant::now();
         let mut tokens = 0;
         for chunk in items.chunks(b.max(1)) {
-            tokens += g.generations(chunk, PromptStyle::Rationale, false, 0)?.iter().map(|x| x.ids.len()).sum::<usize>();
+            tokens +=
+                g.generations(chunk, PromptStyle::Rationale, false, 0)?.iter().map(|x| x.ids.len()).sum::<usize>();
         }
         let secs = t.elapsed().as_secs_f64();
         let qps = items.len() as f64 / secs;

@@ -87,7 +87,14 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
                 .map(|k| {
                     let mut cmd = Command::new(&exe);
                     cmd.args(["--device", device_flag, "bench-thought", "--single", &format!("{l},{s},{k}")]);
-                    cmd.args(["--heads", &a.heads.to_string(), "--kv-heads", &a.kv_heads.to_string(), "--head-dim", &a.head_dim.to_string()]);
+                    cmd.args([
+                        "--heads",
+                        &a.heads.to_string(),
+                        "--kv-heads",
+                        &a.kv_heads.to_string(),
+                        "--head-dim",
+                        &a.head_dim.to_string(),
+                    ]);
                     cmd.args(["--batch", &a.batch.to_string(), "--runs", &a.runs.to_string()]);
                     child(cmd, Duration::from_secs(a.timeout))
                 })
@@ -95,13 +102,21 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
             let mut row = format!("| {l} | {s} |");
             for r in &results {
                 match r {
-                    Ok(m) => row.push_str(&format!(" {:.4} s | {:.1} |", m.seconds, m.peak_bytes as f64 / (1u64 << 20) as f64)),
+                    Ok(m) => row.push_str(&format!(
+                        " {:.4} s | {:.1} |",
+                        m.seconds,
+                        m.peak_bytes as f64 / (1u64 << 20) as f64
+                    )),
                     Err(e) => row.push_str(&format!(" {e} | |")),
                 }
             }
             for r in results.iter().skip(1) {
                 match (&results[0], r) {
-                    (Ok(f), Ok(o)) => row.push_str(&format!(" {:.2}× | {:.1}× |", o.seconds / f.seconds, o.peak_bytes as f64 / f.peak_bytes.max(1) as f64)),
+                    (Ok(f), Ok(o)) => row.push_str(&format!(
+                        " {:.2}× | {:.1}× |",
+                        o.seconds / f.seconds,
+                        o.peak_bytes as f64 / f.peak_bytes.max(1) as f64
+                    )),
                     _ => row.push_str(" – | – |"),
                 }
             }
@@ -113,7 +128,11 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
 
 /// Runs one measurement in a child process; its last stdout line is the JSON result.
 fn child(mut cmd: Command, timeout: Duration) -> Result<Measured, String> {
-    let mut proc = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().map_err(|e| e.to_string())?;
+    let mut proc = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
     let t0 = Instant::now();
     loop {
         match proc.try_wait() {
@@ -133,13 +152,21 @@ fn child(mut cmd: Command, timeout: Duration) -> Result<Measured, String> {
         _ => {
             let err = String::from_utf8_lossy(&out.stderr);
             // The adapter refuses a single buffer above its limit (wgpu's max buffer size).
-            if let Some(bytes) = err.split("can't allocate buffer of size: ").nth(1).and_then(|r| r.split_whitespace().next()?.parse::<u64>().ok()) {
+            if let Some(bytes) = err
+                .split("can't allocate buffer of size: ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next()?.parse::<u64>().ok())
+            {
                 return Err(format!("cannot allocate a {} MiB buffer", bytes >> 20));
             }
             if out.status.code().is_none() {
                 return Err("killed (out of memory?)".into());
             }
-            let why = err.lines().skip_while(|l| !l.contains("panicked at") && !l.starts_with("error:")).nth(1).or(err.lines().last());
+            let why = err
+                .lines()
+                .skip_while(|l| !l.contains("panicked at") && !l.starts_with("error:"))
+                .nth(1)
+                .or(err.lines().last());
             Err(format!("failed ({})", why.unwrap_or("no output").trim()))
         }
     }
@@ -164,7 +191,8 @@ fn reset_peak_rss() -> Result<()> {
 fn single(a: &Args, spec: &str, device: DeviceChoice) -> Result<()> {
     let parts: Vec<&str> = spec.split(',').collect();
     let [l, s, k] = parts.as_slice() else { bail!("--single expects L,S,kernel") };
-    let (l, s, kernel): (usize, usize, Kernel) = (l.parse()?, s.parse()?, k.parse().map_err(|e: String| anyhow::anyhow!(e))?);
+    let (l, s, kernel): (usize, usize, Kernel) =
+        (l.parse()?, s.parse()?, k.parse().map_err(|e: String| anyhow::anyhow!(e))?);
     let dev = pick_device(device)?;
     let d = dev.device.clone().autodiff();
     starling_thought::check_kernel(kernel, &d, a.head_dim).map_err(|e| anyhow::anyhow!(e))?;

@@ -17,11 +17,11 @@ use starling_model::checkpoint::files::{open_checkpoint, save_hf_folder};
 use starling_model::weights::{init_transformer, load_transformer};
 use starling_model::{ModelConfig, Tokenizer, Transformer};
 use starling_tasks::arithmetic::{self, Addition};
+use starling_train::Example;
 use starling_train::optim::AdamWConfig;
 use starling_train::run_dir::{RunDir, RunObserver};
 use starling_train::schedule::ScheduleKind;
 use starling_train::trainer::{TrainConfig, train};
-use starling_train::Example;
 
 use crate::common::{StepBar, bar};
 

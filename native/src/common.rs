@@ -44,13 +44,7 @@ pub struct Loaded {
 /// Opens a checkpoint and loads its weights onto `device`.
 pub fn load_model(path: &Path, tokenizer: Option<&Path>, device: &burn::tensor::Device) -> Result<Loaded> {
     let t0 = Instant::now();
-    let Checkpoint {
-        path,
-        config,
-        weights,
-        tokenizer,
-        ..
-    } = open_checkpoint(path, tokenizer)?;
+    let Checkpoint { path, config, weights, tokenizer, .. } = open_checkpoint(path, tokenizer)?;
     let (model, report) = load_transformer(&config, weights.as_ref(), device)?;
     let unused: Vec<&String> = report.unused.iter().filter(|n| !n.ends_with("rotary_emb.inv_freq")).collect();
     if !unused.is_empty() {
@@ -64,11 +58,7 @@ pub fn load_model(path: &Path, tokenizer: Option<&Path>, device: &burn::tensor::
         config.num_parameters() as f64 / 1e6,
         t0.elapsed().as_secs_f64()
     );
-    Ok(Loaded {
-        model,
-        tokenizer,
-        path,
-    })
+    Ok(Loaded { model, tokenizer, path })
 }
 
 /// A training run's progress on a bar: step and loss.

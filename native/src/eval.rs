@@ -9,10 +9,10 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use starling_model::Tokenizer;
 use starling_model::device::DeviceChoice;
-use starling_quiet::checkpoint::{is_quiet_checkpoint, load_quiet};
-use starling_quiet::eval::{EvalOptions, score_items, summarize};
 use starling_quiet::QuietConfig;
 use starling_quiet::QuietModel;
+use starling_quiet::checkpoint::{is_quiet_checkpoint, load_quiet};
+use starling_quiet::eval::{EvalOptions, score_items, summarize};
 use starling_tasks::{Item, OnBadLine, csqa, gsm8k};
 use starling_thought::Kernel;
 
@@ -103,7 +103,8 @@ fn load(path: &Path, n_thought: Option<usize>, device: &burn::tensor::Device) ->
         }
         return Ok((m, tok, true));
     }
-    let config = QuietConfig { n_thought: n_thought.unwrap_or(QuietConfig::default().n_thought), ..QuietConfig::default() };
+    let config =
+        QuietConfig { n_thought: n_thought.unwrap_or(QuietConfig::default().n_thought), ..QuietConfig::default() };
     let (model, tokenizer) = load_quiet_or_base(path, config, device, 0)?;
     Ok((model, tokenizer, false))
 }
@@ -115,9 +116,18 @@ fn eval(task: &str, a: EvalArgs, device: DeviceChoice) -> Result<()> {
     model.check_kernel(a.kernel)?;
     model.config.validate()?;
     if !trained {
-        eprintln!("note: {} is not a Quiet-STaR checkpoint: its mixing head is untrained (w = 0), so scores with thoughts equal those without", a.model.display());
+        eprintln!(
+            "note: {} is not a Quiet-STaR checkpoint: its mixing head is untrained (w = 0), so scores with thoughts equal those without",
+            a.model.display()
+        );
     }
-    eprintln!("{} {task} items; thought {} tokens (temperature {}); device: {}", items.len(), model.config.n_thought, a.thought_temperature, dev.name);
+    eprintln!(
+        "{} {task} items; thought {} tokens (temperature {}); device: {}",
+        items.len(),
+        model.config.n_thought,
+        a.thought_temperature,
+        dev.name
+    );
     let mut out = match &a.out {
         Some(p) => Some(std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?),
         None => None,
@@ -132,7 +142,11 @@ fn eval(task: &str, a: EvalArgs, device: DeviceChoice) -> Result<()> {
         right_base += s.correct(false) as usize;
         right_thought += s.correct(true) as usize;
         if task == "csqa" {
-            pb.set_prefix(format!("acc {:.3} → {:.3} with thoughts", right_base as f64 / done as f64, right_thought as f64 / done as f64));
+            pb.set_prefix(format!(
+                "acc {:.3} → {:.3} with thoughts",
+                right_base as f64 / done as f64,
+                right_thought as f64 / done as f64
+            ));
         }
         pb.inc(1);
         if let Some(f) = out.as_mut()
@@ -152,6 +166,9 @@ fn eval(task: &str, a: EvalArgs, device: DeviceChoice) -> Result<()> {
     if let (Some(b), Some(t)) = (s.accuracy_base, s.accuracy_thought) {
         println!("| accuracy (choice likelihood) | {:.2}% | {:.2}% |", 100.0 * b, 100.0 * t);
     }
-    println!("| gold answer NLL per token ({} tokens) | {:.4} | {:.4} |", s.gold_tokens, s.gold_nll_base, s.gold_nll_thought);
+    println!(
+        "| gold answer NLL per token ({} tokens) | {:.4} | {:.4} |",
+        s.gold_tokens, s.gold_nll_base, s.gold_nll_thought
+    );
     Ok(())
 }

@@ -66,12 +66,7 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     };
     let cfg = GenerateConfig {
         max_new_tokens: a.max_new_tokens,
-        sampling: SamplingConfig {
-            temperature: a.temperature,
-            top_k: a.top_k,
-            top_p: a.top_p,
-            suppress: vec![],
-        },
+        sampling: SamplingConfig { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, suppress: vec![] },
         stop_strings: a.stop.clone(),
         eos_ids,
         seed: a.seed,

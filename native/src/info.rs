@@ -43,7 +43,9 @@ pub fn run(a: Args) -> Result<()> {
         c.mlp_bias
     );
     let tok = &ck.tokenizer;
-    let name = |id: Option<u32>| id.and_then(|i| tok.id_to_token(i).map(|t| format!("{t} ({i})"))).unwrap_or_else(|| "-".into());
+    let name = |id: Option<u32>| {
+        id.and_then(|i| tok.id_to_token(i).map(|t| format!("{t} ({i})"))).unwrap_or_else(|| "-".into())
+    };
     println!(
         "tokenizer:   {} tokens; bos {}, eos {}, pad {}",
         tok.vocab_size(),
@@ -64,7 +66,9 @@ pub fn run(a: Args) -> Result<()> {
         }
         let list: Vec<String> = types.iter().map(|(k, v)| format!("{v} {k}")).collect();
         println!("quant types: {}", list.join(", "));
-        for key in ["general.name", "general.organization", "general.size_label", "tokenizer.ggml.model", "tokenizer.ggml.pre"] {
+        for key in
+            ["general.name", "general.organization", "general.size_label", "tokenizer.ggml.model", "tokenizer.ggml.pre"]
+        {
             if let Some(v) = file.metadata.get(key) {
                 println!("{key}: {}", v.summary());
             }

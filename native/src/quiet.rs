@@ -125,7 +125,12 @@ struct TrainArgs {
 }
 
 /// A base model or Quiet-STaR checkpoint, as a Quiet-STaR model with `config`.
-pub fn load_quiet_or_base(path: &Path, config: QuietConfig, device: &Device, seed: u64) -> Result<(QuietModel, Tokenizer)> {
+pub fn load_quiet_or_base(
+    path: &Path,
+    config: QuietConfig,
+    device: &Device,
+    seed: u64,
+) -> Result<(QuietModel, Tokenizer)> {
     if is_quiet_checkpoint(path) {
         let (mut m, tok) = load_quiet(path, device)?;
         m.config = config;
@@ -169,7 +174,8 @@ fn train(a: TrainArgs, device: DeviceChoice) -> Result<()> {
         quiet: a.quiet.config(),
     };
     cfg.quiet.validate()?;
-    let text = std::fs::read_to_string(&a.text).with_context(|| format!("cannot read the corpus {}", a.text.display()))?;
+    let text =
+        std::fs::read_to_string(&a.text).with_context(|| format!("cannot read the corpus {}", a.text.display()))?;
     if a.fresh && a.out.exists() {
         std::fs::remove_dir_all(&a.out).with_context(|| format!("cannot delete {}", a.out.display()))?;
     }
@@ -190,7 +196,14 @@ fn train(a: TrainArgs, device: DeviceChoice) -> Result<()> {
     if seqs.is_empty() {
         bail!("{} has {} tokens, fewer than one sequence of --seq-len {}", a.text.display(), ids.len(), a.seq_len);
     }
-    eprintln!("{} sequences of {} tokens; thought {} tokens, talk {}, {} passes", seqs.len(), a.seq_len, cfg.quiet.n_thought, cfg.quiet.n_talk, cfg.quiet.n_passes);
+    eprintln!(
+        "{} sequences of {} tokens; thought {} tokens, talk {}, {} passes",
+        seqs.len(),
+        a.seq_len,
+        cfg.quiet.n_thought,
+        cfg.quiet.n_talk,
+        cfg.quiet.n_passes
+    );
     let pb = bar(a.steps as u64, "quiet-star");
     let (_, history) = train_quiet(model, &tokenizer, &seqs, &cfg, a.kernel, start, Some(&run), &mut Bar(pb.clone()))?;
     pb.finish();
@@ -247,14 +260,24 @@ fn generate(a: GenerateArgs, device: DeviceChoice) -> Result<()> {
     for (prompt, g) in a.prompts.iter().zip(&out) {
         println!("{prompt}{}", g.text);
         for t in &g.tokens {
-            println!("  {:>12}  w={:.2}  Δlogp={:+.3}  thought: {:?}", format!("{:?}", t.text), t.mix_weight, t.logp_gain, t.thought);
+            println!(
+                "  {:>12}  w={:.2}  Δlogp={:+.3}  thought: {:?}",
+                format!("{:?}", t.text),
+                t.mix_weight,
+                t.logp_gain,
+                t.thought
+            );
             if let Some(f) = json.as_mut() {
                 writeln!(f, "{}", serde_json::to_string(t)?)?;
             }
         }
         total += g.tokens.len();
     }
-    eprintln!("{total} tokens in {secs:.2}s ({:.1} tokens/s, thought {} tokens per token)", total as f64 / secs, model.config.n_thought);
+    eprintln!(
+        "{total} tokens in {secs:.2}s ({:.1} tokens/s, thought {} tokens per token)",
+        total as f64 / secs,
+        model.config.n_thought
+    );
     Ok(())
 }
 
@@ -307,7 +330,9 @@ fn analyze(a: AnalyzeArgs, device: DeviceChoice) -> Result<()> {
     let mut sorted = deltas.clone();
     sorted.sort_by(|x, y| y.delta().total_cmp(&x.delta()));
     println!("mean Δ log-prob per token: {mean:+.4}");
-    let show = |d: &starling_quiet::analyze::TokenDelta| format!("{:?} {:+.3}", tok.decode(&[d.id], false).unwrap_or_default(), d.delta());
+    let show = |d: &starling_quiet::analyze::TokenDelta| {
+        format!("{:?} {:+.3}", tok.decode(&[d.id], false).unwrap_or_default(), d.delta())
+    };
     println!("most helped: {}", sorted.iter().take(a.top).map(show).collect::<Vec<_>>().join(", "));
     println!("most hurt:   {}", sorted.iter().rev().take(a.top).map(show).collect::<Vec<_>>().join(", "));
     Ok(())

@@ -132,7 +132,8 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(a.seed);
     let needed = (a.base_steps + a.steps) * a.batch_size * a.seq_len / 8 + 64;
     let train_ids = tok.encode(&sums(needed, &mut rng), false)?;
-    let eval_ids = tok.encode(&sums(a.eval_sequences * a.seq_len / 8 + 16, &mut ChaCha8Rng::seed_from_u64(a.seed ^ 0xe7a1)), false)?;
+    let eval_ids = tok
+        .encode(&sums(a.eval_sequences * a.seq_len / 8 + 16, &mut ChaCha8Rng::seed_from_u64(a.seed ^ 0xe7a1)), false)?;
     let train_seqs = sequences(&train_ids, a.seq_len);
     let eval_seqs: Vec<Vec<u32>> = sequences(&eval_ids, a.seq_len).into_iter().take(a.eval_sequences).collect();
 
@@ -180,14 +181,23 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     let examples: Vec<Example> = train_seqs.iter().map(|s| Example::full(s.clone())).collect();
     let base_cfg = TrainConfig { steps: a.base_steps, seed: a.seed.wrapping_add(1), ..train_cfg.clone() };
     let pb = bar(a.base_steps as u64, "base model");
-    let (base, _) = train(init_transformer(&c, a.seed, &ad)?, &examples, None, &base_cfg, 0, None, &mut crate::common::StepBar(pb.clone()))?;
+    let (base, _) = train(
+        init_transformer(&c, a.seed, &ad)?,
+        &examples,
+        None,
+        &base_cfg,
+        0,
+        None,
+        &mut crate::common::StepBar(pb.clone()),
+    )?;
     pb.finish();
     let base_nll = plain_nll(&base.valid(), &eval_seqs, &tok)?.0.mean();
 
     // Plain continuation.
     let t0 = Instant::now();
     let pb = bar(a.steps as u64, "plain LM");
-    let (plain, _) = train(base.clone(), &examples, None, &train_cfg, 0, None, &mut crate::common::StepBar(pb.clone()))?;
+    let (plain, _) =
+        train(base.clone(), &examples, None, &train_cfg, 0, None, &mut crate::common::StepBar(pb.clone()))?;
     pb.finish();
     let plain_secs = t0.elapsed().as_secs_f64();
 
@@ -196,7 +206,8 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     let qmodel = QuietModel::new(base, &tok, quiet.clone(), a.seed)?;
     let run_cfg = QuietRunConfig { train: train_cfg.clone(), quiet: quiet.clone() };
     let pb = bar(a.steps as u64, "quiet-star");
-    let (qmodel, history) = train_quiet(qmodel, &tok, &train_seqs, &run_cfg, a.kernel, None, None, &mut QuietBar(pb.clone()))?;
+    let (qmodel, history) =
+        train_quiet(qmodel, &tok, &train_seqs, &run_cfg, a.kernel, None, None, &mut QuietBar(pb.clone()))?;
     pb.finish();
     let quiet_secs = t0.elapsed().as_secs_f64();
 
@@ -204,7 +215,8 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     let plain = plain.valid();
     let qmodel = qmodel.valid();
     let (p_hard, p_easy) = plain_nll(&plain, &eval_seqs, &tok)?;
-    let (mut q_hard, mut q_easy, mut qb_hard, mut qb_easy) = (Tally::default(), Tally::default(), Tally::default(), Tally::default());
+    let (mut q_hard, mut q_easy, mut qb_hard, mut qb_easy) =
+        (Tally::default(), Tally::default(), Tally::default(), Tally::default());
     let mut w_hard = Tally::default();
     let mut post_hard = Tally::default();
     let mut helped_example = String::new();
@@ -236,28 +248,80 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     let last = history.last().map(|m| m.stats.clone()).unwrap_or_default();
     let mut report = String::new();
     writeln!(report, "# Quiet-STaR demo: two-digit sums\n")?;
-    writeln!(report, "Base model: {} plain steps (sum-digit NLL {:.4}). Then {} more steps each × batch {} × {} tokens, lr {}, seed {}; model d={} × {} layers; thought {} tokens, talk {}, {} passes; device: {}\n",
-        a.base_steps, base_nll, a.steps, a.batch_size, a.seq_len, a.lr, a.seed, c.hidden_size, c.num_layers, quiet.n_thought, quiet.n_talk, quiet.n_passes, dev.name)?;
-    writeln!(report, "Held-out: {} sequences ({} sum-digit tokens, {} other tokens). NLL in nats per token:\n", eval_seqs.len(), p_hard.n, p_easy.n)?;
+    writeln!(
+        report,
+        "Base model: {} plain steps (sum-digit NLL {:.4}). Then {} more steps each × batch {} × {} tokens, lr {}, seed {}; model d={} × {} layers; thought {} tokens, talk {}, {} passes; device: {}\n",
+        a.base_steps,
+        base_nll,
+        a.steps,
+        a.batch_size,
+        a.seq_len,
+        a.lr,
+        a.seed,
+        c.hidden_size,
+        c.num_layers,
+        quiet.n_thought,
+        quiet.n_talk,
+        quiet.n_passes,
+        dev.name
+    )?;
+    writeln!(
+        report,
+        "Held-out: {} sequences ({} sum-digit tokens, {} other tokens). NLL in nats per token:\n",
+        eval_seqs.len(),
+        p_hard.n,
+        p_easy.n
+    )?;
     writeln!(report, "| model | sum digits | other tokens | training time |")?;
     writeln!(report, "|---|---:|---:|---:|")?;
-    writeln!(report, "| plain LM (same base, steps, batches) | {:.4} | {:.4} | {:.0} s |", p_hard.mean(), p_easy.mean(), plain_secs)?;
-    writeln!(report, "| Quiet-STaR, with thoughts | {:.4} | {:.4} | {:.0} s |", q_hard.mean(), q_easy.mean(), quiet_secs)?;
-    writeln!(report, "| Quiet-STaR, its base predictions (no thought) | {:.4} | {:.4} | |", qb_hard.mean(), qb_easy.mean())?;
+    writeln!(
+        report,
+        "| plain LM (same base, steps, batches) | {:.4} | {:.4} | {:.0} s |",
+        p_hard.mean(),
+        p_easy.mean(),
+        plain_secs
+    )?;
+    writeln!(
+        report,
+        "| Quiet-STaR, with thoughts | {:.4} | {:.4} | {:.0} s |",
+        q_hard.mean(),
+        q_easy.mean(),
+        quiet_secs
+    )?;
+    writeln!(
+        report,
+        "| Quiet-STaR, its base predictions (no thought) | {:.4} | {:.4} | |",
+        qb_hard.mean(),
+        qb_easy.mean()
+    )?;
     writeln!(report, "| Quiet-STaR, post-thought state alone (w = 1) | {:.4} | | |", post_hard.mean())?;
-    writeln!(report, "\nMean mixing weight on sum digits: {:.3}. Last training step: talk NLL {:.4} with thoughts vs {:.4} without, mean reward {:.4}.",
-        w_hard.mean(), last.talk_nll, last.talk_nll_base, last.mean_reward)?;
+    writeln!(
+        report,
+        "\nMean mixing weight on sum digits: {:.3}. Last training step: talk NLL {:.4} with thoughts vs {:.4} without, mean reward {:.4}.",
+        w_hard.mean(),
+        last.talk_nll,
+        last.talk_nll_base,
+        last.mean_reward
+    )?;
     if !helped_example.is_empty() {
         writeln!(report, "\nExample: {helped_example}.")?;
     }
     let verdict = if q_hard.mean() < p_hard.mean() { "lower" } else { "not lower" };
-    writeln!(report, "\nWith thoughts, the NLL of the sum digits is **{verdict}** than the plain model's ({:+.4} nats/token).", q_hard.mean() - p_hard.mean())?;
+    writeln!(
+        report,
+        "\nWith thoughts, the NLL of the sum digits is **{verdict}** than the plain model's ({:+.4} nats/token).",
+        q_hard.mean() - p_hard.mean()
+    )?;
     print!("{report}");
 
     std::fs::create_dir_all(&a.out)?;
     starling_model::checkpoint::files::write_atomic(&a.out.join("report.md"), report.as_bytes())?;
     write_folder_atomic(&a.out.join("model"), &checkpoint_files(&qmodel, &tok)?)?;
-    eprintln!("report: {}; Quiet-STaR checkpoint: {}", a.out.join("report.md").display(), a.out.join("model").display());
+    eprintln!(
+        "report: {}; Quiet-STaR checkpoint: {}",
+        a.out.join("report.md").display(),
+        a.out.join("model").display()
+    );
     Ok(())
 }
 
@@ -278,6 +342,9 @@ struct QuietBar(indicatif::ProgressBar);
 impl starling_quiet::trainer::QuietObserver for QuietBar {
     fn on_step(&mut self, m: &starling_quiet::trainer::QuietStepMetrics) {
         self.0.set_position(m.step as u64);
-        self.0.set_prefix(format!("talk {:.3} (base {:.3}) w {:.3}", m.stats.talk_nll, m.stats.talk_nll_base, m.stats.mix_weight));
+        self.0.set_prefix(format!(
+            "talk {:.3} (base {:.3}) w {:.3}",
+            m.stats.talk_nll, m.stats.talk_nll_base, m.stats.mix_weight
+        ));
     }
 }

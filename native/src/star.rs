@@ -10,8 +10,8 @@ use starling_model::device::DeviceChoice;
 use starling_model::generate::GenerateConfig;
 use starling_model::sampling::SamplingConfig;
 use starling_model::{Tokenizer, Transformer};
-use starling_star::attempt::Generator;
 use starling_star::StarConfig;
+use starling_star::attempt::Generator;
 use starling_star::report::{IterationRow, markdown_table};
 use starling_star::run::{Finish, Phase, StarObserver, StarRun};
 use starling_train::optim::AdamWConfig;
@@ -150,14 +150,24 @@ impl TuneArgs {
             }
             None => {
                 self.check(task)?;
-                Ok((builtin_base::prepare(&self.base_dir, &self.base, task.digits.1, device)?, builtin_base::tokenizer()?))
+                Ok((
+                    builtin_base::prepare(&self.base_dir, &self.base, task.digits.1, device)?,
+                    builtin_base::tokenizer()?,
+                ))
             }
         }
     }
 
     /// Greedy generation for `task` with `model`, prompted with `shots` exemplars (default: none
     /// for the built-in model, all of them for a pretrained one).
-    pub fn generator<'a>(&self, task: &'a Task, choice: TaskChoice, model: &'a Transformer, tokenizer: &'a Tokenizer, shots: Option<usize>) -> Generator<'a> {
+    pub fn generator<'a>(
+        &self,
+        task: &'a Task,
+        choice: TaskChoice,
+        model: &'a Transformer,
+        tokenizer: &'a Tokenizer,
+        shots: Option<usize>,
+    ) -> Generator<'a> {
         let exemplars = &task.data.exemplars;
         let shots = shots.unwrap_or(if self.builtin() { 0 } else { exemplars.len() });
         Generator {
@@ -214,7 +224,8 @@ impl StarObserver for Progress {
         if let Some(pb) = self.pb.take() {
             pb.finish_and_clear();
         }
-        let groups: Vec<String> = row.dev.by_group.iter().map(|(g, t)| format!("{g} {:.0}%", 100.0 * t.accuracy())).collect();
+        let groups: Vec<String> =
+            row.dev.by_group.iter().map(|(g, t)| format!("{g} {:.0}%", 100.0 * t.accuracy())).collect();
         let mut detail = if groups.is_empty() { String::new() } else { format!(" ({})", groups.join(", ")) };
         if row.dev.unparsable > 0 {
             detail.push_str(&format!("; {} of {} dev answers unreadable", row.dev.unparsable, row.dev.overall.total));
@@ -287,7 +298,10 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
         seed: a.tune.seed,
     };
     if a.tune.shots.is_some_and(|s| s > 0) && task.data.exemplars.is_empty() {
-        bail!("--shots {} but the task has no exemplars: pass --exemplars FILE (JSONL with \"rationale\") or --shots 0", cfg.shots);
+        bail!(
+            "--shots {} but the task has no exemplars: pass --exemplars FILE (JSONL with \"rationale\") or --shots 0",
+            cfg.shots
+        );
     }
     if !builtin && task.data.exemplars.is_empty() {
         eprintln!("note: no few-shot exemplars (pass --exemplars FILE with worked rationales); prompting zero-shot");

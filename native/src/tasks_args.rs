@@ -137,12 +137,8 @@ impl TaskArgs {
         };
         let train = subset(train, self.limit_train, seed);
         let dev = subset(dev, self.limit_dev, seed.wrapping_add(1));
-        Ok(Task {
-            kind,
-            data: StarData { train, dev, exemplars: user_exemplars.unwrap_or(builtin_exemplars) },
-        })
+        Ok(Task { kind, data: StarData { train, dev, exemplars: user_exemplars.unwrap_or(builtin_exemplars) } })
     }
-
 }
 
 impl TaskChoice {

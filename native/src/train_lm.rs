@@ -7,19 +7,19 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use indicatif::ProgressBar;
 
+use burn::module::Module;
 use starling_model::checkpoint::files::{open_checkpoint, save_hf_folder};
 use starling_model::device::DeviceChoice;
 use starling_model::generate::{GenerateConfig, generate};
 use starling_model::weights::{init_transformer, load_transformer};
-use burn::module::Module;
 use starling_model::{ModelConfig, Tokenizer, Transformer};
 use starling_tasks::arithmetic;
+use starling_train::Example;
 use starling_train::corpus::{BadLines, jsonl_examples, text_examples};
 use starling_train::optim::{AdamW, AdamWConfig};
 use starling_train::run_dir::{RunDir, RunObserver};
 use starling_train::schedule::ScheduleKind;
 use starling_train::trainer::{StartPoint, StepMetrics, TrainConfig, TrainError, TrainObserver, train};
-use starling_train::Example;
 
 use crate::common::{bar, load_model, pick_device};
 
@@ -160,7 +160,14 @@ fn read_text(path: &PathBuf) -> Result<String> {
 }
 
 /// Examples from the contents `text` of the data file `path` (.jsonl or plain text).
-fn file_examples(path: &PathBuf, text: &str, tokenizer: &Tokenizer, eos: Option<u32>, max_len: usize, bad: BadLines) -> Result<Vec<Example>> {
+fn file_examples(
+    path: &PathBuf,
+    text: &str,
+    tokenizer: &Tokenizer,
+    eos: Option<u32>,
+    max_len: usize,
+    bad: BadLines,
+) -> Result<Vec<Example>> {
     let origin = path.display().to_string();
     if path.extension().is_some_and(|e| e == "jsonl") {
         let (ex, report) = jsonl_examples(text, tokenizer, eos, max_len, &origin, bad)?;
@@ -168,7 +175,10 @@ fn file_examples(path: &PathBuf, text: &str, tokenizer: &Tokenizer, eos: Option<
             eprintln!("note: {origin}: skipped {} malformed lines", report.skipped_lines);
         }
         if report.truncated > 0 {
-            eprintln!("note: {origin}: {} examples are longer than --max-len {max_len} and will be cut", report.truncated);
+            eprintln!(
+                "note: {origin}: {} examples are longer than --max-len {max_len} and will be cut",
+                report.truncated
+            );
         }
         Ok(ex)
     } else {
@@ -235,10 +245,7 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
         warmup_steps: a.warmup,
         schedule: a.schedule,
         min_lr_ratio: a.min_lr_ratio,
-        adamw: AdamWConfig {
-            weight_decay: a.weight_decay,
-            ..AdamWConfig::default()
-        },
+        adamw: AdamWConfig { weight_decay: a.weight_decay, ..AdamWConfig::default() },
         grad_clip: (a.grad_clip > 0.0).then_some(a.grad_clip),
         seed: a.seed,
         eval_every: Some(a.eval_every.max(1)),
@@ -281,7 +288,11 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
         }
         _ => unreachable!("checked above: --data or --builtin"),
     };
-    let pad_id = data.tokenizer.token_to_id("<pad>").or(loaded.as_ref().and_then(|l| l.model.config().pad_token_id)).unwrap_or(0);
+    let pad_id = data
+        .tokenizer
+        .token_to_id("<pad>")
+        .or(loaded.as_ref().and_then(|l| l.model.config().pad_token_id))
+        .unwrap_or(0);
 
     // The run folder, and where training starts.
     let run = RunDir::create(&out, &cfg, &data.tokenizer)?;
@@ -364,7 +375,12 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
 }
 
 /// Greedy answers to held-out addition problems: exact-match accuracy by digit count.
-fn probe_arithmetic(model: &Transformer, tokenizer: &Tokenizer, probe: &[arithmetic::Addition], eos: Option<u32>) -> Result<()> {
+fn probe_arithmetic(
+    model: &Transformer,
+    tokenizer: &Tokenizer,
+    probe: &[arithmetic::Addition],
+    eos: Option<u32>,
+) -> Result<()> {
     let prompts: Vec<String> = probe.iter().map(|p| p.question()).collect();
     let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
     let cfg = GenerateConfig {

@@ -77,11 +77,16 @@ pub async fn pick_backend(prefer_gpu: bool) -> Backend {
             Ok((device, setup)) => {
                 let info = setup.adapter.get_info();
                 // Browsers may hide the adapter's name; its type (e.g. Cpu for SwiftShader) still tells.
-                let name = if info.name.is_empty() { format!("{:?} adapter", info.device_type) } else { info.name.clone() };
+                let name =
+                    if info.name.is_empty() { format!("{:?} adapter", info.device_type) } else { info.name.clone() };
                 let limits = setup.device.limits();
                 setup.device.set_device_lost_callback(|reason, message| {
                     if let Ok(mut m) = LOST_MESSAGE.lock() {
-                        *m = Some(if message.is_empty() { format!("{reason:?}") } else { format!("{reason:?}: {message}") });
+                        *m = Some(if message.is_empty() {
+                            format!("{reason:?}")
+                        } else {
+                            format!("{reason:?}: {message}")
+                        });
                     }
                 });
                 let gpu = setup.device.clone();
@@ -97,7 +102,11 @@ pub async fn pick_backend(prefer_gpu: bool) -> Backend {
             }
             Err(e) => {
                 let e = e.to_string();
-                let why = if e.contains("No suitable graphics adapter") || e.contains("No adapter available") { "this browser offers no WebGPU adapter".to_string() } else { e };
+                let why = if e.contains("No suitable graphics adapter") || e.contains("No adapter available") {
+                    "this browser offers no WebGPU adapter".to_string()
+                } else {
+                    e
+                };
                 cpu(format!(" — WebGPU unavailable: {why}"))
             }
         }

@@ -19,7 +19,9 @@ use burn::tensor::{Int, Tensor, TensorData, Transaction};
 use serde::Serialize;
 use starling_model::generate::{Decoder, GenerateConfig, Generation, TokenEvent};
 use starling_model::{Tokenizer, Transformer};
-use starling_star::attempt::{Generator, RationaleRecord, apply_rationalizations, classify_rationales, rationalization_seed, to_rationalize};
+use starling_star::attempt::{
+    Generator, RationaleRecord, apply_rationalizations, classify_rationales, rationalization_seed, to_rationalize,
+};
 use starling_tasks::{Item, PromptStyle};
 use wasm_bindgen::prelude::*;
 
@@ -127,7 +129,13 @@ async fn generate(
 }
 
 /// Completions of `items` with STaR's rationale prompt, with or without the hint.
-async fn complete(g: &Generator<'_>, items: &[&Item], hinted: bool, seed: u64, on_token: &mut dyn FnMut(TokenEvent<'_>)) -> Result<Vec<String>, JsError> {
+async fn complete(
+    g: &Generator<'_>,
+    items: &[&Item],
+    hinted: bool,
+    seed: u64,
+    on_token: &mut dyn FnMut(TokenEvent<'_>),
+) -> Result<Vec<String>, JsError> {
     let prompts = g.prompts(items, PromptStyle::Rationale, hinted).map_err(js_err)?;
     let out = generate(g.model, g.tokenizer, &prompts, &g.decode_config(seed), on_token).await?;
     Ok(out.into_iter().map(|x| x.text).collect())
@@ -136,7 +144,13 @@ async fn complete(g: &Generator<'_>, items: &[&Item], hinted: bool, seed: u64, o
 /// [`Generator::attempt`] with awaited reads: a rationale for each item, then (when `rationalize`)
 /// a rationalization of the wrong ones with the hint, classified. `on_token(hinted, token)` sees
 /// every token of both rounds.
-async fn attempt(g: &Generator<'_>, items: &[&Item], rationalize: bool, seed: u64, on_token: &mut dyn FnMut(bool, TokenEvent<'_>)) -> Result<Vec<RationaleRecord>, JsError> {
+async fn attempt(
+    g: &Generator<'_>,
+    items: &[&Item],
+    rationalize: bool,
+    seed: u64,
+    on_token: &mut dyn FnMut(bool, TokenEvent<'_>),
+) -> Result<Vec<RationaleRecord>, JsError> {
     let first = complete(g, items, false, seed, &mut |t| on_token(false, t)).await?;
     let mut records = classify_rationales(g.task, items, first);
     let wrong = to_rationalize(&records, rationalize);

@@ -52,7 +52,13 @@ impl PlainModel {
         GenerateConfig { max_new_tokens, eos_ids: eos.into_iter().collect(), ..GenerateConfig::default() }
     }
 
-    pub fn generator<'a>(&'a self, model: &'a Transformer, task: TaskKind, exemplars: &'a [Exemplar], max_new_tokens: usize) -> Generator<'a> {
+    pub fn generator<'a>(
+        &'a self,
+        model: &'a Transformer,
+        task: TaskKind,
+        exemplars: &'a [Exemplar],
+        max_new_tokens: usize,
+    ) -> Generator<'a> {
         Generator { model, tokenizer: self.tokenizer(), task, exemplars, decode: self.decode(max_new_tokens) }
     }
 }
@@ -83,7 +89,8 @@ impl Question {
                 Ok((TaskKind::Arithmetic, Addition { a, b }.item()))
             }
             Question::Choice { stem, choices, correct } => {
-                let choices: Vec<String> = choices.into_iter().map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect();
+                let choices: Vec<String> =
+                    choices.into_iter().map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect();
                 if stem.trim().is_empty() || !(2..=26).contains(&choices.len()) {
                     return Err("a multiple-choice question needs its text and 2 to 26 non-empty choices".into());
                 }
@@ -119,11 +126,16 @@ struct StreamPiece<'a> {
 impl Reasoner {
     /// Loads a model from its files: a Hugging Face folder's config.json, *.safetensors and
     /// tokenizer.json, or one .gguf file.
-    pub async fn load(names: Vec<String>, files: Vec<js_sys::Uint8Array>, prefer_gpu: bool) -> Result<Reasoner, JsError> {
+    pub async fn load(
+        names: Vec<String>,
+        files: Vec<js_sys::Uint8Array>,
+        prefer_gpu: bool,
+    ) -> Result<Reasoner, JsError> {
         let checkpoint = open_from_memory(named_files(names, files)?).map_err(js_err)?;
         let backend = pick_backend(prefer_gpu).await;
         backend.check_weights_fit(checkpoint.weights.as_ref()).map_err(js_err)?;
-        let model = load_transformer(&checkpoint.config, checkpoint.weights.as_ref(), &backend.device).map_err(js_err)?.0;
+        let model =
+            load_transformer(&checkpoint.config, checkpoint.weights.as_ref(), &backend.device).map_err(js_err)?.0;
         Ok(Reasoner { inner: Rc::new(PlainModel { model, checkpoint, backend }) })
     }
 
@@ -168,7 +180,13 @@ impl Reasoner {
     /// correct}`) with a rationale; if wrong, rationalizes with the hint. `shots` few-shot
     /// exemplars go before the question. Streams `on_piece({phase, text})`; resolves to
     /// `{question, hinted_question, hint, gold, record, shots}`.
-    pub fn rationalize(&self, question: String, shots: usize, max_tokens: usize, on_piece: js_sys::Function) -> js_sys::Promise {
+    pub fn rationalize(
+        &self,
+        question: String,
+        shots: usize,
+        max_tokens: usize,
+        on_piece: js_sys::Function,
+    ) -> js_sys::Promise {
         let inner = self.inner.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             let out = rationalize(&inner, &question, shots, max_tokens, &on_piece).await.map_err(JsValue::from)?;
@@ -184,7 +202,13 @@ impl Reasoner {
     }
 }
 
-async fn rationalize(m: &PlainModel, question: &str, shots: usize, max_tokens: usize, on_piece: &js_sys::Function) -> Result<Rationalized, JsError> {
+async fn rationalize(
+    m: &PlainModel,
+    question: &str,
+    shots: usize,
+    max_tokens: usize,
+    on_piece: &js_sys::Function,
+) -> Result<Rationalized, JsError> {
     let q: Question = serde_json::from_str(question).map_err(|e| js_err(format!("question: {e}")))?;
     let (task, item) = q.item().map_err(js_err)?;
     let exemplars = match task {

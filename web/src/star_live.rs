@@ -108,11 +108,24 @@ impl LiveOptions {
 
 enum Phase {
     /// Model `model` (M_iteration) on the dev set, batch by batch.
-    Evaluate { iteration: usize, model: Transformer, next: usize, result: EvalResult },
+    Evaluate {
+        iteration: usize,
+        model: Transformer,
+        next: usize,
+        result: EvalResult,
+    },
     /// Rationales of M_{iteration-1} for the training set, batch by batch.
-    Generate { iteration: usize, next_batch: usize, records: Vec<RationaleRecord> },
+    Generate {
+        iteration: usize,
+        next_batch: usize,
+        records: Vec<RationaleRecord>,
+    },
     /// The original model fine-tuned on the kept and rationalized examples, step by step.
-    Train { iteration: usize, model: Transformer, trainer: Box<Trainer<'static>> },
+    Train {
+        iteration: usize,
+        model: Transformer,
+        trainer: Box<Trainer<'static>>,
+    },
     Done,
     /// A step failed; the run cannot go on.
     Failed,
@@ -178,12 +191,31 @@ impl StarLive {
         base.backend.check_trainable(base.model.num_params()).map_err(js_err)?;
         let exemplars = if base.knows_the_format() { Vec::new() } else { starling_tasks::arithmetic::exemplars() };
         cfg.shots = exemplars.len();
-        let (train, dev) = starling_tasks::arithmetic::train_dev_split(options.seed, options.train_size, options.dev_per_digit, options.min_digits, options.max_digits);
+        let (train, dev) = starling_tasks::arithmetic::train_dev_split(
+            options.seed,
+            options.train_size,
+            options.dev_per_digit,
+            options.min_digits,
+            options.max_digits,
+        );
         let (train_order, dev_order) = (length_order(&train), length_order(&dev));
         let current = base.model.clone();
         let phase = Phase::Evaluate { iteration: 0, model: current.clone(), next: 0, result: EvalResult::default() };
         let (train_size, dev_size) = (train.len(), dev.len());
-        let state = State { base, cfg, train, dev, train_order, dev_order, exemplars, current, records: Vec::new(), rows: Vec::new(), phase, iteration_seconds: 0.0 };
+        let state = State {
+            base,
+            cfg,
+            train,
+            dev,
+            train_order,
+            dev_order,
+            exemplars,
+            current,
+            records: Vec::new(),
+            rows: Vec::new(),
+            phase,
+            iteration_seconds: 0.0,
+        };
         Ok(StarLive { state: Rc::new(RefCell::new(state)), train_size, dev_size })
     }
 }
@@ -205,7 +237,9 @@ impl StarLive {
     pub fn step(&self) -> js_sys::Promise {
         let state = self.state.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            let mut s = state.try_borrow_mut().map_err(|_| JsValue::from(js_err("a STaR step is already running; await it first")))?;
+            let mut s = state
+                .try_borrow_mut()
+                .map_err(|_| JsValue::from(js_err("a STaR step is already running; await it first")))?;
             let event = s.step().await.map_err(JsValue::from)?;
             to_js(&event).map_err(JsValue::from)
         })
@@ -239,7 +273,13 @@ impl State {
         result
     }
 
-    async fn evaluate(&mut self, iteration: usize, model: Transformer, next: usize, mut result: EvalResult) -> Result<StepEvent, JsError> {
+    async fn evaluate(
+        &mut self,
+        iteration: usize,
+        model: Transformer,
+        next: usize,
+        mut result: EvalResult,
+    ) -> Result<StepEvent, JsError> {
         let end = (next + self.cfg.gen_batch).min(self.dev.len());
         let items: Vec<&Item> = self.dev_order[next..end].iter().map(|&i| &self.dev[i]).collect();
         let g = self.base.generator(&model, TaskKind::Arithmetic, &self.exemplars, self.cfg.max_new_tokens);
@@ -247,7 +287,8 @@ impl State {
         for (it, completion) in items.iter().zip(out) {
             result.record(TaskKind::Arithmetic, it, completion);
         }
-        let mut event = StepEvent { phase: "evaluate", iteration, done: end, total: self.dev.len(), ..StepEvent::default() };
+        let mut event =
+            StepEvent { phase: "evaluate", iteration, done: end, total: self.dev.len(), ..StepEvent::default() };
         if end < self.dev.len() {
             self.phase = Phase::Evaluate { iteration, model, next: end, result };
             return Ok(event);
@@ -275,7 +316,12 @@ impl State {
         Ok(event)
     }
 
-    async fn generate(&mut self, iteration: usize, batch: usize, mut records: Vec<RationaleRecord>) -> Result<StepEvent, JsError> {
+    async fn generate(
+        &mut self,
+        iteration: usize,
+        batch: usize,
+        mut records: Vec<RationaleRecord>,
+    ) -> Result<StepEvent, JsError> {
         let b = self.cfg.gen_batch;
         let end = ((batch + 1) * b).min(self.train.len());
         let items: Vec<&Item> = self.train_order[batch * b..end].iter().map(|&i| &self.train[i]).collect();
@@ -283,7 +329,8 @@ impl State {
         // Seeded per iteration and batch, as the native run.
         let seed = self.cfg.seed ^ ((iteration as u64) << 32) ^ batch as u64;
         records.extend(attempt(&g, &items, self.cfg.rationalize, seed, &mut |_, _| {}).await?);
-        let mut event = StepEvent { phase: "generate", iteration, done: end, total: self.train.len(), ..StepEvent::default() };
+        let mut event =
+            StepEvent { phase: "generate", iteration, done: end, total: self.train.len(), ..StepEvent::default() };
         if end < self.train.len() {
             self.phase = Phase::Generate { iteration, next_batch: batch + 1, records };
             return Ok(event);
@@ -311,12 +358,18 @@ impl State {
         Ok(event)
     }
 
-    async fn train_step(&mut self, iteration: usize, model: Transformer, mut trainer: Box<Trainer<'static>>) -> Result<StepEvent, JsError> {
+    async fn train_step(
+        &mut self,
+        iteration: usize,
+        model: Transformer,
+        mut trainer: Box<Trainer<'static>>,
+    ) -> Result<StepEvent, JsError> {
         let pending = trainer.backward(&model);
         let read: [TensorData; 2] = read_all(pending.readback()).await?;
         let (model, m) = trainer.apply(model, pending, read.into()).map_err(js_err)?;
         let total = self.cfg.steps_for(iteration);
-        let event = StepEvent { phase: "train", iteration, done: m.step, total, loss: Some(m.loss), ..StepEvent::default() };
+        let event =
+            StepEvent { phase: "train", iteration, done: m.step, total, loss: Some(m.loss), ..StepEvent::default() };
         if trainer.finished() {
             let model = model.valid();
             self.phase = Phase::Evaluate { iteration, model, next: 0, result: EvalResult::default() };
@@ -334,7 +387,12 @@ fn samples(records: &[RationaleRecord], by_id: &HashMap<&str, &Item>) -> Vec<Sam
         .filter_map(|o| records.iter().rev().find(|r| r.outcome == o))
         .filter_map(|r| {
             let it = by_id.get(r.id.as_str())?;
-            Some(Sample { outcome: r.outcome, question: it.question.clone(), hinted_question: it.hinted_question.clone(), record: r.clone() })
+            Some(Sample {
+                outcome: r.outcome,
+                question: it.question.clone(),
+                hinted_question: it.hinted_question.clone(),
+                record: r.clone(),
+            })
         })
         .collect()
 }

@@ -40,7 +40,11 @@ struct PageToken {
 impl Starling {
     /// Loads a Quiet-STaR checkpoint from its files (`names[i]` ↔ `files[i]`: config.json,
     /// model.safetensors, tokenizer.json, quiet.safetensors, quiet_config.json).
-    pub async fn load(names: Vec<String>, files: Vec<js_sys::Uint8Array>, prefer_gpu: bool) -> Result<Starling, JsError> {
+    pub async fn load(
+        names: Vec<String>,
+        files: Vec<js_sys::Uint8Array>,
+        prefer_gpu: bool,
+    ) -> Result<Starling, JsError> {
         let files = starling_quiet::checkpoint::open_files(named_files(names, files)?).map_err(js_err)?;
         let backend = pick_backend(prefer_gpu).await;
         backend.check_weights_fit(files.base.weights.as_ref()).map_err(js_err)?;
@@ -74,16 +78,34 @@ impl Starling {
 
     /// Continues `prompt` by up to `max_tokens` tokens, thinking before each one; calls
     /// `on_token({text, thought, weight, gain})` as each arrives. Resolves to the number of tokens.
-    pub fn think(&self, prompt: String, max_tokens: usize, temperature: f32, thought_temperature: f64, seed: u64, on_token: js_sys::Function) -> js_sys::Promise {
+    pub fn think(
+        &self,
+        prompt: String,
+        max_tokens: usize,
+        temperature: f32,
+        thought_temperature: f64,
+        seed: u64,
+        on_token: js_sys::Function,
+    ) -> js_sys::Promise {
         let inner = self.inner.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            let n = think(&inner, &prompt, max_tokens, temperature, thought_temperature, seed, &on_token).await.map_err(JsValue::from)?;
+            let n = think(&inner, &prompt, max_tokens, temperature, thought_temperature, seed, &on_token)
+                .await
+                .map_err(JsValue::from)?;
             Ok(JsValue::from(n as u32))
         })
     }
 }
 
-async fn think(l: &Loaded, prompt: &str, max_tokens: usize, temperature: f32, thought_temperature: f64, seed: u64, on_token: &js_sys::Function) -> Result<usize, JsError> {
+async fn think(
+    l: &Loaded,
+    prompt: &str,
+    max_tokens: usize,
+    temperature: f32,
+    thought_temperature: f64,
+    seed: u64,
+    on_token: &js_sys::Function,
+) -> Result<usize, JsError> {
     let ids = l.tokenizer.encode(prompt, true).map_err(js_err)?;
     let cfg = GenerateConfig {
         max_new_tokens: max_tokens,
@@ -93,7 +115,9 @@ async fn think(l: &Loaded, prompt: &str, max_tokens: usize, temperature: f32, th
         ..GenerateConfig::default()
     };
     let thought_cfg = ThoughtfulDecoder::thought_sampling(thought_temperature);
-    let Some(mut decoder) = ThoughtfulDecoder::new(&l.model, &l.tokenizer, &[ids], &cfg, &thought_cfg).map_err(js_err)? else {
+    let Some(mut decoder) =
+        ThoughtfulDecoder::new(&l.model, &l.tokenizer, &[ids], &cfg, &thought_cfg).map_err(js_err)?
+    else {
         return Ok(0);
     };
     let mut count = 0;

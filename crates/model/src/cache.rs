@@ -42,10 +42,7 @@ pub struct KvCache {
 
 impl KvCache {
     pub fn new(num_layers: usize) -> Self {
-        Self {
-            layers: vec![LayerCache::default(); num_layers],
-            len: 0,
-        }
+        Self { layers: vec![LayerCache::default(); num_layers], len: 0 }
     }
 
     /// Number of cached slots.

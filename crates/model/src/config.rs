@@ -119,11 +119,9 @@ impl ModelConfig {
         let d = self.hidden_size;
         let q = self.num_heads * self.head_dim;
         let kv = self.num_kv_heads * self.head_dim;
-        let attn = d * q + 2 * d * kv + q * d
-            + if self.qkv_bias { q + 2 * kv } else { 0 }
-            + if self.o_bias { d } else { 0 };
-        let mlp = 3 * d * self.intermediate_size
-            + if self.mlp_bias { 2 * self.intermediate_size + d } else { 0 };
+        let attn =
+            d * q + 2 * d * kv + q * d + if self.qkv_bias { q + 2 * kv } else { 0 } + if self.o_bias { d } else { 0 };
+        let mlp = 3 * d * self.intermediate_size + if self.mlp_bias { 2 * self.intermediate_size + d } else { 0 };
         let layer = attn + mlp + 2 * d;
         let embed = self.vocab_size * d;
         let head = if self.tie_word_embeddings { 0 } else { embed };
@@ -150,9 +148,7 @@ impl ModelConfig {
         }
         let act = v.get("hidden_act").and_then(Value::as_str).unwrap_or("silu");
         if act != "silu" {
-            return Err(ModelError::Config(format!(
-                "hidden_act `{act}` is not supported (the SwiGLU MLP uses silu)"
-            )));
+            return Err(ModelError::Config(format!("hidden_act `{act}` is not supported (the SwiGLU MLP uses silu)")));
         }
         let usize_field = |name: &str| -> Result<usize> {
             v.get(name)
@@ -162,25 +158,17 @@ impl ModelConfig {
         };
         let hidden_size = usize_field("hidden_size")?;
         let num_heads = usize_field("num_attention_heads")?;
-        let num_kv_heads = v
-            .get("num_key_value_heads")
-            .and_then(Value::as_u64)
-            .map(|x| x as usize)
-            .unwrap_or(num_heads);
-        let head_dim = v
-            .get("head_dim")
-            .and_then(Value::as_u64)
-            .map(|x| x as usize)
-            .unwrap_or(hidden_size / num_heads.max(1));
+        let num_kv_heads =
+            v.get("num_key_value_heads").and_then(Value::as_u64).map(|x| x as usize).unwrap_or(num_heads);
+        let head_dim =
+            v.get("head_dim").and_then(Value::as_u64).map(|x| x as usize).unwrap_or(hidden_size / num_heads.max(1));
         // transformers >= 5 nests RoPE settings under `rope_parameters`; older files use
         // `rope_theta` and `rope_scaling` at the top level.
         let rope = v.get("rope_parameters").or_else(|| v.get("rope_scaling")).filter(|r| !r.is_null());
         if let Some(kind) = rope.and_then(|r| r.get("rope_type").or_else(|| r.get("type"))).and_then(Value::as_str)
             && kind != "default"
         {
-            return Err(ModelError::Config(format!(
-                "rope_type `{kind}` is not supported yet (only the default RoPE)"
-            )));
+            return Err(ModelError::Config(format!("rope_type `{kind}` is not supported yet (only the default RoPE)")));
         }
         let rope_theta = rope
             .and_then(|r| r.get("rope_theta"))
@@ -331,8 +319,9 @@ mod tests {
     fn rejects_bad_configs_with_a_reason() {
         let err = ModelConfig::from_hf_json(r#"{"model_type":"gpt_neox"}"#).unwrap_err();
         assert!(err.to_string().contains("gpt_neox"));
-        let err = ModelConfig::from_hf_json(&SMOLLM2.replace("\"num_key_value_heads\": 3", "\"num_key_value_heads\": 4"))
-            .unwrap_err();
+        let err =
+            ModelConfig::from_hf_json(&SMOLLM2.replace("\"num_key_value_heads\": 3", "\"num_key_value_heads\": 4"))
+                .unwrap_err();
         assert!(err.to_string().contains("multiple of num_kv_heads"), "{err}");
         let err = ModelConfig::from_hf_json("{not json").unwrap_err();
         assert!(err.to_string().contains("not valid JSON"));

@@ -59,16 +59,19 @@ pub struct AdapterSummary {
 /// device) and describes its adapter (native builds).
 #[cfg(not(target_family = "wasm"))]
 pub fn init_wgpu() -> std::result::Result<(Device, AdapterSummary), String> {
-    static WGPU: std::sync::OnceLock<std::result::Result<(Device, AdapterSummary), String>> = std::sync::OnceLock::new();
+    static WGPU: std::sync::OnceLock<std::result::Result<(Device, AdapterSummary), String>> =
+        std::sync::OnceLock::new();
     WGPU.get_or_init(start_wgpu).clone()
 }
 
 #[cfg(not(target_family = "wasm"))]
 fn start_wgpu() -> std::result::Result<(Device, AdapterSummary), String> {
-    use burn::tensor::wgpu::wgpu::DeviceType;
     use burn::tensor::wgpu::WgpuBackend;
+    use burn::tensor::wgpu::wgpu::DeviceType;
     // Adapter discovery can panic inside drivers on broken installs; treat that as "no adapter".
-    let start = |api: WgpuBackend| match std::panic::catch_unwind(|| Device::wgpu_options().graphics_api(api).init_with_setup()) {
+    let start = |api: WgpuBackend| match std::panic::catch_unwind(|| {
+        Device::wgpu_options().graphics_api(api).init_with_setup()
+    }) {
         Ok(Ok(pair)) => Ok(pair),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("the wgpu driver panicked while starting".to_string()),

@@ -25,19 +25,10 @@ pub enum ModelError {
         "{path}: tensor `{name}` has shape {found:?} but the config asks for {expected:?}; \
          the weights do not belong to this config.json (check that both come from the same model)"
     )]
-    Shape {
-        path: PathBuf,
-        name: String,
-        expected: Vec<usize>,
-        found: Vec<usize>,
-    },
+    Shape { path: PathBuf, name: String, expected: Vec<usize>, found: Vec<usize> },
 
     #[error("{path}: tensor `{name}` is missing; {hint}")]
-    MissingTensor {
-        path: PathBuf,
-        name: String,
-        hint: String,
-    },
+    MissingTensor { path: PathBuf, name: String, hint: String },
 
     #[error("tokenizer: {0}")]
     Tokenizer(String),
@@ -52,16 +43,10 @@ pub enum ModelError {
 
 impl ModelError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        ModelError::Io {
-            path: path.into(),
-            source,
-        }
+        ModelError::Io { path: path.into(), source }
     }
 
     pub fn format(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        ModelError::Format {
-            path: path.into(),
-            message: message.into(),
-        }
+        ModelError::Format { path: path.into(), message: message.into() }
     }
 }

@@ -113,7 +113,12 @@ pub struct Decoder<'a> {
 impl<'a> Decoder<'a> {
     /// Checks the prompts against the model and runs them through it (prefill). `None` for no
     /// prompts (as Quiet-STaR's `ThoughtfulDecoder`).
-    pub fn new(model: &'a Transformer, tokenizer: &'a Tokenizer, prompts: &[Vec<u32>], cfg: &'a GenerateConfig) -> Result<Option<Self>> {
+    pub fn new(
+        model: &'a Transformer,
+        tokenizer: &'a Tokenizer,
+        prompts: &[Vec<u32>],
+        cfg: &'a GenerateConfig,
+    ) -> Result<Option<Self>> {
         cfg.sampling.validate()?;
         if prompts.is_empty() {
             return Ok(None);
@@ -138,7 +143,12 @@ impl<'a> Decoder<'a> {
         }
         let device = model.device();
         let rows = (0..prompts.len())
-            .map(|_| Row { ids: Vec::new(), text: String::new(), decoder: tokenizer.stream_decoder(true), finish: None })
+            .map(|_| Row {
+                ids: Vec::new(),
+                text: String::new(),
+                decoder: tokenizer.stream_decoder(true),
+                finish: None,
+            })
             .collect();
         let mut cache = KvCache::new(c.num_layers);
         let sampler = Sampler::new(&cfg.sampling, c.vocab_size, &device);
@@ -154,7 +164,18 @@ impl<'a> Decoder<'a> {
             let logits = prefill(model, tokens, &pad_left, &mut cache, &device);
             (pad_left, Some(logits))
         };
-        Ok(Some(Self { model, cfg, sampler, prompts: prompts.to_vec(), rows, pad_left, cache, logits, proposed: None, step: 0 }))
+        Ok(Some(Self {
+            model,
+            cfg,
+            sampler,
+            prompts: prompts.to_vec(),
+            rows,
+            pad_left,
+            cache,
+            logits,
+            proposed: None,
+            step: 0,
+        }))
     }
 
     /// Whether every row has ended (or the token budget is spent).
@@ -213,7 +234,12 @@ impl<'a> Decoder<'a> {
         self.rows
             .into_iter()
             .zip(self.prompts)
-            .map(|(r, p)| Generation { prompt_ids: p, ids: r.ids, text: r.text, finish: r.finish.unwrap_or(FinishReason::Length) })
+            .map(|(r, p)| Generation {
+                prompt_ids: p,
+                ids: r.ids,
+                text: r.text,
+                finish: r.finish.unwrap_or(FinishReason::Length),
+            })
             .collect()
     }
 }
@@ -230,7 +256,13 @@ pub fn left_padded(prompts: &[Vec<u32>], pad_id: u32, device: &Device) -> (Tenso
 }
 
 /// Runs the padded prompts through the model, filling `cache`; returns last-position logits.
-pub fn prefill(model: &Transformer, tokens: Tensor<2, Int>, pad_left: &[usize], cache: &mut KvCache, device: &Device) -> Tensor<2> {
+pub fn prefill(
+    model: &Transformer,
+    tokens: Tensor<2, Int>,
+    pad_left: &[usize],
+    cache: &mut KvCache,
+    device: &Device,
+) -> Tensor<2> {
     let [b, l] = tokens.dims();
     let pos = positions(pad_left, 0, l, device);
     let bias = AttentionBias::causal(pad_left, 0, l, model.config().sliding_window, device);
@@ -239,7 +271,13 @@ pub fn prefill(model: &Transformer, tokens: Tensor<2, Int>, pad_left: &[usize], 
 }
 
 /// Feeds one token per row (`[B, 1]`) after the cached slots; returns its logits `[B, V]`.
-pub fn decode_step(model: &Transformer, tokens: Tensor<2, Int>, pad_left: &[usize], cache: &mut KvCache, device: &Device) -> Tensor<2> {
+pub fn decode_step(
+    model: &Transformer,
+    tokens: Tensor<2, Int>,
+    pad_left: &[usize],
+    cache: &mut KvCache,
+    device: &Device,
+) -> Tensor<2> {
     let b = tokens.dims()[0];
     let past = cache.len();
     let pos = positions(pad_left, past, 1, device);

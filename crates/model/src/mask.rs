@@ -51,10 +51,8 @@ impl AttentionBias {
 
 /// RoPE positions `[B, new]` of the tokens in slots `past..past+new`.
 pub fn positions(pad_left: &[usize], past: usize, new: usize, device: &Device) -> Tensor<2> {
-    let data: Vec<f32> = pad_left
-        .iter()
-        .flat_map(|&pad| (past..past + new).map(move |slot| slot.saturating_sub(pad) as f32))
-        .collect();
+    let data: Vec<f32> =
+        pad_left.iter().flat_map(|&pad| (past..past + new).map(move |slot| slot.saturating_sub(pad) as f32)).collect();
     Tensor::from_data(TensorData::new(data, [pad_left.len(), new]), device)
 }
 

@@ -62,7 +62,8 @@ impl Rope {
     pub fn new(positions: &Tensor<2>, head_dim: usize, theta: f64) -> Self {
         let [b, l] = positions.dims();
         let half = head_dim / 2;
-        let inv_freq: Vec<f32> = (0..half).map(|i| (1.0 / theta.powf(2.0 * i as f64 / head_dim as f64)) as f32).collect();
+        let inv_freq: Vec<f32> =
+            (0..half).map(|i| (1.0 / theta.powf(2.0 * i as f64 / head_dim as f64)) as f32).collect();
         let inv_freq = Tensor::<1>::from_data(TensorData::new(inv_freq, [half]), &positions.device());
         // [B, L, 1] × [1, 1, half] → angles [B, L, half].
         let angles = positions.clone().reshape([b, l, 1]) * inv_freq.reshape([1, 1, half]);
@@ -103,11 +104,8 @@ impl Attention {
             Some(c) => c.append(k, v),
             None => (k, v),
         };
-        let out = if use_fused_attention(&k) {
-            fused_attention(q, k, v, bias)
-        } else {
-            grouped_attention(q, k, v, bias)
-        };
+        let out =
+            if use_fused_attention(&k) { fused_attention(q, k, v, bias) } else { grouped_attention(q, k, v, bias) };
         self.o_proj.forward(out)
     }
 
@@ -190,7 +188,12 @@ impl DecoderLayer {
 
     /// The layer with the attention core supplied by `attend` (q `[B, L, h, hd]`, k/v
     /// `[B, kvh, L, hd]` → `[B, L, h·hd]` before the output projection).
-    pub fn forward_with(&self, x: Tensor<3>, rope: &Rope, attend: impl FnOnce(Tensor<4>, Tensor<4>, Tensor<4>) -> Tensor<3>) -> Tensor<3> {
+    pub fn forward_with(
+        &self,
+        x: Tensor<3>,
+        rope: &Rope,
+        attend: impl FnOnce(Tensor<4>, Tensor<4>, Tensor<4>) -> Tensor<3>,
+    ) -> Tensor<3> {
         let (q, k, v) = self.self_attn.project(self.input_layernorm.forward(x.clone()), rope);
         let attn = self.self_attn.o_proj.forward(attend(q, k, v));
         self.finish(x, attn)

@@ -27,12 +27,7 @@ impl Default for SamplingConfig {
 
 impl SamplingConfig {
     pub fn greedy() -> Self {
-        Self {
-            temperature: 0.0,
-            top_k: None,
-            top_p: None,
-            suppress: Vec::new(),
-        }
+        Self { temperature: 0.0, top_k: None, top_p: None, suppress: Vec::new() }
     }
 
     pub fn validate(&self) -> Result<()> {

@@ -110,10 +110,7 @@ pub fn stream_nll(
     if !total.is_finite() {
         return Err(ModelError::Input("the model produced a non-finite log-probability (NaN/inf weights?)".into()));
     }
-    Ok(NllSummary {
-        total_nll: total,
-        tokens: count,
-    })
+    Ok(NllSummary { total_nll: total, tokens: count })
 }
 
 #[cfg(test)]

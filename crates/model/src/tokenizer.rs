@@ -26,9 +26,8 @@ fn tok_err(e: impl std::fmt::Display) -> ModelError {
 impl Tokenizer {
     /// Parses the contents of a `tokenizer.json`.
     pub fn from_json(json: &str) -> Result<Self> {
-        let inner: tokenizers::Tokenizer = json
-            .parse()
-            .map_err(|e| ModelError::Tokenizer(format!("not a valid tokenizer.json: {e}")))?;
+        let inner: tokenizers::Tokenizer =
+            json.parse().map_err(|e| ModelError::Tokenizer(format!("not a valid tokenizer.json: {e}")))?;
         Ok(Self { inner })
     }
 
@@ -66,12 +65,7 @@ impl Tokenizer {
     /// Decodes a stream of ids one at a time, returning the text each id completes (multi-byte
     /// characters can span several ids).
     pub fn stream_decoder(&self, skip_special: bool) -> StreamDecoder<'_> {
-        StreamDecoder {
-            tokenizer: self,
-            ids: Vec::new(),
-            emitted: 0,
-            skip_special,
-        }
+        StreamDecoder { tokenizer: self, ids: Vec::new(), emitted: 0, skip_special }
     }
 
     /// A character-level tokenizer over `alphabet` plus special tokens (ids 0..specials.len()).
@@ -184,7 +178,8 @@ mod tests {
 
     #[test]
     fn pieces_are_kept_whole() {
-        let t = Tokenizer::char_level_with_pieces("0123456789+ <>/\n", &[" 1", " 2", "<s>", "</s>"], &["<pad>"]).unwrap();
+        let t =
+            Tokenizer::char_level_with_pieces("0123456789+ <>/\n", &[" 1", " 2", "<s>", "</s>"], &["<pad>"]).unwrap();
         let text = "</s>1 2 1+ 3<s>\n";
         let ids = t.encode(text, false).unwrap();
         let pieces: Vec<String> = ids.iter().map(|&i| t.id_to_token(i).unwrap()).collect();

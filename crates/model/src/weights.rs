@@ -96,10 +96,7 @@ fn build(c: &ModelConfig, p: &mut dyn TensorProvider, device: &Device) -> Result
     }
     let mut norm = |name: &str| -> Result<RmsNorm> {
         let g = p.get(name, &[d])?;
-        Ok(RmsNorm {
-            gamma: param(name, TensorData::new(g.data, [d]), device),
-            epsilon: c.rms_norm_eps,
-        })
+        Ok(RmsNorm { gamma: param(name, TensorData::new(g.data, [d]), device), epsilon: c.rms_norm_eps })
     };
     let layers = layers
         .into_iter()
@@ -121,13 +118,7 @@ fn build(c: &ModelConfig, p: &mut dyn TensorProvider, device: &Device) -> Result
         let w = p.get("lm_head.weight", &[c.vocab_size, d])?.transposed();
         Some(param("lm_head.weight", TensorData::new(w.data, [d, c.vocab_size]), device))
     };
-    Ok(Transformer {
-        embed_tokens,
-        layers,
-        norm: final_norm,
-        lm_head,
-        config: c.clone(),
-    })
+    Ok(Transformer { embed_tokens, layers, norm: final_norm, lm_head, config: c.clone() })
 }
 
 struct FromSource<'a> {
@@ -149,12 +140,7 @@ impl TensorProvider for FromSource<'_> {
             },
         })?;
         if found != shape {
-            return Err(ModelError::Shape {
-                path: origin,
-                name: name.to_string(),
-                expected: shape.to_vec(),
-                found,
-            });
+            return Err(ModelError::Shape { path: origin, name: name.to_string(), expected: shape.to_vec(), found });
         }
         self.used.insert(name.to_string());
         self.source.load(name)
@@ -162,12 +148,12 @@ impl TensorProvider for FromSource<'_> {
 }
 
 /// Loads a model from checkpoint tensors, checking every name and shape against `config`.
-pub fn load_transformer(config: &ModelConfig, source: &dyn WeightSource, device: &Device) -> Result<(Transformer, LoadReport)> {
-    let mut provider = FromSource {
-        source,
-        used: BTreeSet::new(),
-        tied: config.tie_word_embeddings,
-    };
+pub fn load_transformer(
+    config: &ModelConfig,
+    source: &dyn WeightSource,
+    device: &Device,
+) -> Result<(Transformer, LoadReport)> {
+    let mut provider = FromSource { source, used: BTreeSet::new(), tied: config.tie_word_embeddings };
     let model = build(config, &mut provider, device)?;
     let unused = source.names().into_iter().filter(|n| !provider.used.contains(n)).collect();
     Ok((model, LoadReport { unused }))
@@ -196,10 +182,7 @@ impl TensorProvider for RandomInit {
 /// A freshly initialized model: weights ~ N(0, 0.02²), norms 1, biases 0 (as Hugging Face Llama),
 /// drawn on the host from `seed` so every backend starts from identical weights.
 pub fn init_transformer(config: &ModelConfig, seed: u64, device: &Device) -> Result<Transformer> {
-    let mut provider = RandomInit {
-        rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed),
-        std: 0.02,
-    };
+    let mut provider = RandomInit { rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed), std: 0.02 };
     build(config, &mut provider, device)
 }
 

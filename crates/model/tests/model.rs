@@ -120,7 +120,11 @@ fn save_and_reload_one(config: &ModelConfig, device: &Device, tag: usize) {
     let device = device.clone();
     let model = init_transformer(config, 3, &device).unwrap();
     let tok = Tokenizer::char_level("abc", &["<pad>"]).unwrap();
-    let dir = std::env::temp_dir().join(format!("starling-save-{}-{:?}-{tag}", std::process::id(), std::thread::current().id()));
+    let dir = std::env::temp_dir().join(format!(
+        "starling-save-{}-{:?}-{tag}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     save_hf_folder(&dir, &model, &tok).unwrap();
     let ck = open_checkpoint(&dir, None).unwrap();
     assert_eq!(ck.config, *model.config());
@@ -173,9 +177,9 @@ fn context_overflow_is_an_error(device: Device) {
 /// A checkpoint split across two safetensors shards with an index, as large models ship.
 #[test]
 fn sharded_folder_loads_like_a_single_file() {
-    use std::collections::{BTreeMap, HashMap};
     use starling_model::checkpoint::safetensors::serialize_f32;
     use starling_model::weights::export_tensors;
+    use std::collections::{BTreeMap, HashMap};
     let device = common::cpu();
     let model = init_transformer(&tiny_config(), 6, &device).unwrap();
     let tok = Tokenizer::char_level("abc", &[]).unwrap();
@@ -227,10 +231,24 @@ fn saved_folder_has_the_transformers_layout() {
     // Values survive exactly (f16 → f32 is exact, and we store f32).
     let name = "model.layers.2.self_attn.k_proj.weight";
     assert_eq!(ck.weights.load(name).unwrap(), again.weights.load(name).unwrap());
-    let theirs: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
-    let ours: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
-    for key in ["architectures", "model_type", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-        "num_key_value_heads", "head_dim", "vocab_size", "tie_word_embeddings", "rms_norm_eps", "max_position_embeddings"] {
+    let theirs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    let ours: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    for key in [
+        "architectures",
+        "model_type",
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "vocab_size",
+        "tie_word_embeddings",
+        "rms_norm_eps",
+        "max_position_embeddings",
+    ] {
         assert_eq!(ours[key], theirs[key], "config key {key}");
     }
     assert_eq!(ours["rope_theta"], theirs["rope_parameters"]["rope_theta"]);
@@ -250,4 +268,11 @@ macro_rules! on_both_devices {
     };
 }
 
-on_both_devices!(cache_matches_recompute, cache_truncation_forgets_the_detour, padded_batch_matches_single, save_and_reload, seeded_sampling_repeats, context_overflow_is_an_error);
+on_both_devices!(
+    cache_matches_recompute,
+    cache_truncation_forgets_the_detour,
+    padded_batch_matches_single,
+    save_and_reload,
+    seeded_sampling_repeats,
+    context_overflow_is_an_error
+);

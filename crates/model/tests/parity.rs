@@ -59,7 +59,8 @@ fn check(model_path: &Path, reference: &str, device: &Device) {
 
     // Top-5 at the last position.
     for (p, s) in prompts.iter().zip(&seqs) {
-        let tokens = Tensor::<2, Int>::from_data(TensorData::new(s.iter().map(|&t| t as i64).collect(), [1, s.len()]), device);
+        let tokens =
+            Tensor::<2, Int>::from_data(TensorData::new(s.iter().map(|&t| t as i64).collect(), [1, s.len()]), device);
         let logits = model.forward(tokens).narrow(1, s.len() - 1, 1).reshape([1, ck.config.vocab_size]);
         let logp = burn::tensor::activation::log_softmax(logits, 1);
         let (vals, idx) = logp.topk_with_indices(5, 1);
@@ -85,7 +86,14 @@ fn check(model_path: &Path, reference: &str, device: &Device) {
             if margins[k] <= MARGIN {
                 break;
             }
-            assert_eq!(g.ids[k], want[k], "greedy step {k} of {:?}: {:?} vs {:?}", p["prompt"].as_str().unwrap(), g.ids, want);
+            assert_eq!(
+                g.ids[k],
+                want[k],
+                "greedy step {k} of {:?}: {:?} vs {:?}",
+                p["prompt"].as_str().unwrap(),
+                g.ids,
+                want
+            );
             compared += 1;
         }
     }

@@ -38,7 +38,12 @@ pub fn token_deltas(model: &QuietModel, ids: &[u32], temperature: f64, kernel: K
 
 /// [`token_deltas`] for a batch of sequences of any lengths (left-padded together, so one
 /// thought pass serves them all). Sequences shorter than two tokens get no values.
-pub fn token_deltas_batch(model: &QuietModel, seqs: &[Vec<u32>], temperature: f64, kernel: Kernel) -> Vec<Vec<TokenDelta>> {
+pub fn token_deltas_batch(
+    model: &QuietModel,
+    seqs: &[Vec<u32>],
+    temperature: f64,
+    kernel: Kernel,
+) -> Vec<Vec<TokenDelta>> {
     let device = model.device();
     let l = seqs.iter().map(Vec::len).max().unwrap_or(0);
     if l < 2 {

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use burn::module::Param;
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData};
-use starling_model::checkpoint::safetensors::SafetensorsSource;
 use starling_model::checkpoint::memory::open_from_memory;
+use starling_model::checkpoint::safetensors::SafetensorsSource;
 use starling_model::checkpoint::{Checkpoint, FileBytes, HostTensor, WeightSource};
 use starling_model::model::param;
 use starling_model::weights::load_transformer;
@@ -34,7 +34,9 @@ pub fn quiet_tensors(model: &QuietModel) -> BTreeMap<String, HostTensor> {
     let mut out = BTreeMap::new();
     out.insert("start_thought".into(), host(&model.start_thought));
     out.insert("end_thought".into(), host(&model.end_thought));
-    for (name, l) in [("input", &model.mixing.input), ("hidden", &model.mixing.hidden), ("output", &model.mixing.output)] {
+    for (name, l) in
+        [("input", &model.mixing.input), ("hidden", &model.mixing.hidden), ("output", &model.mixing.output)]
+    {
         out.insert(format!("mixing.{name}.weight"), host(&l.weight));
         if let Some(b) = &l.bias {
             out.insert(format!("mixing.{name}.bias"), host(b));
@@ -47,7 +49,10 @@ pub fn quiet_tensors(model: &QuietModel) -> BTreeMap<String, HostTensor> {
 #[cfg(not(target_family = "wasm"))]
 pub fn checkpoint_files(model: &QuietModel, tokenizer: &Tokenizer) -> Result<Vec<(String, Vec<u8>)>> {
     let mut files = starling_model::checkpoint::files::hf_folder_files(&model.lm, tokenizer)?;
-    files.push((QUIET_WEIGHTS.into(), starling_model::checkpoint::safetensors::serialize_f32(&quiet_tensors(model), HashMap::new())?));
+    files.push((
+        QUIET_WEIGHTS.into(),
+        starling_model::checkpoint::safetensors::serialize_f32(&quiet_tensors(model), HashMap::new())?,
+    ));
     files.push((QUIET_CONFIG.into(), serde_json::to_vec_pretty(&model.config).expect("config JSON")));
     Ok(files)
 }
@@ -113,7 +118,14 @@ impl QuietFiles {
     /// Loads the model onto `device`.
     pub fn load(self, device: &Device) -> Result<(QuietModel, Tokenizer)> {
         let (lm, _) = load_transformer(&self.base.config, self.base.weights.as_ref(), device)?;
-        let model = wrap(lm, &self.config, Path::new(QUIET_CONFIG), PathBuf::from(QUIET_WEIGHTS), FileBytes::Owned(self.weights), device)?;
+        let model = wrap(
+            lm,
+            &self.config,
+            Path::new(QUIET_CONFIG),
+            PathBuf::from(QUIET_WEIGHTS),
+            FileBytes::Owned(self.weights),
+            device,
+        )?;
         Ok((model, self.base.tokenizer))
     }
 }
@@ -124,8 +136,16 @@ pub fn from_files(files: HashMap<String, Vec<u8>>, device: &Device) -> Result<(Q
 }
 
 /// A loaded base model plus the Quiet-STaR config (JSON) and tensors (safetensors bytes).
-fn wrap(lm: Transformer, config_json: &[u8], cfg_path: &Path, path: PathBuf, bytes: FileBytes, device: &Device) -> Result<QuietModel> {
-    let config: QuietConfig = serde_json::from_slice(config_json).map_err(|e| QuietError::Checkpoint(format!("{}: {e}", cfg_path.display())))?;
+fn wrap(
+    lm: Transformer,
+    config_json: &[u8],
+    cfg_path: &Path,
+    path: PathBuf,
+    bytes: FileBytes,
+    device: &Device,
+) -> Result<QuietModel> {
+    let config: QuietConfig = serde_json::from_slice(config_json)
+        .map_err(|e| QuietError::Checkpoint(format!("{}: {e}", cfg_path.display())))?;
     config.validate()?;
     let source = SafetensorsSource::new(path.clone(), vec![(path.clone(), bytes)])?;
     let d = lm.config().hidden_size;
@@ -142,14 +162,22 @@ fn wrap(lm: Transformer, config_json: &[u8], cfg_path: &Path, path: PathBuf, byt
     };
     let linear = |name: &str, i: usize, o: usize| -> Result<Linear> {
         Ok(Linear {
-            weight: param(&format!("quiet.mixing.{name}.weight"), get(&format!("mixing.{name}.weight"), &[i, o])?, device),
+            weight: param(
+                &format!("quiet.mixing.{name}.weight"),
+                get(&format!("mixing.{name}.weight"), &[i, o])?,
+                device,
+            ),
             bias: Some(param(&format!("quiet.mixing.{name}.bias"), get(&format!("mixing.{name}.bias"), &[o])?, device)),
         })
     };
     Ok(QuietModel {
         start_thought: param("quiet.start_thought", get("start_thought", &[d])?, device),
         end_thought: param("quiet.end_thought", get("end_thought", &[d])?, device),
-        mixing: MixingHead { input: linear("input", 2 * d, d)?, hidden: linear("hidden", d, d)?, output: linear("output", d, 1)? },
+        mixing: MixingHead {
+            input: linear("input", 2 * d, d)?,
+            hidden: linear("hidden", d, d)?,
+            output: linear("output", d, 1)?,
+        },
         lm,
         config,
     })

@@ -58,7 +58,10 @@ impl QuietConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(QuietError::Config(m));
         if self.n_thought < 1 {
-            return bad(format!("n_thought must be at least 1 (got {}): a thought needs a token between its markers", self.n_thought));
+            return bad(format!(
+                "n_thought must be at least 1 (got {}): a thought needs a token between its markers",
+                self.n_thought
+            ));
         }
         if self.n_talk < 1 {
             return bad("n_talk must be at least 1".into());

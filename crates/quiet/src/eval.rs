@@ -61,7 +61,13 @@ pub struct EvalSummary {
 
 /// Scores `items`, `opts.batch_size` candidate sequences per pass; `on_item` sees each item as
 /// soon as all its candidates are scored (for progress and streaming output).
-pub fn score_items(model: &QuietModel, tokenizer: &Tokenizer, items: &[Item], opts: &EvalOptions, on_item: &mut dyn FnMut(&ItemScore)) -> Result<Vec<ItemScore>> {
+pub fn score_items(
+    model: &QuietModel,
+    tokenizer: &Tokenizer,
+    items: &[Item],
+    opts: &EvalOptions,
+    on_item: &mut dyn FnMut(&ItemScore),
+) -> Result<Vec<ItemScore>> {
     // Every candidate as (item index, prompt length, tokens).
     let mut seqs: Vec<(usize, usize, Vec<u32>)> = Vec::new();
     let mut golds = Vec::with_capacity(items.len());
@@ -79,7 +85,13 @@ pub fn score_items(model: &QuietModel, tokenizer: &Tokenizer, items: &[Item], op
     let mut out: Vec<ItemScore> = items
         .iter()
         .zip(&golds)
-        .map(|(item, &(gold, n))| ItemScore { id: item.id.clone(), gold, tokens: Vec::with_capacity(n), logp_base: Vec::with_capacity(n), logp_thought: Vec::with_capacity(n) })
+        .map(|(item, &(gold, n))| ItemScore {
+            id: item.id.clone(),
+            gold,
+            tokens: Vec::with_capacity(n),
+            logp_base: Vec::with_capacity(n),
+            logp_thought: Vec::with_capacity(n),
+        })
         .collect();
     let mut next_done = 0;
     for chunk in seqs.chunks(opts.batch_size.max(1)) {
@@ -87,7 +99,8 @@ pub fn score_items(model: &QuietModel, tokenizer: &Tokenizer, items: &[Item], op
         let deltas = token_deltas_batch(model, &batch, opts.thought_temperature, opts.kernel);
         for ((i, prompt_len, _), d) in chunk.iter().zip(deltas) {
             let answer = d.iter().filter(|t| t.index >= *prompt_len);
-            let (base, thought, n) = answer.fold((0.0, 0.0, 0), |(b, t, n), x| (b + x.logp_base as f64, t + x.logp_thought as f64, n + 1));
+            let (base, thought, n) =
+                answer.fold((0.0, 0.0, 0), |(b, t, n), x| (b + x.logp_base as f64, t + x.logp_thought as f64, n + 1));
             let s = &mut out[*i];
             s.logp_base.push(base);
             s.logp_thought.push(thought);

@@ -61,7 +61,8 @@ pub fn generate_thoughtful(
     while !decoder.finished() {
         let (ids, scores) = decoder.propose();
         // One read-back per token for both results.
-        let [ids, scores]: [TensorData; 2] = Transaction::default().register(ids).register(scores).execute().try_into().expect("two results");
+        let [ids, scores]: [TensorData; 2] =
+            Transaction::default().register(ids).register(scores).execute().try_into().expect("two results");
         let ids: Vec<i64> = ids.try_into_vec_as().expect("int ids");
         let scores: Vec<f32> = scores.try_into_vec_as().expect("f32 scores");
         for (row, token) in decoder.accept(&ids, &scores)? {
@@ -100,7 +101,13 @@ impl<'a> ThoughtfulDecoder<'a> {
 
     /// Checks the prompts and runs them through the model (prefill). `None` for no prompts.
     /// `thought_cfg` samples the thoughts (see [`thought_sampling`](Self::thought_sampling)).
-    pub fn new(model: &'a QuietModel, tokenizer: &'a Tokenizer, prompts: &[Vec<u32>], cfg: &'a GenerateConfig, thought_cfg: &'a SamplingConfig) -> Result<Option<Self>> {
+    pub fn new(
+        model: &'a QuietModel,
+        tokenizer: &'a Tokenizer,
+        prompts: &[Vec<u32>],
+        cfg: &'a GenerateConfig,
+        thought_cfg: &'a SamplingConfig,
+    ) -> Result<Option<Self>> {
         cfg.sampling.validate()?;
         if prompts.is_empty() {
             return Ok(None);
@@ -110,7 +117,11 @@ impl<'a> ThoughtfulDecoder<'a> {
         }
         let c = model.lm.config();
         if let Some(bad) = prompts.iter().flatten().find(|&&id| id as usize >= c.vocab_size) {
-            return Err(ModelError::Input(format!("token id {bad} is outside the model's vocabulary ({})", c.vocab_size)).into());
+            return Err(ModelError::Input(format!(
+                "token id {bad} is outside the model's vocabulary ({})",
+                c.vocab_size
+            ))
+            .into());
         }
         let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
         model.check_length(longest + cfg.max_new_tokens)?;
@@ -131,7 +142,12 @@ impl<'a> ThoughtfulDecoder<'a> {
             sampler: Sampler::new(&cfg.sampling, c.vocab_size, &device),
             rows: prompts
                 .iter()
-                .map(|p| ThoughtfulGeneration { prompt_ids: p.clone(), tokens: Vec::new(), text: String::new(), finish: FinishReason::Length })
+                .map(|p| ThoughtfulGeneration {
+                    prompt_ids: p.clone(),
+                    tokens: Vec::new(),
+                    text: String::new(),
+                    finish: FinishReason::Length,
+                })
                 .collect(),
             done: vec![cfg.max_new_tokens == 0; b],
             decoders: (0..b).map(|_| tokenizer.stream_decoder(true)).collect(),
@@ -180,7 +196,10 @@ impl<'a> ThoughtfulDecoder<'a> {
         let logp = |l: Tensor<2>| log_softmax(l, 1).gather(1, next.clone().reshape([b, 1]));
         let gain = logp(logits) - logp(base_logits);
         self.next = Some(next.clone());
-        (Tensor::cat(vec![next.reshape([b, 1]), Tensor::cat(thought, 1)], 1), Tensor::cat(vec![w.reshape([b, 1]), gain], 1))
+        (
+            Tensor::cat(vec![next.reshape([b, 1]), Tensor::cat(thought, 1)], 1),
+            Tensor::cat(vec![w.reshape([b, 1]), gain], 1),
+        )
     }
 
     /// Takes the host copies of [`propose`](Self::propose)'s results; returns the tokens kept
@@ -202,7 +221,14 @@ impl<'a> ThoughtfulDecoder<'a> {
             let thought_ids: Vec<u32> = row_ids[1..].iter().map(|&t| t as u32).collect();
             let text = self.decoders[r].push(id)?;
             let (mix_weight, logp_gain) = (scores[2 * r], scores[2 * r + 1]);
-            let token = ThoughtToken { id, text, thought: self.tokenizer.decode(&thought_ids, true)?, thought_ids, mix_weight, logp_gain };
+            let token = ThoughtToken {
+                id,
+                text,
+                thought: self.tokenizer.decode(&thought_ids, true)?,
+                thought_ids,
+                mix_weight,
+                logp_gain,
+            };
             let row = &mut self.rows[r];
             row.text.push_str(&token.text);
             row.tokens.push(token.clone());

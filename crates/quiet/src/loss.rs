@@ -37,7 +37,12 @@ pub struct LossStats {
 
 /// The loss of one batch of equal-length sequences, and its numbers. `model` lives on an
 /// autodiff device; thoughts are sampled from `model.valid()`.
-pub fn quiet_loss(model: &QuietModel, sampler_model: &QuietModel, seqs: &[Vec<u32>], kernel: Kernel) -> (Tensor<1>, LossStats) {
+pub fn quiet_loss(
+    model: &QuietModel,
+    sampler_model: &QuietModel,
+    seqs: &[Vec<u32>],
+    kernel: Kernel,
+) -> (Tensor<1>, LossStats) {
     let cfg = &model.config;
     let device = model.device();
     let b = seqs.len();
@@ -63,7 +68,9 @@ pub fn quiet_loss(model: &QuietModel, sampler_model: &QuietModel, seqs: &[Vec<u3
     let shifted = |k: usize| -> Vec<i64> {
         seqs.iter().flat_map(|s| (0..l).map(move |i| s.get(i + k).map_or(0, |&t| t as i64))).collect()
     };
-    let valid = |k: usize| -> Vec<f32> { (0..b).flat_map(|_| (0..l).map(move |i| if i + k < l { 1.0 } else { 0.0 })).collect() };
+    let valid = |k: usize| -> Vec<f32> {
+        (0..b).flat_map(|_| (0..l).map(move |i| if i + k < l { 1.0 } else { 0.0 })).collect()
+    };
 
     // Base loss: next-token NLL.
     let base_logp = log_softmax(model.lm.logits(h_base.clone()), 2);
@@ -85,7 +92,11 @@ pub fn quiet_loss(model: &QuietModel, sampler_model: &QuietModel, seqs: &[Vec<u3
 
     // Policy log-probabilities of the sampled thought tokens (steps 0..nt predict tokens 1..=nt).
     let thought_logits = model.logits4(h_diag.clone().narrow(1, 0, nt)).div_scalar(cfg.reinforce_temperature);
-    let thought_logp = log_softmax(thought_logits, 3).gather(3, thoughts.reshape([n, nt, l, 1])).reshape([n, nt, l]).sum_dim(1).reshape([n, l]);
+    let thought_logp = log_softmax(thought_logits, 3)
+        .gather(3, thoughts.reshape([n, nt, l, 1]))
+        .reshape([n, nt, l])
+        .sum_dim(1)
+        .reshape([n, l]);
 
     // Mixed predictions of x_{i+1+k}, k < nk: post-thought state at step nt+1+k, base state at i+k.
     let h_post = h_diag.narrow(1, nt + 1, nk); // [N, nk, L, d]
@@ -101,16 +112,27 @@ pub fn quiet_loss(model: &QuietModel, sampler_model: &QuietModel, seqs: &[Vec<u3
     let h_base_k = Tensor::stack::<4>(base_shift, 1); // [B, nk, L, d]
     let h_base_k = Tensor::cat(vec![h_base_k; p], 0); // [N, nk, L, d]
     let (mixed, w) = model.mix(h_base_k.clone(), h_post.clone());
-    let targets: Vec<i64> = (0..p).flat_map(|_| (0..b).flat_map(|bi| (1..=nk).flat_map(move |k| (0..l).map(move |i| seqs[bi].get(i + k).map_or(0, |&t| t as i64))))).collect();
+    let targets: Vec<i64> = (0..p)
+        .flat_map(|_| {
+            (0..b).flat_map(|bi| {
+                (1..=nk).flat_map(move |k| (0..l).map(move |i| seqs[bi].get(i + k).map_or(0, |&t| t as i64)))
+            })
+        })
+        .collect();
     let targets = Tensor::<4, Int>::from_data(TensorData::new(targets, [n, nk, l, 1]), &device);
-    let talk_valid: Vec<f32> = (0..n).flat_map(|_| (1..=nk).flat_map(move |k| (0..l).map(move |i| if i + k < l { 1.0 } else { 0.0 }))).collect();
+    let talk_valid: Vec<f32> = (0..n)
+        .flat_map(|_| (1..=nk).flat_map(move |k| (0..l).map(move |i| if i + k < l { 1.0 } else { 0.0 })))
+        .collect();
     let talk_valid = Tensor::<3>::from_data(TensorData::new(talk_valid, [n, nk, l]), &device);
-    let talk_logp = log_softmax(model.logits4(mixed), 3).gather(3, targets.clone()).reshape([n, nk, l]) * talk_valid.clone();
+    let talk_logp =
+        log_softmax(model.logits4(mixed), 3).gather(3, targets.clone()).reshape([n, nk, l]) * talk_valid.clone();
     let talk_count = talk_valid.clone().sum();
     let talk_nll = -talk_logp.clone().sum() / talk_count.clone();
-    let post_logp = log_softmax(model.logits4(h_post), 3).gather(3, targets.clone()).reshape([n, nk, l]) * talk_valid.clone();
+    let post_logp =
+        log_softmax(model.logits4(h_post), 3).gather(3, targets.clone()).reshape([n, nk, l]) * talk_valid.clone();
     let post_nll = -post_logp.sum() / talk_count.clone();
-    let talk_logp_base = log_softmax(model.logits4(h_base_k), 3).gather(3, targets).reshape([n, nk, l]) * talk_valid.clone();
+    let talk_logp_base =
+        log_softmax(model.logits4(h_base_k), 3).gather(3, targets).reshape([n, nk, l]) * talk_valid.clone();
     let talk_nll_base = -talk_logp_base.sum().detach() / talk_count;
 
     // REINFORCE: reward = log-likelihood of the true continuation given the thought, minus the
@@ -131,7 +153,16 @@ pub fn quiet_loss(model: &QuietModel, sampler_model: &QuietModel, seqs: &[Vec<u3
         + policy.clone().mul_scalar(cfg.policy_loss_weight)
         + post_nll.clone().mul_scalar(cfg.post_thought_loss_weight);
     let numbers = Tensor::cat(
-        vec![loss.clone().detach(), base_nll.detach(), talk_nll.detach(), talk_nll_base, policy.detach(), mean_reward, mix_weight.detach(), post_nll.detach()],
+        vec![
+            loss.clone().detach(),
+            base_nll.detach(),
+            talk_nll.detach(),
+            talk_nll_base,
+            policy.detach(),
+            mean_reward,
+            mix_weight.detach(),
+            post_nll.detach(),
+        ],
         0,
     );
     let v: Vec<f32> = numbers.into_data().try_into_vec_as().expect("f32 stats");

@@ -107,8 +107,12 @@ impl QuietModel {
         }
         let device = lm.device();
         let d = lm.config().hidden_size;
-        let idx = Tensor::<1, Int>::from_data(TensorData::new(ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), [ids.len()]), &device);
-        let init = lm.embed_tokens.val().select(0, idx).mean_dim(0).reshape([d]).div_scalar(config.embedding_multiplier);
+        let idx = Tensor::<1, Int>::from_data(
+            TensorData::new(ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), [ids.len()]),
+            &device,
+        );
+        let init =
+            lm.embed_tokens.val().select(0, idx).mean_dim(0).reshape([d]).div_scalar(config.embedding_multiplier);
         let init: Vec<f32> = init.into_data().try_into_vec_as().expect("f32");
         let marker = |name: &str| param(name, TensorData::new(init.clone(), [d]), &device);
         Ok(Self {
@@ -145,7 +149,11 @@ impl QuietModel {
     pub fn thought_inputs(&self, thoughts: Tensor<3, Int>) -> Vec<Tensor<4>> {
         let [n, nt, l] = thoughts.dims();
         let d = self.hidden_size();
-        vec![self.marker_block(false, n, l), self.lm.embed(thoughts.reshape([n, nt * l])).reshape([n, nt, l, d]), self.marker_block(true, n, l)]
+        vec![
+            self.marker_block(false, n, l),
+            self.lm.embed(thoughts.reshape([n, nt * l])).reshape([n, nt, l, d]),
+            self.marker_block(true, n, l),
+        ]
     }
 
     /// Ordinary causal pass over left-padded `tokens` `[B, L]`: final hidden states `[B, L, d]`
@@ -170,7 +178,9 @@ impl QuietModel {
         let pos: Vec<f32> = state
             .pad_left
             .iter()
-            .flat_map(|&pad| (0..sq).flat_map(move |s| (0..l).map(move |i| (i.saturating_sub(pad) + first + s + 1) as f32)))
+            .flat_map(|&pad| {
+                (0..sq).flat_map(move |s| (0..l).map(move |i| (i.saturating_sub(pad) + first + s + 1) as f32))
+            })
             .collect();
         let pos = Tensor::<2>::from_data(TensorData::new(pos, [n, sq * l]), &device);
         let (h, kvh, hd) = (self.lm.config().num_heads, self.lm.config().num_kv_heads, self.lm.config().head_dim);

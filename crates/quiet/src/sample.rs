@@ -10,7 +10,14 @@ use crate::model::{QuietModel, ThoughtState};
 /// Samples `passes` thoughts of `n_thought` tokens after every position of `tokens` `[B, L]`.
 /// Returns ids `[passes·B, n_thought, L]` (row `p·B + b`). `temperature` 0 is greedy.
 /// Run it on a model without autodiff (`model.valid()`): sampling needs no gradients.
-pub fn sample_thoughts(model: &QuietModel, tokens: Tensor<2, Int>, pad_left: &[usize], passes: usize, temperature: f64, kernel: Kernel) -> Tensor<3, Int> {
+pub fn sample_thoughts(
+    model: &QuietModel,
+    tokens: Tensor<2, Int>,
+    pad_left: &[usize],
+    passes: usize,
+    temperature: f64,
+    kernel: Kernel,
+) -> Tensor<3, Int> {
     let [b, l] = tokens.dims();
     let n = passes * b;
     let (_, cache) = model.base_pass(tokens, pad_left);

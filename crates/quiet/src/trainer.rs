@@ -90,7 +90,8 @@ impl QuietRun {
         let path = root.join(RUN_FILE);
         if path.exists() {
             let text = std::fs::read_to_string(&path).map_err(|e| ck(format!("{}: {e}", path.display())))?;
-            let old: QuietRunConfig = serde_json::from_str(&text).map_err(|e| ck(format!("{}: {e}", path.display())))?;
+            let old: QuietRunConfig =
+                serde_json::from_str(&text).map_err(|e| ck(format!("{}: {e}", path.display())))?;
             let same = QuietRunConfig { train: TrainConfig { steps: config.train.steps, ..old.train.clone() }, ..old };
             if same != config {
                 return Err(QuietError::Config(format!(
@@ -145,10 +146,15 @@ impl QuietRun {
         let state: State = serde_json::from_str(&text).map_err(|e| ck(format!("{}: {e}", dir.display())))?;
         let opt_path = dir.join(OPTIMIZER_FILE);
         let source = SafetensorsSource::new(opt_path.clone(), vec![(opt_path.clone(), map_file(&opt_path)?)])?;
-        let tensors: BTreeMap<String, HostTensor> =
-            source.names().into_iter().map(|n| source.load(&n).map(|t| (n, t))).collect::<std::result::Result<_, _>>()?;
+        let tensors: BTreeMap<String, HostTensor> = source
+            .names()
+            .into_iter()
+            .map(|n| source.load(&n).map(|t| (n, t)))
+            .collect::<std::result::Result<_, _>>()?;
         let mut optimizer = AdamW::new(self.config.train.adamw);
-        optimizer.load_state(state.optimizer_steps, &tensors, device).map_err(|e| ck(format!("{}: {e}", opt_path.display())))?;
+        optimizer
+            .load_state(state.optimizer_steps, &tensors, device)
+            .map_err(|e| ck(format!("{}: {e}", opt_path.display())))?;
         // Metrics of steps after the checkpoint are dropped: they will be run again.
         let kept: Vec<String> = std::fs::read_to_string(self.metrics_path())
             .unwrap_or_default()
@@ -202,7 +208,9 @@ pub fn train_quiet(
     cfg.quiet.validate()?;
     t.validate()?;
     if seqs.is_empty() {
-        return Err(QuietError::Input("no training sequences (is the corpus empty or shorter than one sequence?)".into()));
+        return Err(QuietError::Input(
+            "no training sequences (is the corpus empty or shorter than one sequence?)".into(),
+        ));
     }
     let device = model.device();
     if !device.is_autodiff() {
@@ -234,7 +242,14 @@ pub fn train_quiet(
         model = optimizer.step(model, &mut grads, lr, clip_scale(grad_norm, t.grad_clip));
         let secs = t0.elapsed().as_secs_f64();
         let tokens: usize = batch.iter().map(Vec::len).sum();
-        let m = QuietStepMetrics { step: step + 1, lr, grad_norm, step_seconds: secs, tokens_per_second: tokens as f64 / secs.max(1e-9), stats };
+        let m = QuietStepMetrics {
+            step: step + 1,
+            lr,
+            grad_norm,
+            step_seconds: secs,
+            tokens_per_second: tokens as f64 / secs.max(1e-9),
+            stats,
+        };
         if let Some(r) = run {
             r.append_metrics(&m)?;
             let done = step + 1;

@@ -60,7 +60,15 @@ fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 
 fn train_cfg(steps: usize) -> QuietRunConfig {
     QuietRunConfig {
-        train: TrainConfig { steps, batch_size: 2, max_len: 9, lr: 1e-2, warmup_steps: 0, seed: 3, ..TrainConfig::default() },
+        train: TrainConfig {
+            steps,
+            batch_size: 2,
+            max_len: 9,
+            lr: 1e-2,
+            warmup_steps: 0,
+            seed: 3,
+            ..TrainConfig::default()
+        },
         quiet: small_quiet(),
     }
 }
@@ -110,7 +118,10 @@ fn reference_next(m: &QuietModel, ids: &[u32], kernel: Kernel) -> (u32, Vec<u32>
     let l = ids.len();
     let d = m.hidden_size();
     let nt = m.config.n_thought;
-    let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids.iter().map(|&t| t as i64).collect::<Vec<_>>(), [1, l]), &device);
+    let tokens = Tensor::<2, Int>::from_data(
+        TensorData::new(ids.iter().map(|&t| t as i64).collect::<Vec<_>>(), [1, l]),
+        &device,
+    );
     let thoughts = sample_thoughts(m, tokens.clone(), &[0], 1, 0.0, kernel);
     let (h_base, cache) = m.base_pass(tokens, &[0]);
     let mut state = ThoughtState::new(&cache, m.lm.config().num_layers, &[0], 1, kernel);
@@ -186,7 +197,8 @@ fn runs_resume_from_their_checkpoints() {
     let (m2, opt, step) = (r.model, r.optimizer, r.step);
     assert_eq!(step, 2);
     assert_eq!(run.read_metrics().len(), 2);
-    let (resumed, _) = train_quiet(m2, &tok, &seqs(&tok), &cfg, Kernel::Auto, Some((opt, step)), Some(&run), &mut NoObserver).unwrap();
+    let (resumed, _) =
+        train_quiet(m2, &tok, &seqs(&tok), &cfg, Kernel::Auto, Some((opt, step)), Some(&run), &mut NoObserver).unwrap();
     assert_eq!(host(full.mixing.output.weight.val()), host(resumed.mixing.output.weight.val()));
     assert_eq!(host(full.start_thought.val()), host(resumed.start_thought.val()));
     assert_eq!(run.read_metrics().len(), 4);
@@ -229,7 +241,12 @@ fn scoring_a_padded_batch_equals_scoring_each_sequence() {
         assert_eq!(joint.len(), alone.len());
         for (a, j) in alone.iter().zip(joint) {
             assert_eq!((a.index, a.id, &a.thought_ids), (j.index, j.id, &j.thought_ids));
-            for (x, y) in [(a.logp_base, j.logp_base), (a.logp_thought, j.logp_thought), (a.logp_post, j.logp_post), (a.mix_weight, j.mix_weight)] {
+            for (x, y) in [
+                (a.logp_base, j.logp_base),
+                (a.logp_thought, j.logp_thought),
+                (a.logp_post, j.logp_post),
+                (a.mix_weight, j.mix_weight),
+            ] {
                 assert!((x - y).abs() < 1e-4, "{a:?}\nvs\n{j:?}");
             }
         }

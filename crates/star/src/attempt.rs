@@ -62,19 +62,34 @@ pub struct Generator<'a> {
 
 impl Generator<'_> {
     /// Greedy/sampled completions of `items` in one batch, with or without the hint.
-    pub fn complete(&self, items: &[&Item], style: PromptStyle, hinted: bool, seed: u64) -> starling_model::Result<Vec<String>> {
+    pub fn complete(
+        &self,
+        items: &[&Item],
+        style: PromptStyle,
+        hinted: bool,
+        seed: u64,
+    ) -> starling_model::Result<Vec<String>> {
         Ok(self.generations(items, style, hinted, seed)?.into_iter().map(|g| g.text).collect())
     }
 
     /// Like [`Generator::complete`], with token ids and finish reasons.
-    pub fn generations(&self, items: &[&Item], style: PromptStyle, hinted: bool, seed: u64) -> starling_model::Result<Vec<Generation>> {
+    pub fn generations(
+        &self,
+        items: &[&Item],
+        style: PromptStyle,
+        hinted: bool,
+        seed: u64,
+    ) -> starling_model::Result<Vec<Generation>> {
         let prompts = self.prompts(items, style, hinted)?;
         generate_ids(self.model, self.tokenizer, &prompts, &self.decode_config(seed), &mut |_| {})
     }
 
     /// The tokenized prompts of `items`, with or without the hint.
     pub fn prompts(&self, items: &[&Item], style: PromptStyle, hinted: bool) -> starling_model::Result<Vec<Vec<u32>>> {
-        items.iter().map(|it| self.tokenizer.encode(&self.task.prompt(self.exemplars, it, style, hinted), true)).collect()
+        items
+            .iter()
+            .map(|it| self.tokenizer.encode(&self.task.prompt(self.exemplars, it, style, hinted), true))
+            .collect()
     }
 
     /// Decoding settings for one batch: the configured ones, seeded, stopping at the task's
@@ -92,7 +107,12 @@ impl Generator<'_> {
 
     /// Rationales for a batch of training questions, then rationalizations of the wrong ones
     /// (with the same model), classified. `seed` makes sampled decoding repeatable per batch.
-    pub fn attempt(&self, items: &[&Item], rationalize: bool, seed: u64) -> starling_model::Result<Vec<RationaleRecord>> {
+    pub fn attempt(
+        &self,
+        items: &[&Item],
+        rationalize: bool,
+        seed: u64,
+    ) -> starling_model::Result<Vec<RationaleRecord>> {
         let first = self.complete(items, PromptStyle::Rationale, false, seed)?;
         let mut records = classify_rationales(self.task, items, first);
         let wrong = to_rationalize(&records, rationalize);
@@ -143,7 +163,13 @@ pub fn rationalization_seed(seed: u64) -> u64 {
 
 /// Step 2 of an attempt: the hinted completions of `records[wrong[k]]`; one that reaches the gold
 /// answer without repeating the hint is rationalized (and trained on without the hint).
-pub fn apply_rationalizations(task: TaskKind, items: &[&Item], records: &mut [RationaleRecord], wrong: &[usize], completions: Vec<String>) {
+pub fn apply_rationalizations(
+    task: TaskKind,
+    items: &[&Item],
+    records: &mut [RationaleRecord],
+    wrong: &[usize],
+    completions: Vec<String>,
+) {
     for (&i, completion) in wrong.iter().zip(completions) {
         let it = items[i];
         let answer = task.extract(it, &completion);
@@ -166,7 +192,12 @@ pub fn normalize_completion(text: &str) -> String {
 /// `prompt` + `completion` tokenized together (as the model saw them when generating: tokenizers
 /// such as SentencePiece's mark the start of every separately encoded text), with the loss on the
 /// completion's tokens and a final end-of-text.
-pub fn prompt_completion_example(tokenizer: &Tokenizer, prompt: &str, completion: &str, eos: Option<u32>) -> starling_model::Result<Example> {
+pub fn prompt_completion_example(
+    tokenizer: &Tokenizer,
+    prompt: &str,
+    completion: &str,
+    eos: Option<u32>,
+) -> starling_model::Result<Example> {
     let mut ids = tokenizer.encode(&format!("{prompt}{completion}"), true)?;
     let prompt_ids = tokenizer.encode(prompt, true)?;
     // Tokens shared with the prompt alone are context; a token spanning the boundary is learned.

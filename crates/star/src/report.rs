@@ -98,36 +98,74 @@ pub fn svg_chart(rows: &[IterationRow], title: &str) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
     );
     let _ = write!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
-    let _ = write!(s, r#"<text x="{}" y="22" font-size="15" text-anchor="middle">{}</text>"#, left + pw / 2.0, escape(title));
+    let _ = write!(
+        s,
+        r#"<text x="{}" y="22" font-size="15" text-anchor="middle">{}</text>"#,
+        left + pw / 2.0,
+        escape(title)
+    );
     for i in 0..=5 {
         let acc = i as f64 / 5.0;
         let _ = write!(s, r##"<line x1="{left}" x2="{}" y1="{1}" y2="{1}" stroke="#ddd"/>"##, left + pw, y(acc));
-        let _ = write!(s, r#"<text x="{}" y="{}" text-anchor="end">{}%</text>"#, left - 6.0, y(acc) + 4.0, (acc * 100.0) as u32);
+        let _ = write!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="end">{}%</text>"#,
+            left - 6.0,
+            y(acc) + 4.0,
+            (acc * 100.0) as u32
+        );
     }
     for r in rows {
-        let _ = write!(s, r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#, x(r.iteration), top + ph + 18.0, r.iteration);
+        let _ = write!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+            x(r.iteration),
+            top + ph + 18.0,
+            r.iteration
+        );
     }
-    let _ = write!(s, r#"<text x="{}" y="{}" text-anchor="middle">STaR iteration (0 = base model)</text>"#, left + pw / 2.0, h - 10.0);
+    let _ = write!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="middle">STaR iteration (0 = base model)</text>"#,
+        left + pw / 2.0,
+        h - 10.0
+    );
     let groups = groups(rows);
     let mut series: Vec<(String, Vec<(usize, f64)>, bool)> = if groups.is_empty() {
         vec![("dev accuracy".into(), rows.iter().map(|r| (r.iteration, r.dev.accuracy())).collect(), false)]
     } else {
         groups
             .iter()
-            .map(|g| (g.clone(), rows.iter().filter_map(|r| r.dev.by_group.get(g).map(|t| (r.iteration, t.accuracy()))).collect(), false))
+            .map(|g| {
+                (
+                    g.clone(),
+                    rows.iter().filter_map(|r| r.dev.by_group.get(g).map(|t| (r.iteration, t.accuracy()))).collect(),
+                    false,
+                )
+            })
             .collect()
     };
-    series.push(("train set used".into(), rows.iter().filter(|r| r.iteration > 0).map(|r| (r.iteration, r.used_share())).collect(), true));
+    series.push((
+        "train set used".into(),
+        rows.iter().filter(|r| r.iteration > 0).map(|r| (r.iteration, r.used_share())).collect(),
+        true,
+    ));
     for (i, (name, points, dashed)) in series.iter().enumerate() {
         let color = if *dashed { "#000" } else { COLORS[i % COLORS.len()] };
         let path: Vec<String> = points.iter().map(|&(it, a)| format!("{:.1},{:.1}", x(it), y(a))).collect();
         let dash = if *dashed { r#" stroke-dasharray="6 4""# } else { "" };
-        let _ = write!(s, r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"{dash}/>"#, path.join(" "));
+        let _ =
+            write!(s, r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"{dash}/>"#, path.join(" "));
         for &(it, a) in points {
             let _ = write!(s, r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"/>"#, x(it), y(a));
         }
         let ly = top + 10.0 + 18.0 * i as f64;
-        let _ = write!(s, r#"<line x1="{0}" x2="{1}" y1="{ly}" y2="{ly}" stroke="{color}" stroke-width="2"{dash}/>"#, w - right + 12.0, w - right + 34.0);
+        let _ = write!(
+            s,
+            r#"<line x1="{0}" x2="{1}" y1="{ly}" y2="{ly}" stroke="{color}" stroke-width="2"{dash}/>"#,
+            w - right + 12.0,
+            w - right + 34.0
+        );
         let _ = write!(s, r#"<text x="{}" y="{}">{}</text>"#, w - right + 40.0, ly + 4.0, escape(name));
     }
     s.push_str("</svg>\n");
@@ -150,12 +188,24 @@ mod tests {
             dev.overall.correct += c;
             dev.overall.total += 10;
         }
-        IterationRow { iteration: it, train_total: 100, kept: 10 * it, rationalized: 5 * it, rejected: 100 - 15 * it, steps: 40, dev, seconds: 1.0 }
+        IterationRow {
+            iteration: it,
+            train_total: 100,
+            kept: 10 * it,
+            rationalized: 5 * it,
+            rejected: 100 - 15 * it,
+            steps: 40,
+            dev,
+            seconds: 1.0,
+        }
     }
 
     #[test]
     fn table_and_chart_show_every_group() {
-        let rows = vec![row(0, &[("1 digits", 5), ("10 digits", 0), ("2 digits", 1)]), row(1, &[("1 digits", 9), ("10 digits", 1), ("2 digits", 6)])];
+        let rows = vec![
+            row(0, &[("1 digits", 5), ("10 digits", 0), ("2 digits", 1)]),
+            row(1, &[("1 digits", 9), ("10 digits", 1), ("2 digits", 6)]),
+        ];
         assert_eq!(groups(&rows), ["1 digits", "2 digits", "10 digits"]);
         let t = markdown_table(&rows);
         assert!(t.starts_with("| iteration | dev accuracy % | 1 digits % | 2 digits % | 10 digits % |"), "{t}");

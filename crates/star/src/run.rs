@@ -277,7 +277,16 @@ impl StarRun<'_> {
             let t0 = Instant::now();
             let base = self.load(&self.base, &self.device)?;
             let dev = self.evaluate_phase(0, &base, &dir0, obs)?;
-            let row = IterationRow { iteration: 0, train_total: self.data.train.len(), kept: 0, rationalized: 0, rejected: 0, steps: 0, dev, seconds: t0.elapsed().as_secs_f64() };
+            let row = IterationRow {
+                iteration: 0,
+                train_total: self.data.train.len(),
+                kept: 0,
+                rationalized: 0,
+                rejected: 0,
+                steps: 0,
+                dev,
+                seconds: t0.elapsed().as_secs_f64(),
+            };
             write_json(&row0_path, &row)?;
             row
         };
@@ -289,11 +298,7 @@ impl StarRun<'_> {
         for n in 1..=self.cfg.iterations {
             let dir = self.iter_dir(n);
             let row_path = dir.join("row.json");
-            let row = if row_path.exists() {
-                read_json(&row_path)?
-            } else {
-                self.iteration(n, &base_info, obs)?
-            };
+            let row = if row_path.exists() { read_json(&row_path)? } else { self.iteration(n, &base_info, obs)? };
             obs.iteration_done(&row);
             let acc = row.dev.accuracy();
             rows.push(row);
@@ -322,7 +327,8 @@ impl StarRun<'_> {
         // 1–2. Rationale generation and rationalization with M_{n-1}.
         let records = self.generate_phase(n, &previous, &dir, obs)?;
         let count = |o: Outcome| records.iter().filter(|r| r.outcome == o).count();
-        let (kept, rationalized, rejected) = (count(Outcome::Kept), count(Outcome::Rationalized), count(Outcome::Rejected));
+        let (kept, rationalized, rejected) =
+            (count(Outcome::Kept), count(Outcome::Rationalized), count(Outcome::Rejected));
 
         // 3. Fine-tune the original model on the kept and rationalized examples.
         let steps = self.cfg.steps_for(n);
@@ -343,7 +349,16 @@ impl StarRun<'_> {
         // 4. Evaluate M_n on the dev set.
         let model = self.load(&model_dir, &self.device)?;
         let dev = self.evaluate_phase(n, &model, &dir, obs)?;
-        let row = IterationRow { iteration: n, train_total: records.len(), kept, rationalized, rejected, steps, dev, seconds: t0.elapsed().as_secs_f64() };
+        let row = IterationRow {
+            iteration: n,
+            train_total: records.len(),
+            kept,
+            rationalized,
+            rejected,
+            steps,
+            dev,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
         write_json(&dir.join("row.json"), &row)?;
         Ok(row)
     }
@@ -353,7 +368,13 @@ impl StarRun<'_> {
         crate::evaluate::length_order(&self.data.train)
     }
 
-    fn generate_phase(&self, n: usize, previous: &Path, dir: &Path, obs: &mut dyn StarObserver) -> Result<Vec<RationaleRecord>, StarError> {
+    fn generate_phase(
+        &self,
+        n: usize,
+        previous: &Path,
+        dir: &Path,
+        obs: &mut dyn StarObserver,
+    ) -> Result<Vec<RationaleRecord>, StarError> {
         let done_path = dir.join("rationales.jsonl");
         if done_path.exists() {
             return read_records(&done_path);
@@ -386,7 +407,8 @@ impl StarRun<'_> {
                 let seed = self.cfg.seed ^ ((n as u64) << 32) ^ b as u64;
                 let out = g.attempt(&items, self.cfg.rationalize, seed)?;
                 for r in &out {
-                    writeln!(file, "{}", serde_json::to_string(r).expect("record JSON")).map_err(|e| io(&partial_path, e))?;
+                    writeln!(file, "{}", serde_json::to_string(r).expect("record JSON"))
+                        .map_err(|e| io(&partial_path, e))?;
                 }
                 file.flush().map_err(|e| io(&partial_path, e))?;
                 records.extend(out);
@@ -399,7 +421,15 @@ impl StarRun<'_> {
         Ok(records)
     }
 
-    fn train_phase(&self, n: usize, records: &[RationaleRecord], steps: usize, dir: &Path, base_info: &BaseInfo, obs: &mut dyn StarObserver) -> Result<(), StarError> {
+    fn train_phase(
+        &self,
+        n: usize,
+        records: &[RationaleRecord],
+        steps: usize,
+        dir: &Path,
+        base_info: &BaseInfo,
+        obs: &mut dyn StarObserver,
+    ) -> Result<(), StarError> {
         let by_id: HashMap<&str, &Item> = self.data.train.iter().map(|it| (it.id.as_str(), it)).collect();
         let train_device = self.device.clone().autodiff();
         let base = self.load(&self.base, &train_device)?;
@@ -415,7 +445,15 @@ impl StarRun<'_> {
                 base_info.fingerprint
             )));
         }
-        write_json(&dir.join("train_start.json"), &TrainStart { start_fingerprint, base_fingerprint: base_info.fingerprint.clone(), examples: examples.len(), steps })?;
+        write_json(
+            &dir.join("train_start.json"),
+            &TrainStart {
+                start_fingerprint,
+                base_fingerprint: base_info.fingerprint.clone(),
+                examples: examples.len(),
+                steps,
+            },
+        )?;
 
         let mut tc = self.cfg.train.clone();
         tc.steps = steps;
@@ -447,7 +485,13 @@ impl StarRun<'_> {
         Ok(())
     }
 
-    fn evaluate_phase(&self, n: usize, model: &Transformer, dir: &Path, obs: &mut dyn StarObserver) -> Result<EvalResult, StarError> {
+    fn evaluate_phase(
+        &self,
+        n: usize,
+        model: &Transformer,
+        dir: &Path,
+        obs: &mut dyn StarObserver,
+    ) -> Result<EvalResult, StarError> {
         let path = dir.join("eval.json");
         if path.exists() {
             return read_json(&path);
@@ -456,8 +500,12 @@ impl StarRun<'_> {
         obs.phase(n, Phase::Evaluate, self.data.dev.len());
         let mut g = self.generator(model);
         // Evaluation is greedy whatever the generation sampling is.
-        g.decode.sampling = starling_model::sampling::SamplingConfig { suppress: g.decode.sampling.suppress.clone(), ..Default::default() };
-        let result = evaluate(&g, &self.data.dev, PromptStyle::Rationale, self.cfg.gen_batch, &mut |d| obs.progress(d))?;
+        g.decode.sampling = starling_model::sampling::SamplingConfig {
+            suppress: g.decode.sampling.suppress.clone(),
+            ..Default::default()
+        };
+        let result =
+            evaluate(&g, &self.data.dev, PromptStyle::Rationale, self.cfg.gen_batch, &mut |d| obs.progress(d))?;
         write_json(&path, &result)?;
         Ok(result)
     }
@@ -490,7 +538,11 @@ pub fn report_markdown(rows: &[IterationRow], cfg: &StarConfig, root: &Path) -> 
             s.push_str(&format!("\n## Iteration {}: samples\n", last.iteration));
             for outcome in [Outcome::Kept, Outcome::Rationalized, Outcome::Rejected] {
                 if let Some(r) = records.iter().rev().find(|r| r.outcome == outcome) {
-                    let text = if outcome == Outcome::Rationalized { r.rationalization.as_deref().unwrap_or("") } else { &r.completion };
+                    let text = if outcome == Outcome::Rationalized {
+                        r.rationalization.as_deref().unwrap_or("")
+                    } else {
+                        &r.completion
+                    };
                     s.push_str(&format!("\n**{outcome:?}** (`{}`):\n\n```text\n{}```\n", r.id, text));
                 }
             }

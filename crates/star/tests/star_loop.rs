@@ -71,7 +71,11 @@ fn pretrained_base(dir: &Path, steps: usize) -> PathBuf {
 fn data() -> StarData {
     let mut seen = std::collections::HashSet::new();
     let mut items = |seed, n| {
-        arithmetic::problems(seed, n, 1, 2).iter().map(Addition::item).filter(|it| seen.insert(it.id.clone())).collect::<Vec<Item>>()
+        arithmetic::problems(seed, n, 1, 2)
+            .iter()
+            .map(Addition::item)
+            .filter(|it| seen.insert(it.id.clone()))
+            .collect::<Vec<Item>>()
     };
     StarData { train: items(21, 48), dev: items(22, 16), exemplars: Vec::new() }
 }
@@ -84,7 +88,14 @@ fn config(iterations: usize) -> StarConfig {
         shots: 0,
         first_steps: 10,
         step_growth: 1.2,
-        train: TrainConfig { batch_size: 8, lr: 1e-3, warmup_steps: 2, max_len: 128, save_every: Some(5), ..TrainConfig::default() },
+        train: TrainConfig {
+            batch_size: 8,
+            lr: 1e-3,
+            warmup_steps: 2,
+            max_len: 128,
+            save_every: Some(5),
+            ..TrainConfig::default()
+        },
         sampling: SamplingConfig::greedy(),
         max_new_tokens: 90,
         gen_batch: 16,
@@ -94,7 +105,14 @@ fn config(iterations: usize) -> StarConfig {
 }
 
 fn star<'a>(root: &Path, base: &Path, data: &'a StarData, iterations: usize) -> StarRun<'a> {
-    StarRun { root: root.to_path_buf(), cfg: config(iterations), data, base: base.to_path_buf(), tokenizer: tokenizer(), device: Device::flex() }
+    StarRun {
+        root: root.to_path_buf(),
+        cfg: config(iterations),
+        data,
+        base: base.to_path_buf(),
+        tokenizer: tokenizer(),
+        device: Device::flex(),
+    }
 }
 
 fn read<T: for<'de> serde::Deserialize<'de>>(p: &Path) -> T {
@@ -139,7 +157,14 @@ fn star_loop_fine_tunes_the_base_each_iteration_and_resumes_exactly() {
     let a = dir.join("a");
     let (rows, _) = star(&a, &base, &data, 2).run(false, &mut Quiet).unwrap();
     for r in &rows {
-        eprintln!("iteration {}: kept {} rationalized {} rejected {}, dev {:.2}", r.iteration, r.kept, r.rationalized, r.rejected, r.dev.accuracy());
+        eprintln!(
+            "iteration {}: kept {} rationalized {} rejected {}, dev {:.2}",
+            r.iteration,
+            r.kept,
+            r.rationalized,
+            r.rejected,
+            r.dev.accuracy()
+        );
     }
     assert_eq!(rows.iter().map(|r| r.iteration).collect::<Vec<_>>(), vec![0, 1, 2]);
     assert!(rows[1].kept + rows[1].rationalized > 0, "iteration 1 kept nothing: {:?}", rows[1]);
@@ -167,7 +192,11 @@ fn star_loop_fine_tunes_the_base_each_iteration_and_resumes_exactly() {
         let by_id_map: &std::collections::HashMap<&str, &Item> = &by_id;
         for r in &recs {
             let wrong = r.answer.as_deref() != Some(by_id_map[r.id.as_str()].gold.as_str());
-            assert_eq!(wrong, r.rationalization.is_some(), "every wrong answer (and only those) is rationalized: {r:?}");
+            assert_eq!(
+                wrong,
+                r.rationalization.is_some(),
+                "every wrong answer (and only those) is rationalized: {r:?}"
+            );
         }
         for ex in training_examples(&recs, &by_id, &tok, tok.token_to_id("<eos>")).unwrap() {
             let text = tok.decode(&ex.ids, false).unwrap();
@@ -180,7 +209,10 @@ fn star_loop_fine_tunes_the_base_each_iteration_and_resumes_exactly() {
     // Killed after iteration 1, then resumed with two iterations.
     let b = dir.join("b");
     star(&b, &base, &data, 1).run(false, &mut Quiet).unwrap();
-    assert!(matches!(star(&b, &base, &data, 2).run(false, &mut Quiet), Err(StarError::Resume(_))), "a second start must not overwrite");
+    assert!(
+        matches!(star(&b, &base, &data, 2).run(false, &mut Quiet), Err(StarError::Resume(_))),
+        "a second start must not overwrite"
+    );
     star(&b, &base, &data, 2).run(true, &mut Quiet).unwrap();
     assert_eq!(artefacts(&b, 2), expected);
 

@@ -163,7 +163,8 @@ mod tests {
 
     #[test]
     fn choices_are_recognized_in_many_forms() {
-        let choices: Vec<String> = ["bank", "library", "department store", "mall", "new york"].map(String::from).to_vec();
+        let choices: Vec<String> =
+            ["bank", "library", "department store", "mall", "new york"].map(String::from).to_vec();
         assert_eq!(choice_letter("... Therefore, the answer is bank (a).", &choices), Some('a'));
         assert_eq!(choice_letter("So the answer is (D)", &choices), Some('d'));
         assert_eq!(choice_letter("The answer is b.", &choices), Some('b'));

@@ -26,8 +26,25 @@ pub const ALPHABET: &str = "0123456789+=:,()ACQ<>/abcehrst \n";
 /// Multi-character tokens for the task's tokenizer: a space and the digit or sign after it are one
 /// token, as in the BPE vocabularies of the STaR paper's models (GPT-J reads ` 7` as one token),
 /// and the markers are one token each. This halves the length of the text.
-pub const PIECES: [&str; 17] =
-    [" 0", " 1", " 2", " 3", " 4", " 5", " 6", " 7", " 8", " 9", " +", " ,", " C:", "Q:", "A:", "<scratch>", "</scratch>"];
+pub const PIECES: [&str; 17] = [
+    " 0",
+    " 1",
+    " 2",
+    " 3",
+    " 4",
+    " 5",
+    " 6",
+    " 7",
+    " 8",
+    " 9",
+    " +",
+    " ,",
+    " C:",
+    "Q:",
+    "A:",
+    "<scratch>",
+    "</scratch>",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Addition {
@@ -164,7 +181,10 @@ impl Addition {
 /// Few-shot exemplars for prompting a pretrained model (a from-scratch model learns the format
 /// in pretraining instead).
 pub fn exemplars() -> Vec<crate::Exemplar> {
-    [Addition { a: 624, b: 259 }, Addition { a: 38, b: 7 }, Addition { a: 4071, b: 2985 }].iter().map(Addition::exemplar).collect()
+    [Addition { a: 624, b: 259 }, Addition { a: 38, b: 7 }, Addition { a: 4071, b: 2985 }]
+        .iter()
+        .map(Addition::exemplar)
+        .collect()
 }
 
 /// `n` problems whose larger operand has between `min_digits` and `max_digits` digits, from a
@@ -189,7 +209,13 @@ pub fn problems(seed: u64, n: usize, min_digits: usize, max_digits: usize) -> Ve
 /// count is measured. Training questions never repeat, and never include a dev question of two or
 /// more digits; one-digit sums number only 100, so there dev and training share questions (as they
 /// did in the STaR paper, which drew its problems at random).
-pub fn train_dev_split(seed: u64, train_size: usize, dev_per_digit: usize, lo: usize, hi: usize) -> (Vec<crate::Item>, Vec<crate::Item>) {
+pub fn train_dev_split(
+    seed: u64,
+    train_size: usize,
+    dev_per_digit: usize,
+    lo: usize,
+    hi: usize,
+) -> (Vec<crate::Item>, Vec<crate::Item>) {
     let mut dev_ids = std::collections::HashSet::new();
     let dev: Vec<crate::Item> = (lo..=hi)
         .flat_map(|d| problems(seed.wrapping_add(7_919 * d as u64 + 1), dev_per_digit, d, d))
@@ -221,7 +247,10 @@ mod tests {
         let p = Addition { a: 95, b: 7 };
         assert_eq!(p.scratchpad(), "<scratch>\n9 5 + 7 , C: 0\n9 + , 2 C: 1\n, 0 2 C: 1\n1 0 2\n</scratch>\n");
         assert_eq!(p.answer_line(), "A: 1 0 2\n");
-        assert_eq!(Addition { a: 3, b: 41 }.scratchpad(), "<scratch>\n3 + 4 1 , C: 0\n+ 4 , 4 C: 0\n, 4 4 C: 0\n0 4 4\n</scratch>\n");
+        assert_eq!(
+            Addition { a: 3, b: 41 }.scratchpad(),
+            "<scratch>\n3 + 4 1 , C: 0\n+ 4 , 4 C: 0\n, 4 4 C: 0\n0 4 4\n</scratch>\n"
+        );
         assert_eq!(Addition { a: 624, b: 259 }.hinted_question(), "Q: 6 2 4 + 2 5 9 (8 8 3)\n");
     }
 

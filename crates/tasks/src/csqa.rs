@@ -55,9 +55,10 @@ fn convert(r: Record, line: usize) -> Result<Item, String> {
     if r.question.choices.len() < 2 || r.question.choices.len() > 26 {
         return Err(format!("expected 2 to 26 answer choices, found {}", r.question.choices.len()));
     }
-    let key = r.answer_key.filter(|k| !k.trim().is_empty()).ok_or(
-        "no answerKey: this looks like an unlabeled (test) split; STaR needs gold answers for train and dev",
-    )?;
+    let key = r
+        .answer_key
+        .filter(|k| !k.trim().is_empty())
+        .ok_or("no answerKey: this looks like an unlabeled (test) split; STaR needs gold answers for train and dev")?;
     let correct = r
         .question
         .choices

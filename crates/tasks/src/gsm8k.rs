@@ -76,7 +76,10 @@ pub fn parse_jsonl(text: &str, origin: &str, on_bad: OnBadLine) -> Result<Parsed
 
 /// Few-shot exemplars written for Starling (not taken from the data set).
 pub fn exemplars() -> Vec<Exemplar> {
-    let ex = |q: &str, solution: &str, ans: &str| Exemplar { item: item("exemplar", q, ans), rationale: solution.to_string() };
+    let ex = |q: &str, solution: &str, ans: &str| Exemplar {
+        item: item("exemplar", q, ans),
+        rationale: solution.to_string(),
+    };
     vec![
         ex(
             "A baker makes 24 muffins. She sells 15 of them and gives 3 to her neighbor. How many muffins does she have left?",
@@ -113,7 +116,10 @@ mod tests {
         let p = parse_jsonl(LINE, "test.jsonl", OnBadLine::Error).unwrap();
         let (it, solution) = &p.records[0];
         assert_eq!(it.gold, "3");
-        assert_eq!(solution, "It takes 2/2=1 bolt of white fiber\nSo the total amount of fabric is 2+1=3 bolts of fabric");
+        assert_eq!(
+            solution,
+            "It takes 2/2=1 bolt of white fiber\nSo the total amount of fabric is 2+1=3 bolts of fabric"
+        );
         assert!(it.hinted_question.ends_with("does it take? (3)\n"));
         let c = TaskKind::Gsm8k.completion(it, solution, PromptStyle::Rationale);
         assert!(c.ends_with("\n#### 3\n"));

@@ -93,7 +93,9 @@ impl TaskKind {
             (TaskKind::Arithmetic, PromptStyle::Direct) => format!("A: {ans}\n"),
             (TaskKind::Gsm8k, PromptStyle::Rationale) => format!("A: {r}\n#### {ans}\n"),
             (TaskKind::Gsm8k, PromptStyle::Direct) => format!("A: #### {ans}\n"),
-            (TaskKind::Csqa | TaskKind::Qa, PromptStyle::Rationale) => format!("A: {r} Therefore, the answer is {ans}.\n"),
+            (TaskKind::Csqa | TaskKind::Qa, PromptStyle::Rationale) => {
+                format!("A: {r} Therefore, the answer is {ans}.\n")
+            }
             (TaskKind::Csqa | TaskKind::Qa, PromptStyle::Direct) => format!("A: The answer is {ans}.\n"),
         }
     }

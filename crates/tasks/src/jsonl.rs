@@ -66,7 +66,11 @@ pub fn parse<R: DeserializeOwned, T>(
     }
     if out.records.is_empty() {
         let hint = if out.skipped > 0 {
-            format!(" (all {} lines were malformed; first: {})", out.skipped, out.first_error.clone().unwrap_or_default())
+            format!(
+                " (all {} lines were malformed; first: {})",
+                out.skipped,
+                out.first_error.clone().unwrap_or_default()
+            )
         } else {
             " (the file is empty)".to_string()
         };

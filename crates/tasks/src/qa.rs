@@ -65,9 +65,13 @@ fn convert(r: Record, line: usize) -> Result<(Item, Option<String>), String> {
             return Err(format!("expected 2 to 26 choices, found {}", r.choices.len()));
         }
         let lower = answer.to_lowercase();
-        let by_letter = (lower.len() == 1).then(|| lower.as_bytes()[0].wrapping_sub(b'a') as usize).filter(|&i| i < r.choices.len());
+        let by_letter = (lower.len() == 1)
+            .then(|| lower.as_bytes()[0].wrapping_sub(b'a') as usize)
+            .filter(|&i| i < r.choices.len());
         let by_text = r.choices.iter().position(|c| canonical_answer(c) == canonical_answer(&answer));
-        let correct = by_text.or(by_letter).ok_or_else(|| format!("answer {answer:?} is neither one of the choices nor a choice letter"))?;
+        let correct = by_text
+            .or(by_letter)
+            .ok_or_else(|| format!("answer {answer:?} is neither one of the choices nor a choice letter"))?;
         csqa::item(&id, &r.question, &r.choices, correct)
     };
     Ok((item, r.rationale.filter(|s| !s.trim().is_empty())))
@@ -82,7 +86,8 @@ pub fn parse_jsonl(text: &str, origin: &str, on_bad: OnBadLine) -> Result<Parsed
 pub fn parse_exemplars(text: &str, origin: &str) -> Result<Vec<Exemplar>, TaskError> {
     let parsed = parse::<Record, Exemplar>(text, origin, OnBadLine::Error, |r, line| {
         let (item, rationale) = convert(r, line)?;
-        let rationale = rationale.ok_or("an exemplar needs a \"rationale\": the worked reasoning that leads to the answer")?;
+        let rationale =
+            rationale.ok_or("an exemplar needs a \"rationale\": the worked reasoning that leads to the answer")?;
         Ok(Exemplar { item, rationale })
     })?;
     Ok(parsed.records)
@@ -117,13 +122,27 @@ mod tests {
     fn bad_lines_and_exemplars() {
         let err = parse_jsonl("{\"question\": \"q\"}", "m.jsonl", OnBadLine::Error).unwrap_err().to_string();
         assert!(err.contains("m.jsonl:1") && err.contains("answer"), "{err}");
-        let err = parse_jsonl("{\"question\": \"q\", \"choices\": [\"a1\", \"b1\"], \"answer\": \"zz\"}", "m.jsonl", OnBadLine::Error).unwrap_err();
+        let err = parse_jsonl(
+            "{\"question\": \"q\", \"choices\": [\"a1\", \"b1\"], \"answer\": \"zz\"}",
+            "m.jsonl",
+            OnBadLine::Error,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("neither one of the choices"));
-        let err = parse_jsonl("{\"question\": \"q\", \"choices\": [\"a1\"], \"answer\": \"a1\"}", "m.jsonl", OnBadLine::Error).unwrap_err();
+        let err = parse_jsonl(
+            "{\"question\": \"q\", \"choices\": [\"a1\"], \"answer\": \"a1\"}",
+            "m.jsonl",
+            OnBadLine::Error,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("2 to 26 choices"));
         let err = parse_exemplars("{\"question\": \"q\", \"answer\": \"a\"}", "ex.jsonl").unwrap_err().to_string();
         assert!(err.contains("rationale"), "{err}");
-        let ex = parse_exemplars("{\"question\": \"2+2?\", \"answer\": \"4\", \"rationale\": \"Two and two make four.\"}", "ex.jsonl").unwrap();
+        let ex = parse_exemplars(
+            "{\"question\": \"2+2?\", \"answer\": \"4\", \"rationale\": \"Two and two make four.\"}",
+            "ex.jsonl",
+        )
+        .unwrap();
         assert_eq!(ex[0].rationale, "Two and two make four.");
     }
 }

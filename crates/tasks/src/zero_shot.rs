@@ -23,7 +23,8 @@ pub fn candidates(item: &Item) -> Candidates {
     if item.choices.is_empty() {
         return Candidates { prompt, continuations: vec![format!(" {}.", item.answer_text)], gold: 0 };
     }
-    let continuations = item.choices.iter().enumerate().map(|(i, c)| format!(" {c} ({}).", (b'a' + i as u8) as char)).collect();
+    let continuations =
+        item.choices.iter().enumerate().map(|(i, c)| format!(" {c} ({}).", (b'a' + i as u8) as char)).collect();
     let gold = item.gold.bytes().next().map_or(0, |g| (g - b'a') as usize);
     Candidates { prompt, continuations, gold }
 }

@@ -6,9 +6,11 @@ use std::path::PathBuf;
 use starling_tasks::{OnBadLine, PromptStyle, TaskError, TaskKind, csqa, gsm8k};
 
 fn data(rel: &str) -> (String, String) {
-    let dir = std::env::var_os("STARLING_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from).join("../../../shared"));
+    let dir = std::env::var_os("STARLING_SHARED").map(PathBuf::from).unwrap_or_else(|| {
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+            .join("../../../shared")
+    });
     let path = dir.join("data").join(rel);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{}: {e} (set STARLING_SHARED to the folder holding data/)", path.display()));

@@ -153,11 +153,23 @@ impl Dims {
 
 fn empty(like: &CubeTensor, shape: Vec<usize>) -> CubeTensor {
     let bytes = shape.iter().product::<usize>() * core::mem::size_of::<f32>();
-    CubeTensor::new_contiguous(like.client.clone(), like.device.clone(), Shape::from(shape), like.client.empty(bytes.max(4)), DType::F32)
+    CubeTensor::new_contiguous(
+        like.client.clone(),
+        like.device.clone(),
+        Shape::from(shape),
+        like.client.empty(bytes.max(4)),
+        DType::F32,
+    )
 }
 
 /// Launches `kernel` over `invocations` threads (a 2-D grid when the count exceeds one axis).
-fn launch(like: &CubeTensor, kernel: ThoughtKernel, invocations: usize, buffers: &[&CubeTensor], info: MetadataBindingInfo) {
+fn launch(
+    like: &CubeTensor,
+    kernel: ThoughtKernel,
+    invocations: usize,
+    buffers: &[&CubeTensor],
+    info: MetadataBindingInfo,
+) {
     let groups = invocations.div_ceil(WORKGROUP as usize).max(1) as u32;
     let x = groups.min(65_535);
     let y = groups.div_ceil(x);
@@ -266,7 +278,9 @@ impl<B: ThoughtAttentionKernels> Backward<B, 5> for ThoughtAttentionBackward {
     }
 }
 
-impl<B: ThoughtAttentionBackend + ThoughtAttentionKernels, C: CheckpointStrategy> ThoughtAttentionBackend for Autodiff<B, C> {
+impl<B: ThoughtAttentionBackend + ThoughtAttentionKernels, C: CheckpointStrategy> ThoughtAttentionBackend
+    for Autodiff<B, C>
+{
     fn thought_attention(
         q: FloatTensor<Self>,
         k_real: FloatTensor<Self>,

@@ -74,7 +74,10 @@ pub fn fused_available(device: &Device) -> bool {
 /// instead of the panic inside the op.
 pub fn check_kernel(kernel: Kernel, device: &Device, head_dim: usize) -> Result<(), String> {
     if kernel == Kernel::Fused && !fused_available(device) {
-        return Err("the fused thought-attention kernel runs only on wgpu devices; use --device gpu, or --kernel auto/split".into());
+        return Err(
+            "the fused thought-attention kernel runs only on wgpu devices; use --device gpu, or --kernel auto/split"
+                .into(),
+        );
     }
     if kernel.resolve(device) == Kernel::Fused && head_dim > MAX_FUSED_HEAD_DIM {
         return Err(format!(
@@ -106,7 +109,14 @@ pub fn thought_attention(
     }
 }
 
-fn check_shapes(q: &Tensor<5>, k_real: &Tensor<4>, v_real: &Tensor<4>, k_diag: &Tensor<5>, v_diag: &Tensor<5>, pad: &[usize]) {
+fn check_shapes(
+    q: &Tensor<5>,
+    k_real: &Tensor<4>,
+    v_real: &Tensor<4>,
+    k_diag: &Tensor<5>,
+    v_diag: &Tensor<5>,
+    pad: &[usize],
+) {
     let [b, h, sq, l, hd] = q.dims();
     let [kb, kvh, kl, khd] = k_real.dims();
     let [db, dkvh, sk, dl, dhd] = k_diag.dims();

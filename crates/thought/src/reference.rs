@@ -9,7 +9,14 @@ const MASKED: f32 = -1.0e30;
 
 /// One explicit mask over all `L + Sk·L` keys (real keys, then the thought keys step-major), as
 /// the official code builds it: `O(Sq·L · Sk·L)` memory.
-pub fn dense(q: Tensor<5>, k_real: Tensor<4>, v_real: Tensor<4>, k_diag: Tensor<5>, v_diag: Tensor<5>, pad_left: &[usize]) -> Tensor<5> {
+pub fn dense(
+    q: Tensor<5>,
+    k_real: Tensor<4>,
+    v_real: Tensor<4>,
+    k_diag: Tensor<5>,
+    v_diag: Tensor<5>,
+    pad_left: &[usize],
+) -> Tensor<5> {
     let [b, h, sq, l, hd] = q.dims();
     let [_, kvh, sk, _, _] = k_diag.dims();
     let rep = h / kvh;
@@ -48,7 +55,14 @@ fn dense_mask(pad_left: &[usize], sq: usize, sk: usize, l: usize, device: &Devic
 /// Real keys scored as an ordinary causal L×L block, thought keys as a per-position Sq×Sk block;
 /// one softmax over both. Memory `O(Sq·L·(L + Sk))`, what plain attention over L tokens costs
 /// per step.
-pub fn split(q: Tensor<5>, k_real: Tensor<4>, v_real: Tensor<4>, k_diag: Tensor<5>, v_diag: Tensor<5>, pad_left: &[usize]) -> Tensor<5> {
+pub fn split(
+    q: Tensor<5>,
+    k_real: Tensor<4>,
+    v_real: Tensor<4>,
+    k_diag: Tensor<5>,
+    v_diag: Tensor<5>,
+    pad_left: &[usize],
+) -> Tensor<5> {
     let [b, h, sq, l, hd] = q.dims();
     let [_, kvh, sk, _, _] = k_diag.dims();
     let rep = h / kvh;
@@ -62,7 +76,8 @@ pub fn split(q: Tensor<5>, k_real: Tensor<4>, v_real: Tensor<4>, k_diag: Tensor<
     // Thought block, per position: [B, KVH, L, rep·Sq, Sk] → [B, KVH, rep·Sq, L, Sk].
     let q_by_pos = q.swap_dims(2, 3);
     let k_by_pos = k_diag.swap_dims(2, 3);
-    let diag = q_by_pos.matmul(k_by_pos.swap_dims(3, 4)) + step_mask(rep, sq, sk, &device).reshape([1, 1, 1, rep * sq, sk]);
+    let diag =
+        q_by_pos.matmul(k_by_pos.swap_dims(3, 4)) + step_mask(rep, sq, sk, &device).reshape([1, 1, 1, rep * sq, sk]);
     let diag = diag.swap_dims(2, 3);
 
     let probs = softmax(Tensor::cat(vec![real, diag], 4), 4);

@@ -25,7 +25,12 @@ pub struct CorpusReport {
 
 /// Plain text: the whole file is one stream of tokens (with the tokenizer's special tokens, e.g. a
 /// leading BOS), cut into windows of `max_len`.
-pub fn text_examples(text: &str, tokenizer: &Tokenizer, max_len: usize, origin: &str) -> Result<Vec<Example>, TrainError> {
+pub fn text_examples(
+    text: &str,
+    tokenizer: &Tokenizer,
+    max_len: usize,
+    origin: &str,
+) -> Result<Vec<Example>, TrainError> {
     if text.trim().is_empty() {
         return Err(TrainError::Data(format!("{origin} is empty; give it some text to learn")));
     }
@@ -75,7 +80,11 @@ pub fn jsonl_examples(
     if out.is_empty() {
         return Err(TrainError::Data(format!(
             "{origin} has no usable example{}",
-            if report.skipped_lines > 0 { format!(" ({} malformed lines skipped)", report.skipped_lines) } else { String::new() }
+            if report.skipped_lines > 0 {
+                format!(" ({} malformed lines skipped)", report.skipped_lines)
+            } else {
+                String::new()
+            }
         )));
     }
     report.examples = out.len();

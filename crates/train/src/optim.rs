@@ -29,13 +29,7 @@ pub struct AdamWConfig {
 impl Default for AdamWConfig {
     /// PyTorch's defaults.
     fn default() -> Self {
-        Self {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.01,
-            decay_1d: false,
-        }
+        Self { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, decay_1d: false }
     }
 }
 
@@ -55,23 +49,14 @@ pub struct AdamW {
 
 impl AdamW {
     pub fn new(config: AdamWConfig) -> Self {
-        Self {
-            config,
-            steps: 0,
-            moments: HashMap::new(),
-        }
+        Self { config, steps: 0, moments: HashMap::new() }
     }
 
     /// Applies one update to every parameter of `module` that has a gradient in `grads`;
     /// gradients are multiplied by `grad_scale` first (global-norm clipping).
     pub fn step<M: Module>(&mut self, module: M, grads: &mut GradientsParams, lr: f64, grad_scale: f64) -> M {
         self.steps += 1;
-        let mut mapper = UpdateMapper {
-            opt: self,
-            grads,
-            lr,
-            grad_scale,
-        };
+        let mut mapper = UpdateMapper { opt: self, grads, lr, grad_scale };
         module.map(&mut mapper)
     }
 
@@ -88,7 +73,12 @@ impl AdamW {
     }
 
     /// Restores moments saved by [`AdamW::state_tensors`] onto `device`.
-    pub fn load_state(&mut self, steps: u64, tensors: &BTreeMap<String, HostTensor>, device: &Device) -> Result<(), String> {
+    pub fn load_state(
+        &mut self,
+        steps: u64,
+        tensors: &BTreeMap<String, HostTensor>,
+        device: &Device,
+    ) -> Result<(), String> {
         let inner = device.clone().without_autodiff();
         let mut moments = HashMap::new();
         for (name, m) in tensors {
@@ -198,8 +188,14 @@ mod tests {
 
     fn tiny(device: &Device) -> Tiny {
         Tiny {
-            w: Param::initialized(ParamId::from(1u64), Tensor::from_data(TensorData::new(vec![1.0f32, -2.0, 0.5, 3.0], [2, 2]), device).require_grad()),
-            b: Param::initialized(ParamId::from(2u64), Tensor::from_data(TensorData::new(vec![0.1f32, 0.2], [2]), device).require_grad()),
+            w: Param::initialized(
+                ParamId::from(1u64),
+                Tensor::from_data(TensorData::new(vec![1.0f32, -2.0, 0.5, 3.0], [2, 2]), device).require_grad(),
+            ),
+            b: Param::initialized(
+                ParamId::from(2u64),
+                Tensor::from_data(TensorData::new(vec![0.1f32, 0.2], [2]), device).require_grad(),
+            ),
         }
     }
 

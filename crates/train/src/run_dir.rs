@@ -49,14 +49,11 @@ fn ck(e: impl std::fmt::Display) -> TrainError {
 impl RunDir {
     /// Opens (creating if needed) a run folder and records the config.
     pub fn create(root: &Path, config: &TrainConfig, tokenizer: &Tokenizer) -> Result<Self, TrainError> {
-        std::fs::create_dir_all(root.join("checkpoints")).map_err(|e| ck(format!("cannot create {}: {e}", root.display())))?;
+        std::fs::create_dir_all(root.join("checkpoints"))
+            .map_err(|e| ck(format!("cannot create {}: {e}", root.display())))?;
         let json = serde_json::to_vec_pretty(config).expect("config JSON");
         write_atomic(&root.join("train_config.json"), &json)?;
-        Ok(Self {
-            root: root.to_path_buf(),
-            config: config.clone(),
-            tokenizer: tokenizer.clone(),
-        })
+        Ok(Self { root: root.to_path_buf(), config: config.clone(), tokenizer: tokenizer.clone() })
     }
 
     pub fn checkpoint_dir(&self, step: usize) -> PathBuf {
@@ -87,11 +84,7 @@ impl RunDir {
         let mut files = hf_folder_files(model, &self.tokenizer)?;
         let opt = serialize_f32(&optimizer.state_tensors(), HashMap::new())?;
         files.push((OPTIMIZER_FILE.into(), opt));
-        let state = TrainerState {
-            step,
-            optimizer_steps: optimizer.steps,
-            config: self.config.clone(),
-        };
+        let state = TrainerState { step, optimizer_steps: optimizer.steps, config: self.config.clone() };
         files.push((STATE_FILE.into(), serde_json::to_vec_pretty(&state).expect("state JSON")));
         let dir = self.checkpoint_dir(step);
         write_folder_atomic(&dir, &files)?;
@@ -109,13 +102,22 @@ impl RunDir {
     pub fn load_start(&self, checkpoint: &Path, device: &Device) -> Result<StartPoint, TrainError> {
         let state_path = checkpoint.join(STATE_FILE);
         let text = std::fs::read_to_string(&state_path).map_err(|e| ck(format!("{}: {e}", state_path.display())))?;
-        let state: TrainerState = serde_json::from_str(&text).map_err(|e| ck(format!("{}: {e}", state_path.display())))?;
+        let state: TrainerState =
+            serde_json::from_str(&text).map_err(|e| ck(format!("{}: {e}", state_path.display())))?;
         let (a, b) = (&state.config, &self.config);
         if a.seed != b.seed || a.batch_size != b.batch_size || a.grad_accum != b.grad_accum || a.max_len != b.max_len {
             return Err(TrainError::Config(format!(
                 "{} was made with seed {}, batch {}×{}, max_len {}; resuming needs the same values \
                  (got seed {}, batch {}×{}, max_len {}) or a fresh run folder",
-                checkpoint.display(), a.seed, a.batch_size, a.grad_accum, a.max_len, b.seed, b.batch_size, b.grad_accum, b.max_len
+                checkpoint.display(),
+                a.seed,
+                a.batch_size,
+                a.grad_accum,
+                a.max_len,
+                b.seed,
+                b.batch_size,
+                b.grad_accum,
+                b.max_len
             )));
         }
         let opt_path = checkpoint.join(OPTIMIZER_FILE);
@@ -123,7 +125,9 @@ impl RunDir {
         let tensors: BTreeMap<String, HostTensor> =
             source.names().into_iter().map(|n| source.load(&n).map(|t| (n, t))).collect::<Result<_, _>>()?;
         let mut optimizer = AdamW::new(self.config.adamw);
-        optimizer.load_state(state.optimizer_steps, &tensors, device).map_err(|e| ck(format!("{}: {e}", opt_path.display())))?;
+        optimizer
+            .load_state(state.optimizer_steps, &tensors, device)
+            .map_err(|e| ck(format!("{}: {e}", opt_path.display())))?;
         Ok(StartPoint { step: state.step, optimizer })
     }
 

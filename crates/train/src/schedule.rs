@@ -55,7 +55,8 @@ mod tests {
 
     #[test]
     fn warmup_then_cosine() {
-        let s = Schedule { kind: ScheduleKind::Cosine, peak_lr: 1.0, warmup_steps: 4, total_steps: 104, min_lr_ratio: 0.1 };
+        let s =
+            Schedule { kind: ScheduleKind::Cosine, peak_lr: 1.0, warmup_steps: 4, total_steps: 104, min_lr_ratio: 0.1 };
         assert_eq!(s.lr(0), 0.25);
         assert_eq!(s.lr(3), 1.0);
         assert!((s.lr(4) - 1.0).abs() < 1e-12);

@@ -318,9 +318,15 @@ impl<'a> Trainer<'a> {
 
     /// Finishes the step with the results of [`PendingStep::readback`]: stops on a non-finite
     /// loss or gradient, else clips and applies the AdamW update.
-    pub fn apply(&mut self, model: Transformer, pending: PendingStep, read: Vec<TensorData>) -> Result<(Transformer, StepMetrics), TrainError> {
+    pub fn apply(
+        &mut self,
+        model: Transformer,
+        pending: PendingStep,
+        read: Vec<TensorData>,
+    ) -> Result<(Transformer, StepMetrics), TrainError> {
         let scalar = |d: &TensorData| d.iter::<f64>().next();
-        let (Some(loss), Some(grad_squared_norm)) = (read.first().and_then(scalar), read.get(1).and_then(scalar)) else {
+        let (Some(loss), Some(grad_squared_norm)) = (read.first().and_then(scalar), read.get(1).and_then(scalar))
+        else {
             return Err(TrainError::Data("the loss and gradient norm read back from the device are missing".into()));
         };
         let step = self.step;

@@ -195,4 +195,10 @@ macro_rules! on_both_devices {
     };
 }
 
-on_both_devices!(loss_falls, resume_is_exact, nothing_to_learn_is_an_error, accumulation_matches_a_big_batch, nan_loss_stops_training);
+on_both_devices!(
+    loss_falls,
+    resume_is_exact,
+    nothing_to_learn_is_an_error,
+    accumulation_matches_a_big_batch,
+    nan_loss_stops_training
+);

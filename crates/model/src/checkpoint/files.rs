@@ -5,10 +5,10 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::Path;
 
+use super::FileBytes;
 use super::gguf::{GgufFile, GgufSource};
 use super::gguf_tokenizer::tokenizer_from_gguf;
 use super::safetensors::SafetensorsSource;
-use super::FileBytes;
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
 use crate::tokenizer::Tokenizer;
@@ -37,7 +37,9 @@ pub fn open_checkpoint(path: &Path, tokenizer_override: Option<&Path>) -> Result
             std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder; check the model path"),
         ));
     }
-    let override_tok = tokenizer_override.map(|p| Tokenizer::from_json(&read_text(p)?).map_err(|e| ModelError::format(p, e.to_string()))).transpose()?;
+    let override_tok = tokenizer_override
+        .map(|p| Tokenizer::from_json(&read_text(p)?).map_err(|e| ModelError::format(p, e.to_string())))
+        .transpose()?;
     if path.is_dir() {
         open_hf_folder(path, override_tok)
     } else {
@@ -167,7 +169,11 @@ pub fn hf_folder_files(model: &crate::Transformer, tokenizer: &Tokenizer) -> Res
     meta.insert("format".to_string(), "pt".to_string());
     let weights = super::safetensors::serialize_f32(&tensors, meta)?;
     let mut generation = serde_json::json!({"_from_model_config": true});
-    for (key, id) in [("bos_token_id", config.bos_token_id), ("eos_token_id", config.eos_token_id), ("pad_token_id", config.pad_token_id)] {
+    for (key, id) in [
+        ("bos_token_id", config.bos_token_id),
+        ("eos_token_id", config.eos_token_id),
+        ("pad_token_id", config.pad_token_id),
+    ] {
         if let Some(id) = id {
             generation[key] = id.into();
         }

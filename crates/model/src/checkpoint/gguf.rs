@@ -149,7 +149,10 @@ impl<'a> Cursor<'a> {
             11 => MetaValue::I64(self.u64()? as i64),
             12 => MetaValue::F64(f64::from_le_bytes(self.take(8)?.try_into().unwrap())),
             other => {
-                return Err(ModelError::format(self.path, format!("unknown GGUF metadata type {other}: corrupt header")));
+                return Err(ModelError::format(
+                    self.path,
+                    format!("unknown GGUF metadata type {other}: corrupt header"),
+                ));
             }
         })
     }
@@ -157,11 +160,7 @@ impl<'a> Cursor<'a> {
 
 impl GgufFile {
     pub fn parse(path: PathBuf, bytes: FileBytes) -> Result<Self> {
-        let mut c = Cursor {
-            b: &bytes,
-            at: 0,
-            path: &path,
-        };
+        let mut c = Cursor { b: &bytes, at: 0, path: &path };
         if bytes.len() < 4 || &bytes[0..4] != b"GGUF" {
             return Err(ModelError::format(&path, "not a GGUF file (missing the `GGUF` magic bytes)"));
         }
@@ -187,7 +186,10 @@ impl GgufFile {
             let name = c.string()?;
             let n_dims = c.u32()? as usize;
             if n_dims > 8 {
-                return Err(ModelError::format(&path, format!("tensor `{name}` has {n_dims} dimensions: corrupt header")));
+                return Err(ModelError::format(
+                    &path,
+                    format!("tensor `{name}` has {n_dims} dimensions: corrupt header"),
+                ));
             }
             let mut dims = Vec::with_capacity(n_dims);
             for _ in 0..n_dims {
@@ -198,11 +200,7 @@ impl GgufFile {
             dims.reverse();
             infos.push((name, dims, ty, offset));
         }
-        let alignment = metadata
-            .get("general.alignment")
-            .and_then(MetaValue::as_u64)
-            .unwrap_or(32)
-            .max(1) as usize;
+        let alignment = metadata.get("general.alignment").and_then(MetaValue::as_u64).unwrap_or(32).max(1) as usize;
         let data_start = c.at.div_ceil(alignment) * alignment;
         let mut tensors = BTreeMap::new();
         let mut unsupported = BTreeMap::new();
@@ -216,7 +214,10 @@ impl GgufFile {
                 }
             };
             let len = ty.bytes_for(n).ok_or_else(|| {
-                ModelError::format(&path, format!("tensor `{name}` has {n} values, not a whole number of {ty:?} blocks"))
+                ModelError::format(
+                    &path,
+                    format!("tensor `{name}` has {n} values, not a whole number of {ty:?} blocks"),
+                )
             })?;
             let start = data_start + offset;
             if start.checked_add(len).is_none_or(|end| end > bytes.len()) {
@@ -225,25 +226,9 @@ impl GgufFile {
                     format!("tensor `{name}` extends past the end of the file; the file is truncated"),
                 ));
             }
-            tensors.insert(
-                name.clone(),
-                GgufTensorInfo {
-                    name,
-                    shape,
-                    ty,
-                    start,
-                    len,
-                },
-            );
+            tensors.insert(name.clone(), GgufTensorInfo { name, shape, ty, start, len });
         }
-        Ok(Self {
-            path,
-            version,
-            metadata,
-            tensors,
-            unsupported,
-            bytes,
-        })
+        Ok(Self { path, version, metadata, tensors, unsupported, bytes })
     }
 
     pub fn architecture(&self) -> &str {
@@ -285,9 +270,10 @@ impl GgufFile {
             ));
         }
         let need = |key: &str| -> Result<usize> {
-            self.arch_key(key).and_then(MetaValue::as_u64).map(|v| v as usize).ok_or_else(|| {
-                ModelError::format(&self.path, format!("metadata `{arch}.{key}` is missing"))
-            })
+            self.arch_key(key)
+                .and_then(MetaValue::as_u64)
+                .map(|v| v as usize)
+                .ok_or_else(|| ModelError::format(&self.path, format!("metadata `{arch}.{key}` is missing")))
         };
         let hidden_size = need("embedding_length")?;
         let num_heads = need("attention.head_count")?;
@@ -492,9 +478,7 @@ pub fn write_gguf(metadata: &[(&str, MetaValue)], tensors: &[(&str, GgmlType, Ve
         put_str(&mut out, k);
         put_value(&mut out, v, true);
     }
-    let type_id = |t: GgmlType| -> u32 {
-        (0..64).find(|&i| GgmlType::from_id(i) == Ok(t)).unwrap()
-    };
+    let type_id = |t: GgmlType| -> u32 { (0..64).find(|&i| GgmlType::from_id(i) == Ok(t)).unwrap() };
     let mut offset = 0usize;
     let mut offsets = Vec::new();
     for (name, ty, shape, data) in tensors {
@@ -531,7 +515,10 @@ mod tests {
             &[
                 ("general.architecture", MetaValue::Str("llama".into())),
                 ("general.name", MetaValue::Str("test".into())),
-                ("tokenizer.ggml.tokens", MetaValue::Array(vec![MetaValue::Str("a".into()), MetaValue::Str("b".into())])),
+                (
+                    "tokenizer.ggml.tokens",
+                    MetaValue::Array(vec![MetaValue::Str("a".into()), MetaValue::Str("b".into())]),
+                ),
             ],
             &[
                 ("x", GgmlType::F32, vec![2, 3], f32_bytes(&[1., 2., 3., 4., 5., 6.])),

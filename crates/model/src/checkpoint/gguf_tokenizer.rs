@@ -17,12 +17,8 @@ const TOKEN_USER_DEFINED: u64 = 4;
 
 /// Pre-tokenizer regexes of llama.cpp's `tokenizer.ggml.pre` types that differ from GPT-2's.
 fn pre_tokenizer(pre: &str) -> Value {
-    let byte_level = |use_regex: bool| {
-        json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex})
-    };
-    let split = |pattern: &str| {
-        json!({"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false})
-    };
+    let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
+    let split = |pattern: &str| json!({"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false});
     match pre {
         // SmolLM: every digit on its own, then GPT-2 splitting.
         "smollm" => json!({"type": "Sequence", "pretokenizers": [
@@ -38,11 +34,9 @@ fn pre_tokenizer(pre: &str) -> Value {
 }
 
 fn strings(file: &GgufFile, key: &str) -> Result<Vec<String>> {
-    let arr = file
-        .metadata
-        .get(key)
-        .and_then(MetaValue::as_array)
-        .ok_or_else(|| ModelError::format(&file.path, format!("metadata `{key}` is missing; the file has no tokenizer")))?;
+    let arr = file.metadata.get(key).and_then(MetaValue::as_array).ok_or_else(|| {
+        ModelError::format(&file.path, format!("metadata `{key}` is missing; the file has no tokenizer"))
+    })?;
     arr.iter()
         .map(|v| v.as_str().map(str::to_string))
         .collect::<Option<Vec<_>>>()
@@ -71,8 +65,7 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Tokenizer> {
                 "rstrip": false, "normalized": false, "special": types[id as usize] == TOKEN_CONTROL})
         })
         .collect();
-    let vocab: serde_json::Map<String, Value> =
-        tokens.iter().enumerate().map(|(i, t)| (t.clone(), json!(i))).collect();
+    let vocab: serde_json::Map<String, Value> = tokens.iter().enumerate().map(|(i, t)| (t.clone(), json!(i))).collect();
     let bos = meta("bos_token_id").and_then(MetaValue::as_u64);
     let add_bos = meta("add_bos_token").and_then(|v| match v {
         MetaValue::Bool(b) => Some(*b),
@@ -93,7 +86,8 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Tokenizer> {
             let bpe = json!({"type": "BPE", "dropout": null, "unk_token": null,
                 "continuing_subword_prefix": null, "end_of_word_suffix": null, "fuse_unk": false,
                 "byte_fallback": false, "ignore_merges": false, "vocab": vocab, "merges": merges});
-            let decoder = json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true});
+            let decoder =
+                json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true});
             (Value::Null, pre_tokenizer(pre_type), decoder, bpe, false)
         }
         "llama" => {

@@ -72,22 +72,25 @@ fn open_hf_files(mut files: BTreeMap<String, Vec<u8>>) -> Result<Checkpoint> {
             ),
         ));
     };
-    let config = ModelConfig::from_hf_json(&text("config.json", config)?).map_err(|e| ModelError::format(PathBuf::from("config.json"), e.to_string()))?;
+    let config = ModelConfig::from_hf_json(&text("config.json", config)?)
+        .map_err(|e| ModelError::format(PathBuf::from("config.json"), e.to_string()))?;
     let Some(tokenizer) = files.remove("tokenizer.json") else {
         return Err(ModelError::format(
             PathBuf::from("tokenizer.json"),
             format!("missing: select it with the model's other files (given: {})", given),
         ));
     };
-    let tokenizer = Tokenizer::from_json(&text("tokenizer.json", tokenizer)?).map_err(|e| ModelError::format(PathBuf::from("tokenizer.json"), e.to_string()))?;
+    let tokenizer = Tokenizer::from_json(&text("tokenizer.json", tokenizer)?)
+        .map_err(|e| ModelError::format(PathBuf::from("tokenizer.json"), e.to_string()))?;
     let shards: Vec<String> = match files.remove("model.safetensors.index.json") {
         Some(index) => {
-            let v: serde_json::Value = serde_json::from_str(&text("model.safetensors.index.json", index)?)
-                .map_err(|e| ModelError::format(PathBuf::from("model.safetensors.index.json"), format!("not valid JSON: {e}")))?;
-            let map = v
-                .get("weight_map")
-                .and_then(|m| m.as_object())
-                .ok_or_else(|| ModelError::format(PathBuf::from("model.safetensors.index.json"), "has no `weight_map` object"))?;
+            let v: serde_json::Value =
+                serde_json::from_str(&text("model.safetensors.index.json", index)?).map_err(|e| {
+                    ModelError::format(PathBuf::from("model.safetensors.index.json"), format!("not valid JSON: {e}"))
+                })?;
+            let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| {
+                ModelError::format(PathBuf::from("model.safetensors.index.json"), "has no `weight_map` object")
+            })?;
             let named: BTreeSet<String> = map.values().filter_map(|s| s.as_str().map(str::to_string)).collect();
             if let Some(missing) = named.iter().find(|s| !files.contains_key(*s)) {
                 return Err(ModelError::format(
@@ -105,9 +108,16 @@ fn open_hf_files(mut files: BTreeMap<String, Vec<u8>>) -> Result<Checkpoint> {
             format!("missing: no *.safetensors file among the files given ({})", given),
         ));
     }
-    let parts = shards.iter().map(|n| (PathBuf::from(n), FileBytes::Owned(files.remove(n).expect("present")))).collect();
+    let parts =
+        shards.iter().map(|n| (PathBuf::from(n), FileBytes::Owned(files.remove(n).expect("present")))).collect();
     let weights = SafetensorsSource::new(PathBuf::from("model.safetensors"), parts)?;
-    Ok(Checkpoint { path: PathBuf::from("."), config, weights: Box::new(weights), tokenizer, format: CheckpointFormat::HfFolder })
+    Ok(Checkpoint {
+        path: PathBuf::from("."),
+        config,
+        weights: Box::new(weights),
+        tokenizer,
+        format: CheckpointFormat::HfFolder,
+    })
 }
 
 fn files_list(files: &BTreeMap<String, Vec<u8>>) -> String {

@@ -5,13 +5,13 @@
 //! (`[out, in]` for linear weights), as f32. The model builder pulls from that view, so the
 //! safetensors and GGUF paths share every shape check and error message.
 
-pub mod gguf;
-pub mod gguf_tokenizer;
-pub mod quant;
-pub mod safetensors;
 #[cfg(not(target_family = "wasm"))]
 pub mod files;
+pub mod gguf;
+pub mod gguf_tokenizer;
 pub mod memory;
+pub mod quant;
+pub mod safetensors;
 
 use std::path::{Path, PathBuf};
 

@@ -213,10 +213,7 @@ fn scale_min_k4(j: usize, s: &[u8]) -> (f32, f32) {
     if j < 4 {
         ((s[j] & 63) as f32, (s[j + 4] & 63) as f32)
     } else {
-        (
-            ((s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4)) as f32,
-            ((s[j + 4] >> 4) | ((s[j] >> 6) << 4)) as f32,
-        )
+        (((s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4)) as f32, ((s[j + 4] >> 4) | ((s[j] >> 6) << 4)) as f32)
     }
 }
 
@@ -298,8 +295,10 @@ mod tests {
         for (name, case) in fixtures {
             let ty = GgmlType::from_id(case["type"].as_u64().unwrap() as u32).unwrap();
             let hex = case["bytes"].as_str().unwrap();
-            let bytes: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
-            let expected: Vec<f32> = case["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+            let bytes: Vec<u8> =
+                (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+            let expected: Vec<f32> =
+                case["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
             let got = dequantize(ty, &bytes);
             assert_eq!(got.len(), expected.len(), "{name}");
             for (i, (g, e)) in got.iter().zip(&expected).enumerate() {

@@ -32,17 +32,11 @@ impl SafetensorsSource {
         let mut index = BTreeMap::new();
         for (path, bytes) in files {
             let (header_len, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| {
-                ModelError::format(
-                    &path,
-                    format!("not a valid safetensors file ({e}); the download may be truncated"),
-                )
+                ModelError::format(&path, format!("not a valid safetensors file ({e}); the download may be truncated"))
             })?;
             let data_start = 8 + header_len;
-            let tensors: HashMap<String, TensorInfo> = metadata
-                .tensors()
-                .into_iter()
-                .map(|(name, info)| (name, info.clone()))
-                .collect();
+            let tensors: HashMap<String, TensorInfo> =
+                metadata.tensors().into_iter().map(|(name, info)| (name, info.clone())).collect();
             for (name, info) in &tensors {
                 if data_start + info.data_offsets.1 > bytes.len() {
                     return Err(ModelError::format(
@@ -54,18 +48,9 @@ impl SafetensorsSource {
                     return Err(ModelError::format(&path, format!("tensor `{name}` appears in two shards")));
                 }
             }
-            shards.push(Shard {
-                path,
-                bytes,
-                data_start,
-                tensors,
-            });
+            shards.push(Shard { path, bytes, data_start, tensors });
         }
-        Ok(Self {
-            origin,
-            shards,
-            index,
-        })
+        Ok(Self { origin, shards, index })
     }
 }
 
@@ -84,16 +69,15 @@ impl WeightSource for SafetensorsSource {
     }
 
     fn load(&self, name: &str) -> Result<HostTensor> {
-        let shard = self.index.get(name).map(|&i| &self.shards[i]).ok_or_else(|| {
-            ModelError::MissingTensor {
-                path: self.origin.clone(),
-                name: name.to_string(),
-                hint: "the checkpoint does not have it".into(),
-            }
+        let shard = self.index.get(name).map(|&i| &self.shards[i]).ok_or_else(|| ModelError::MissingTensor {
+            path: self.origin.clone(),
+            name: name.to_string(),
+            hint: "the checkpoint does not have it".into(),
         })?;
         let info = &shard.tensors[name];
         let bytes = &shard.bytes[shard.data_start + info.data_offsets.0..shard.data_start + info.data_offsets.1];
-        let data = to_f32(info.dtype, bytes).map_err(|msg| ModelError::format(&shard.path, format!("tensor `{name}`: {msg}")))?;
+        let data = to_f32(info.dtype, bytes)
+            .map_err(|msg| ModelError::format(&shard.path, format!("tensor `{name}`: {msg}")))?;
         Ok(HostTensor::new(info.shape.clone(), data))
     }
 }
@@ -102,12 +86,8 @@ fn to_f32(dtype: Dtype, bytes: &[u8]) -> std::result::Result<Vec<f32>, String> {
     let words = |n: usize| bytes.chunks_exact(n);
     Ok(match dtype {
         Dtype::F32 => words(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
-        Dtype::F16 => words(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => words(2)
-            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
+        Dtype::F16 => words(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        Dtype::BF16 => words(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
         Dtype::F64 => words(8).map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
         other => return Err(format!("dtype {other:?} is not supported (expected F32, F16, BF16 or F64)")),
     })
@@ -149,7 +129,10 @@ mod tests {
         let b = HostTensor::new(vec![1], vec![-0.5]);
         let src = SafetensorsSource::new(
             "ckpt".into(),
-            vec![("a.safetensors".into(), file(&[("a", a.clone())])), ("b.safetensors".into(), file(&[("b", b.clone())]))],
+            vec![
+                ("a.safetensors".into(), file(&[("a", a.clone())])),
+                ("b.safetensors".into(), file(&[("b", b.clone())])),
+            ],
         )
         .unwrap();
         assert_eq!(src.names(), vec!["a", "b"]);
@@ -169,10 +152,11 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.starts_with("w.safetensors"), "{err}");
-        let err = SafetensorsSource::new("x".into(), vec![("junk.safetensors".into(), FileBytes::Owned(b"hello".to_vec()))])
-            .err()
-            .unwrap()
-            .to_string();
+        let err =
+            SafetensorsSource::new("x".into(), vec![("junk.safetensors".into(), FileBytes::Owned(b"hello".to_vec()))])
+                .err()
+                .unwrap()
+                .to_string();
         assert!(err.contains("not a valid safetensors file"), "{err}");
     }
 
