@@ -16,10 +16,11 @@ if [ "$have" != "$want" ]; then
   cargo install wasm-bindgen-cli --version "$want" --locked || cargo install wasm-bindgen-cli --version "$want"
 fi
 
-cargo build --release --target wasm32-unknown-unknown -p starling-web
+# The `dist` profile: release without debug info (the module is a download).
+cargo build --profile dist --target wasm32-unknown-unknown -p starling-web
 rm -rf web/dist
 mkdir -p web/dist
-wasm-bindgen --target web --no-typescript --out-dir web/dist/pkg "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/starling_web.wasm"
+wasm-bindgen --target web --no-typescript --out-dir web/dist/pkg "$CARGO_TARGET_DIR/wasm32-unknown-unknown/dist/starling_web.wasm"
 cp web/static/* web/dist/
 
 # The built-in model: the Quiet-STaR sums model of `starling quiet demo` (about 2 minutes once).

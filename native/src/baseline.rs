@@ -40,7 +40,7 @@ pub struct Args {
     task: TaskArgs,
     #[command(flatten)]
     tune: TuneArgs,
-    /// Output folder (default: runs/baseline-<kind>-<task>).
+    /// Output folder (default: runs/baseline-KIND-TASK).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Fine-tuning steps for direct-finetune.
@@ -97,8 +97,7 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
         let pb = bar(cfg.steps as u64, "fine-tune");
         let mut progress = StepBar(pb.clone());
         let mut observer = RunObserver { run: &run, inner: &mut progress };
-        let pad = tokenizer.token_to_id("<pad>").or(ck.config.pad_token_id).or(ck.config.eos_token_id).unwrap_or(0);
-        let (tuned, _) = train(start, &examples, None, &cfg, pad, None, &mut observer)?;
+        let (tuned, _) = train(start, &examples, None, &cfg, None, &mut observer)?;
         pb.finish_and_clear();
         let tuned = tuned.valid();
         save_hf_folder(&out.join("model"), &tuned, &tokenizer)?;

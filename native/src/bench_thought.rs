@@ -195,7 +195,7 @@ fn single(a: &Args, spec: &str, device: DeviceChoice) -> Result<()> {
         (l.parse()?, s.parse()?, k.parse().map_err(|e: String| anyhow::anyhow!(e))?);
     let dev = pick_device(device)?;
     let d = dev.device.clone().autodiff();
-    starling_thought::check_kernel(kernel, &d, a.head_dim).map_err(|e| anyhow::anyhow!(e))?;
+    starling_thought::check_kernel(kernel, &d, a.head_dim)?;
     let (b, h, kvh, hd) = (a.batch, a.heads, a.kv_heads, a.head_dim);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let mut values = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect() };

@@ -13,8 +13,8 @@ use burn::tensor::Device;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use starling_model::checkpoint::files::{open_checkpoint, save_hf_folder};
-use starling_model::weights::{init_transformer, load_transformer};
+use starling_model::checkpoint::files::save_hf_folder;
+use starling_model::weights::init_transformer;
 use starling_model::{ModelConfig, Tokenizer, Transformer};
 use starling_tasks::arithmetic::{self, Addition};
 use starling_train::Example;
@@ -135,26 +135,16 @@ pub fn prepare(dir: &Path, recipe: &BaseRecipe, max_digits: usize, device: &Devi
     };
     let train_device = device.clone().autodiff();
     let run = RunDir::create(&dir.join("train"), &cfg, &tok)?;
-    let (model, start) = match run.latest_checkpoint() {
-        Some((step, path)) => {
-            let ck = open_checkpoint(&path, None)?;
-            let (m, _) = load_transformer(&ck.config, ck.weights.as_ref(), &train_device)?;
-            let start = run.load_start(&path, &train_device)?;
-            run.truncate_metrics(step)?;
-            (m, Some(start))
-        }
+    let (model, start) = match run.resume(&train_device)? {
+        Some(r) => (r.model, Some(r.start)),
         None => {
-            let mut mc = ModelConfig::tiny(tok.vocab_size());
-            mc.num_layers = recipe.layers;
-            mc.hidden_size = recipe.hidden;
-            mc.num_heads = 4;
-            mc.num_kv_heads = 4;
-            mc.head_dim = recipe.hidden / 4;
-            mc.intermediate_size = recipe.hidden * 3;
-            mc.max_position_embeddings = 512;
-            mc.eos_token_id = eos;
-            mc.pad_token_id = tok.token_to_id("<pad>");
-            run.truncate_metrics(0)?;
+            let mc = ModelConfig::builder(tok.vocab_size())
+                .layers(recipe.layers)
+                .hidden(recipe.hidden)
+                .heads(4, 4)
+                .context(512)
+                .special_tokens(&tok)
+                .build()?;
             (init_transformer(&mc, recipe.seed, &train_device)?, None)
         }
     };
@@ -168,7 +158,7 @@ pub fn prepare(dir: &Path, recipe: &BaseRecipe, max_digits: usize, device: &Devi
     let pb = bar(cfg.steps as u64, "pretraining");
     let mut progress = StepBar(pb.clone());
     let mut observer = RunObserver { run: &run, inner: &mut progress };
-    let (model, _): (Transformer, _) = train(model, &examples, None, &cfg, 0, start, &mut observer)?;
+    let (model, _): (Transformer, _) = train(model, &examples, None, &cfg, start, &mut observer)?;
     pb.finish_and_clear();
     save_hf_folder(&model_dir, &model.valid(), &tok)?;
     eprintln!("base model: pretrained in {:.0}s, saved to {}", t0.elapsed().as_secs_f64(), model_dir.display());

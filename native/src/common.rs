@@ -7,14 +7,20 @@ use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use starling_model::checkpoint::files::{Checkpoint, open_checkpoint};
-use starling_model::device::{DeviceChoice, SelectedDevice, select_device};
+use starling_model::device::{DeviceChoice, DeviceReason, SelectedDevice, select_device};
 use starling_model::weights::load_transformer;
 use starling_model::{Tokenizer, Transformer};
 
 /// Picks the device and says which one and why (on stderr, so stdout stays clean for output).
 pub fn pick_device(choice: DeviceChoice) -> Result<SelectedDevice> {
     let d = select_device(choice)?;
-    eprintln!("device: {} — {}", d.name, d.reason);
+    let how_else = match &d.reason {
+        DeviceReason::CpuAsked => " (--device cpu)",
+        DeviceReason::GpuAsked { .. } => " (--device gpu)",
+        DeviceReason::AutoSoftwareOnly { .. } => "; --device gpu forces it",
+        DeviceReason::AutoHardware | DeviceReason::AutoNoAdapter { .. } => "",
+    };
+    eprintln!("device: {} — {}{how_else}", d.name, d.reason);
     Ok(d)
 }
 

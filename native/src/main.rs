@@ -1,5 +1,6 @@
 //! `starling`: the command-line shell over Starling's libraries.
 
+mod advice;
 mod baseline;
 mod bench;
 mod bench_rationales;
@@ -118,6 +119,9 @@ fn main() {
         while let Some(s) = source {
             eprintln!("  caused by: {s}");
             source = s.source();
+        }
+        if let Some(hint) = advice::for_error(&e) {
+            eprintln!("hint: {hint}");
         }
         std::process::exit(1);
     }

@@ -16,6 +16,7 @@ use starling_quiet::generate::generate_thoughtful;
 use starling_quiet::trainer::{QuietObserver, QuietRun, QuietRunConfig, QuietStepMetrics, train_quiet};
 use starling_quiet::{QuietConfig, QuietModel};
 use starling_thought::Kernel;
+use starling_train::data::fixed_windows;
 use starling_train::trainer::TrainConfig;
 
 use crate::common::{bar, load_model, pick_device};
@@ -140,11 +141,6 @@ pub fn load_quiet_or_base(
     Ok((QuietModel::new(loaded.model, &loaded.tokenizer, config, seed)?, loaded.tokenizer))
 }
 
-/// Cuts a token stream into sequences of exactly `len` tokens.
-pub fn sequences(ids: &[u32], len: usize) -> Vec<Vec<u32>> {
-    ids.chunks_exact(len).map(<[u32]>::to_vec).collect()
-}
-
 struct Bar(indicatif::ProgressBar);
 
 impl QuietObserver for Bar {
@@ -192,7 +188,7 @@ fn train(a: TrainArgs, device: DeviceChoice) -> Result<()> {
         }
     };
     let ids = tokenizer.encode(&text, false)?;
-    let seqs = sequences(&ids, a.seq_len);
+    let seqs = fixed_windows(&ids, a.seq_len);
     if seqs.is_empty() {
         bail!("{} has {} tokens, fewer than one sequence of --seq-len {}", a.text.display(), ids.len(), a.seq_len);
     }
@@ -205,7 +201,8 @@ fn train(a: TrainArgs, device: DeviceChoice) -> Result<()> {
         cfg.quiet.n_passes
     );
     let pb = bar(a.steps as u64, "quiet-star");
-    let (_, history) = train_quiet(model, &tokenizer, &seqs, &cfg, a.kernel, start, Some(&run), &mut Bar(pb.clone()))?;
+    let (_, history) =
+        train_quiet(model, &seqs, &cfg, a.kernel, start, Some((&run, &tokenizer)), &mut Bar(pb.clone()))?;
     pb.finish();
     if let Some(last) = history.last() {
         println!("{}", serde_json::to_string(last)?);

@@ -74,7 +74,7 @@ pub struct Args {
     pub task: TaskArgs,
     #[command(flatten)]
     pub tune: TuneArgs,
-    /// Run folder (default: runs/star-<task>).
+    /// Run folder (default: runs/star-TASK).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Delete an earlier run in the folder first.

@@ -1,7 +1,7 @@
 //! Loading a task's questions for `star` and `baseline`: the built-in arithmetic generator, or
 //! CommonsenseQA / GSM8K / question-answer JSONL files.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
@@ -68,7 +68,7 @@ fn read(path: &PathBuf) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-fn report<T>(p: Parsed<T>, origin: &PathBuf) -> Vec<T> {
+fn report<T>(p: Parsed<T>, origin: &Path) -> Vec<T> {
     if p.skipped > 0 {
         eprintln!(
             "note: {}: skipped {} malformed lines (first: {})",

@@ -1,17 +1,17 @@
 //! `starling train-lm`: language-model training from scratch or fine-tuning, with checkpoints,
 //! exact resume and metrics.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use indicatif::ProgressBar;
 
 use burn::module::Module;
-use starling_model::checkpoint::files::{open_checkpoint, save_hf_folder};
+use starling_model::checkpoint::files::save_hf_folder;
 use starling_model::device::DeviceChoice;
 use starling_model::generate::{GenerateConfig, generate};
-use starling_model::weights::{init_transformer, load_transformer};
+use starling_model::weights::init_transformer;
 use starling_model::{ModelConfig, Tokenizer, Transformer};
 use starling_tasks::arithmetic;
 use starling_train::Example;
@@ -31,8 +31,8 @@ enum Builtin {
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Run folder: checkpoints, metrics.jsonl and the final model (in <out>/model).
-    /// Default: runs/<task or data file name>.
+    /// Run folder: checkpoints, metrics.jsonl and the final model (in OUT/model).
+    /// Default: runs/ plus the task or the data file name.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Delete the run folder first if it holds an earlier run (instead of refusing to touch it).
@@ -120,7 +120,7 @@ struct Data {
 
 const SPECIALS: [&str; 2] = ["<pad>", "<eos>"];
 
-/// The token that ends an example: the loaded model's EOS, or the from-scratch tokenizer's <eos>.
+/// The token that ends an example: the loaded model's EOS, or the from-scratch tokenizer's `<eos>`.
 fn end_of_text(loaded: &Option<crate::common::Loaded>, tokenizer: &Tokenizer) -> Option<u32> {
     loaded.as_ref().and_then(|l| l.model.config().eos_token_id).or_else(|| tokenizer.token_to_id("<eos>"))
 }
@@ -161,7 +161,7 @@ fn read_text(path: &PathBuf) -> Result<String> {
 
 /// Examples from the contents `text` of the data file `path` (.jsonl or plain text).
 fn file_examples(
-    path: &PathBuf,
+    path: &Path,
     text: &str,
     tokenizer: &Tokenizer,
     eos: Option<u32>,
@@ -223,20 +223,73 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     if a.data.is_none() && a.builtin.is_none() {
         bail!("nothing to train on: pass --data FILE (.txt or .jsonl) or --builtin arithmetic");
     }
+    let out = run_folder(&a)?;
+    let dev = pick_device(device)?;
+    let train_device = dev.device.clone().autodiff();
+    let cfg = train_config(&a);
+    let loaded = match &a.model {
+        Some(path) => Some(load_model(path, None, &train_device)?),
+        None => None,
+    };
+    if let Some(l) = &loaded
+        && a.max_len > l.model.config().max_position_embeddings
+    {
+        bail!(
+            "--max-len {} exceeds the model's context of {} tokens; lower --max-len",
+            a.max_len,
+            l.model.config().max_position_embeddings
+        );
+    }
+    let data = load_data(&a, &loaded)?;
+    let eos = end_of_text(&loaded, &data.tokenizer);
+
+    let run = RunDir::create(&out, &cfg, &data.tokenizer)?;
+    let (model, start) = starting_point(&a, &run, loaded, &data.tokenizer, &train_device)?;
+    eprintln!(
+        "data: {} training examples, {} held out; {} steps × {} examples",
+        data.train.len(),
+        data.eval.len(),
+        cfg.steps,
+        cfg.batch_size * cfg.grad_accum
+    );
+
+    let t0 = Instant::now();
+    let pb = bar(cfg.steps as u64, "training");
+    let mut progress = Progress { pb, last_eval: None };
+    let mut observer = RunObserver { run: &run, inner: &mut progress };
+    let eval = (!data.eval.is_empty()).then_some(data.eval.as_slice());
+    let (model, history) = train(model, &data.train, eval, &cfg, start, &mut observer)?;
+    progress.pb.finish_and_clear();
+    let model = model.valid();
+    let final_dir = out.join("model");
+    save_hf_folder(&final_dir, &model, &data.tokenizer)?;
+    report(&run, &history, cfg.steps, t0.elapsed().as_secs_f64());
+    println!("model saved to {} (metrics: {})", final_dir.display(), out.join("metrics.jsonl").display());
+
+    if !data.probe.is_empty() {
+        probe_arithmetic(&model, &data.tokenizer, &data.probe, eos)?;
+    }
+    Ok(())
+}
+
+/// The run folder (`--out`, or named after the data), emptied first with `--fresh`.
+fn run_folder(a: &Args) -> Result<PathBuf> {
     let out = match (&a.out, a.builtin, &a.data) {
         (Some(o), _, _) => o.clone(),
         (None, Some(Builtin::Arithmetic), _) => PathBuf::from("runs/arithmetic"),
         (None, None, Some(d)) => PathBuf::from("runs").join(d.file_stem().unwrap_or_default()),
-        (None, None, None) => unreachable!(),
+        (None, None, None) => bail!("nothing to train on: pass --data FILE (.txt or .jsonl) or --builtin arithmetic"),
     };
     if a.fresh && out.join("train_config.json").exists() {
         std::fs::remove_dir_all(&out).with_context(|| format!("cannot delete {}", out.display()))?;
         eprintln!("--fresh: deleted the earlier run in {}", out.display());
     }
-    let dev = pick_device(device)?;
-    let train_device = dev.device.clone().autodiff();
+    Ok(out)
+}
+
+fn train_config(a: &Args) -> TrainConfig {
     let from_scratch = a.model.is_none();
-    let cfg = TrainConfig {
+    TrainConfig {
         steps: a.steps,
         batch_size: a.batch_size,
         grad_accum: a.grad_accum,
@@ -251,127 +304,96 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
         eval_every: Some(a.eval_every.max(1)),
         save_every: Some(a.save_every.max(1)),
         keep_checkpoints: a.keep_checkpoints,
-    };
-
-    // Tokenizer and data.
-    let loaded = match &a.model {
-        Some(path) => Some(load_model(path, None, &train_device)?),
-        None => None,
-    };
-    if let Some(l) = &loaded
-        && a.max_len > l.model.config().max_position_embeddings
-    {
-        bail!(
-            "--max-len {} exceeds the model's context of {} tokens; lower --max-len",
-            a.max_len,
-            l.model.config().max_position_embeddings
-        );
     }
+}
+
+/// The tokenizer and the examples: a loaded model brings its tokenizer; from scratch, one
+/// character (or built-in piece) per token.
+fn load_data(a: &Args, loaded: &Option<crate::common::Loaded>) -> Result<Data> {
     let bad = if a.skip_bad_lines { BadLines::Skip } else { BadLines::Error };
     let train_text = a.data.as_ref().map(read_text).transpose()?;
-    // A loaded model brings its tokenizer; from scratch, one character per token.
-    let tokenizer = match (&loaded, &train_text) {
+    let tokenizer = match (loaded, &train_text) {
         (Some(l), _) => l.tokenizer.clone(),
         (None, Some(text)) => Tokenizer::char_level(&alphabet_of(text), &SPECIALS)?,
         (None, None) => Tokenizer::char_level_with_pieces(arithmetic::ALPHABET, &arithmetic::PIECES, &SPECIALS)?,
     };
-    let eos = end_of_text(&loaded, &tokenizer);
-    let data = match (a.builtin, &a.data, &train_text) {
-        (Some(Builtin::Arithmetic), _, _) => builtin_data(tokenizer, eos, a.seed, a.digits, a.problems)?,
+    let eos = end_of_text(loaded, &tokenizer);
+    match (a.builtin, &a.data, &train_text) {
+        (Some(Builtin::Arithmetic), _, _) => builtin_data(tokenizer, eos, a.seed, a.digits, a.problems),
         (None, Some(path), Some(text)) => {
-            let train_ex = file_examples(path, text, &tokenizer, eos, a.max_len, bad)?;
+            let train = file_examples(path, text, &tokenizer, eos, a.max_len, bad)?;
             let eval = match &a.eval_data {
                 Some(p) => file_examples(p, &read_text(p)?, &tokenizer, eos, a.max_len, bad)?,
                 None => Vec::new(),
             };
-            Data { tokenizer, train: train_ex, eval, probe: Vec::new() }
+            Ok(Data { tokenizer, train, eval, probe: Vec::new() })
         }
-        _ => unreachable!("checked above: --data or --builtin"),
-    };
-    let pad_id = data
-        .tokenizer
-        .token_to_id("<pad>")
-        .or(loaded.as_ref().and_then(|l| l.model.config().pad_token_id))
-        .unwrap_or(0);
+        _ => bail!("nothing to train on: pass --data FILE (.txt or .jsonl) or --builtin arithmetic"),
+    }
+}
 
-    // The run folder, and where training starts.
-    let run = RunDir::create(&out, &cfg, &data.tokenizer)?;
-    let latest = run.latest_checkpoint();
-    let (model, start) = match (a.resume, latest) {
-        (true, Some((step, path))) => {
-            let ck = open_checkpoint(&path, None)?;
-            let (model, _) = load_transformer(&ck.config, ck.weights.as_ref(), &train_device)?;
-            let start = run.load_start(&path, &train_device)?;
-            run.truncate_metrics(step)?;
-            eprintln!("resuming from {} (step {step} of {})", path.display(), cfg.steps);
-            (model, Some(start))
-        }
-        (true, None) => bail!("--resume: {} has no checkpoint to resume from", out.display()),
-        (false, Some((step, _))) => bail!(
+/// Where training starts: the run's newest checkpoint with `--resume`, else the loaded model or
+/// a new one. A folder that already holds a run is never trained over without `--resume`.
+fn starting_point(
+    a: &Args,
+    run: &RunDir,
+    loaded: Option<crate::common::Loaded>,
+    tokenizer: &Tokenizer,
+    device: &burn::tensor::Device,
+) -> Result<(Transformer, Option<StartPoint>)> {
+    if !a.resume
+        && let Some((step, _)) = run.latest_checkpoint()
+    {
+        bail!(
             "{} already holds a run (checkpoint at step {step}); pass --resume to continue it, --fresh to \
-             start over, or choose another --out",
-            out.display()
-        ),
-        (false, None) => {
-            let model = match loaded {
-                Some(l) => l.model,
-                None => {
-                    let mut mc = ModelConfig::tiny(data.tokenizer.vocab_size());
-                    mc.num_layers = a.layers;
-                    mc.hidden_size = a.hidden;
-                    mc.num_heads = a.heads;
-                    mc.num_kv_heads = a.kv_heads;
-                    mc.head_dim = a.hidden / a.heads.max(1);
-                    mc.intermediate_size = a.hidden * 3;
-                    mc.max_position_embeddings = a.max_len.max(512);
-                    mc.eos_token_id = data.tokenizer.token_to_id("<eos>");
-                    mc.pad_token_id = data.tokenizer.token_to_id("<pad>");
-                    let m = init_transformer(&mc, a.seed, &train_device)?;
-                    eprintln!(
-                        "model: new {:.2}M-parameter model ({} layers, d={}, vocab {})",
-                        mc.num_parameters() as f64 / 1e6,
-                        mc.num_layers,
-                        mc.hidden_size,
-                        mc.vocab_size
-                    );
-                    m
-                }
-            };
-            run.truncate_metrics(0)?;
-            (model, None::<StartPoint>)
+                 start over, or choose another --out",
+            run.root.display()
+        );
+    }
+    match run.resume(device)? {
+        Some(r) => {
+            eprintln!("resuming from {} (step {} of {})", r.checkpoint.display(), r.step, a.steps);
+            Ok((r.model, Some(r.start)))
         }
-    };
-    eprintln!(
-        "data: {} training examples, {} held out; {} steps × {} examples",
-        data.train.len(),
-        data.eval.len(),
-        cfg.steps,
-        cfg.batch_size * cfg.grad_accum
-    );
+        None if a.resume => bail!("--resume: {} has no checkpoint to resume from", run.root.display()),
+        None => Ok((
+            match loaded {
+                Some(l) => l.model,
+                None => new_model(a, tokenizer, device)?,
+            },
+            None,
+        )),
+    }
+}
 
-    let t0 = Instant::now();
-    let pb = bar(cfg.steps as u64, "training");
-    let mut progress = Progress { pb, last_eval: None };
-    let mut observer = RunObserver { run: &run, inner: &mut progress };
-    let eval = (!data.eval.is_empty()).then_some(data.eval.as_slice());
-    let (model, history) = train(model, &data.train, eval, &cfg, pad_id, start, &mut observer)?;
-    progress.pb.finish_and_clear();
-    let model = model.valid();
-    let final_dir = out.join("model");
-    save_hf_folder(&final_dir, &model, &data.tokenizer)?;
+/// A from-scratch model of the size the arguments ask for.
+fn new_model(a: &Args, tokenizer: &Tokenizer, device: &burn::tensor::Device) -> Result<Transformer> {
+    let mc = ModelConfig::builder(tokenizer.vocab_size())
+        .layers(a.layers)
+        .hidden(a.hidden)
+        .heads(a.heads, a.kv_heads)
+        .context(a.max_len.max(512))
+        .special_tokens(tokenizer)
+        .build()?;
+    eprintln!(
+        "model: new {:.2}M-parameter model ({} layers, d={}, vocab {})",
+        mc.num_parameters() as f64 / 1e6,
+        mc.num_layers,
+        mc.hidden_size,
+        mc.vocab_size
+    );
+    Ok(init_transformer(&mc, a.seed, device)?)
+}
+
+/// The run's loss from its first logged step to its last, and the latest held-out loss.
+fn report(run: &RunDir, history: &[StepMetrics], steps: usize, seconds: f64) {
     let all = run.read_metrics();
     let first = all.first().map(|m| m.loss).unwrap_or(f64::NAN);
     let last = history.last().or(all.last()).map(|m| m.loss).unwrap_or(f64::NAN);
-    println!("trained {} steps in {:.1}s: loss {first:.4} → {last:.4}", cfg.steps, t0.elapsed().as_secs_f64());
+    println!("trained {steps} steps in {seconds:.1}s: loss {first:.4} → {last:.4}");
     if let Some(e) = all.iter().rev().find_map(|m| m.eval_loss) {
         println!("held-out loss {e:.4} (perplexity {:.3})", e.exp());
     }
-    println!("model saved to {} (metrics: {})", final_dir.display(), out.join("metrics.jsonl").display());
-
-    if !data.probe.is_empty() {
-        probe_arithmetic(&model, &data.tokenizer, &data.probe, eos)?;
-    }
-    Ok(())
 }
 
 /// Greedy answers to held-out addition problems: exact-match accuracy by digit count.

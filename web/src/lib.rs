@@ -1,16 +1,18 @@
 //! Starling in the browser: the same model, Quiet-STaR, STaR and task crates as the native CLI,
 //! bound to JavaScript with wasm-bindgen. The page (`web/static/`) has three views:
 //!
-//! - **Think** ([`think`]): a Quiet-STaR checkpoint streams thoughtful generation token by token.
-//! - **Rationalize** ([`reason`]): a plain model writes a rationale and answer; when wrong, it
+//! - **Think** (`think`): a Quiet-STaR checkpoint streams thoughtful generation token by token.
+//! - **Rationalize** (`reason`): a plain model writes a rationale and answer; when wrong, it
 //!   rationalizes with the hint, as in the STaR paper.
-//! - **STaR live** ([`star_live`]): STaR iterations run in the page, one bounded step per call.
+//! - **STaR live** (`star_live`): STaR iterations run in the page, one bounded step per call.
 //!
 //! Host reads are awaited (`into_data_async`): on WebGPU a synchronous read cannot complete inside
 //! the browser's event loop. The core crates leave their reads to the caller for that reason
 //! (`Decoder`, `ThoughtfulDecoder`, `Trainer`).
 
+mod advice;
 mod backend;
+mod plain;
 mod reason;
 mod star_live;
 mod think;
@@ -57,8 +59,12 @@ pub fn device_lost() -> Option<String> {
     backend::device_lost()
 }
 
-fn js_err(e: impl std::fmt::Display) -> JsError {
-    JsError::new(&e.to_string())
+/// An error for the page: its message, and what to change when a control can fix it.
+fn js_err(e: impl std::fmt::Display + 'static) -> JsError {
+    match advice::for_error(&e) {
+        Some(hint) => JsError::new(&format!("{e} — {hint}")),
+        None => JsError::new(&e.to_string()),
+    }
 }
 
 /// An error of a device read, explained when the WebGPU device was lost.

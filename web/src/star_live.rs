@@ -25,7 +25,7 @@ use starling_train::trainer::{TrainConfig, Trainer};
 use wasm_bindgen::prelude::*;
 use web_time::Instant;
 
-use crate::reason::PlainModel;
+use crate::plain::PlainModel;
 use crate::{attempt, complete, js_err, read_all, to_js};
 
 /// The page's STaR settings (JSON; every field optional).
@@ -234,6 +234,10 @@ impl StarLive {
     }
 
     /// Runs one bounded step; resolves to `{phase, iteration, done, total, loss?, row?, samples?, finished}`.
+    #[expect(
+        clippy::await_holding_refcell_ref,
+        reason = "the borrow held across the step is what refuses a second step started before it ends"
+    )]
     pub fn step(&self) -> js_sys::Promise {
         let state = self.state.clone();
         wasm_bindgen_futures::future_to_promise(async move {
@@ -352,8 +356,7 @@ impl State {
         let mut tc = self.cfg.train.clone();
         tc.steps = self.cfg.steps_for(iteration);
         tc.seed = self.cfg.seed.wrapping_add(iteration as u64);
-        let pad = tokenizer.token_to_id("<pad>").or(model.config().pad_token_id).or(eos).unwrap_or(0);
-        let trainer = Trainer::new(&model, Cow::Owned(examples), Cow::Owned(tc), pad, None).map_err(js_err)?;
+        let trainer = Trainer::new(&model, Cow::Owned(examples), Cow::Owned(tc), None).map_err(js_err)?;
         self.phase = Phase::Train { iteration, model, trainer: Box::new(trainer) };
         Ok(event)
     }

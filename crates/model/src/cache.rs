@@ -25,10 +25,10 @@ impl LayerCache {
     }
 
     fn truncate(&mut self, len: usize) {
-        if let Some((k, v)) = self.kv.take() {
-            if len > 0 {
-                self.kv = Some((k.narrow(2, 0, len), v.narrow(2, 0, len)));
-            }
+        if let Some((k, v)) = self.kv.take()
+            && len > 0
+        {
+            self.kv = Some((k.narrow(2, 0, len), v.narrow(2, 0, len)));
         }
     }
 }

@@ -47,27 +47,37 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
-    /// A small model for the built-in tasks (character-level vocabulary).
+    /// A small model for the built-in tasks (character-level vocabulary): 4 layers, width 128,
+    /// 4 query heads sharing 2 key/value heads. [`ModelConfig::builder`] sizes it otherwise.
     pub fn tiny(vocab_size: usize) -> Self {
-        Self {
-            vocab_size,
-            hidden_size: 128,
-            intermediate_size: 384,
-            num_layers: 4,
-            num_heads: 4,
-            num_kv_heads: 2,
-            head_dim: 32,
-            rms_norm_eps: 1e-5,
-            rope_theta: 10_000.0,
-            max_position_embeddings: 512,
-            tie_word_embeddings: true,
-            qkv_bias: false,
-            o_bias: false,
-            mlp_bias: false,
-            sliding_window: None,
-            bos_token_id: None,
-            eos_token_id: None,
-            pad_token_id: None,
+        Self::builder(vocab_size).build().expect("the default small config is valid")
+    }
+
+    /// A from-scratch model's config, sized step by step: `ModelConfig::builder(v).layers(2)
+    /// .hidden(64).heads(4, 2).build()`. Unset sizes are [`ModelConfig::tiny`]'s.
+    pub fn builder(vocab_size: usize) -> ConfigBuilder {
+        ConfigBuilder {
+            config: Self {
+                vocab_size,
+                hidden_size: 128,
+                intermediate_size: 384,
+                num_layers: 4,
+                num_heads: 4,
+                num_kv_heads: 2,
+                head_dim: 32,
+                rms_norm_eps: 1e-5,
+                rope_theta: 10_000.0,
+                max_position_embeddings: 512,
+                tie_word_embeddings: true,
+                qkv_bias: false,
+                o_bias: false,
+                mlp_bias: false,
+                sliding_window: None,
+                bos_token_id: None,
+                eos_token_id: None,
+                pad_token_id: None,
+            },
+            ffn: None,
         }
     }
 
@@ -81,13 +91,13 @@ impl ModelConfig {
         if self.num_heads == 0 || self.num_kv_heads == 0 || self.head_dim == 0 {
             return fail("num_heads, num_kv_heads and head_dim must be positive".into());
         }
-        if self.num_heads % self.num_kv_heads != 0 {
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return fail(format!(
                 "num_heads ({}) must be a multiple of num_kv_heads ({}) for grouped-query attention",
                 self.num_heads, self.num_kv_heads
             ));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return fail(format!("head_dim ({}) must be even for RoPE", self.head_dim));
         }
         if !(self.rope_theta > 0.0) || !(self.rms_norm_eps > 0.0) {
@@ -108,6 +118,13 @@ impl ModelConfig {
             }
         }
         Ok(())
+    }
+
+    /// The id that fills padded slots: the model's pad token, else its EOS, else 0. Padded slots
+    /// are masked out of attention and losses, so any id in the vocabulary would do; this is the
+    /// one choice every batch maker uses.
+    pub fn pad_id(&self) -> u32 {
+        self.pad_token_id.or(self.eos_token_id).unwrap_or(0)
     }
 
     pub fn kv_groups(&self) -> usize {
@@ -257,6 +274,73 @@ impl ModelConfig {
     }
 }
 
+/// Builds a from-scratch [`ModelConfig`] (see [`ModelConfig::builder`]). The head size follows
+/// from the width and the query heads; the MLP is 3× the width unless [`ConfigBuilder::ffn`] says.
+#[derive(Debug, Clone)]
+pub struct ConfigBuilder {
+    config: ModelConfig,
+    ffn: Option<usize>,
+}
+
+impl ConfigBuilder {
+    pub fn layers(mut self, n: usize) -> Self {
+        self.config.num_layers = n;
+        self
+    }
+
+    /// The model width (hidden size).
+    pub fn hidden(mut self, d: usize) -> Self {
+        self.config.hidden_size = d;
+        self
+    }
+
+    /// Query heads and key/value heads (grouped-query attention when fewer).
+    pub fn heads(mut self, query: usize, key_value: usize) -> Self {
+        self.config.num_heads = query;
+        self.config.num_kv_heads = key_value;
+        self
+    }
+
+    /// The SwiGLU MLP's inner width.
+    pub fn ffn(mut self, width: usize) -> Self {
+        self.ffn = Some(width);
+        self
+    }
+
+    /// The longest sequence the model accepts.
+    pub fn context(mut self, tokens: usize) -> Self {
+        self.config.max_position_embeddings = tokens;
+        self
+    }
+
+    pub fn qkv_bias(mut self, on: bool) -> Self {
+        self.config.qkv_bias = on;
+        self
+    }
+
+    /// The end-of-text and padding ids: the tokenizer's `<eos>` and `<pad>` tokens, where it has them.
+    pub fn special_tokens(mut self, tokenizer: &crate::Tokenizer) -> Self {
+        self.config.eos_token_id = tokenizer.token_to_id("<eos>");
+        self.config.pad_token_id = tokenizer.token_to_id("<pad>");
+        self
+    }
+
+    /// The config, checked (see [`ModelConfig::validate`]).
+    pub fn build(self) -> Result<ModelConfig> {
+        let mut c = self.config;
+        if c.num_heads == 0 || !c.hidden_size.is_multiple_of(c.num_heads) {
+            return Err(ModelError::Config(format!(
+                "the width {} must be a positive multiple of the {} query heads",
+                c.hidden_size, c.num_heads
+            )));
+        }
+        c.head_dim = c.hidden_size / c.num_heads;
+        c.intermediate_size = self.ffn.unwrap_or(3 * c.hidden_size);
+        c.validate()?;
+        Ok(c)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,6 +353,18 @@ mod tests {
       "num_key_value_heads": 3, "pad_token_id": 2, "rms_norm_eps": 9.999999747378752e-06,
       "rope_parameters": {"rope_theta": 100000.0, "rope_type": "default"},
       "tie_word_embeddings": true, "vocab_size": 49152 }"#;
+
+    #[test]
+    fn builder_derives_head_size_and_mlp_width() {
+        let c = ModelConfig::builder(30).layers(2).hidden(96).heads(6, 2).context(64).build().unwrap();
+        assert_eq!((c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads), (2, 96, 6, 2));
+        assert_eq!((c.head_dim, c.intermediate_size, c.max_position_embeddings), (16, 288, 64));
+        assert_eq!(ModelConfig::builder(30).ffn(100).build().unwrap().intermediate_size, 100);
+        assert_eq!(ModelConfig::tiny(30), ModelConfig::builder(30).build().unwrap());
+        let err = ModelConfig::builder(30).hidden(100).heads(3, 1).build().unwrap_err().to_string();
+        assert!(err.contains("multiple of the 3 query heads"), "{err}");
+        assert!(ModelConfig::builder(30).heads(4, 3).build().is_err(), "4 query heads cannot share 3 kv heads");
+    }
 
     #[test]
     fn reads_transformers5_llama_config() {

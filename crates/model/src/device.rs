@@ -35,14 +35,47 @@ pub enum BackendKind {
     Flex,
 }
 
-/// The device taken, and a sentence saying which and why.
+/// The device taken, what it is, and why it was taken.
 #[derive(Debug, Clone)]
 pub struct SelectedDevice {
     pub device: Device,
     pub backend: BackendKind,
     /// e.g. "wgpu: NVIDIA GeForce RTX 4090 (DiscreteGpu, Vulkan)".
     pub name: String,
-    pub reason: String,
+    pub reason: DeviceReason,
+}
+
+/// Why [`select_device`] took the device it took (front ends add how to choose otherwise).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceReason {
+    /// The CPU was asked for.
+    CpuAsked,
+    /// A GPU was asked for; `software` when the adapter is a CPU implementation of the API.
+    GpuAsked { software: bool },
+    /// Automatic choice: the first hardware adapter.
+    AutoHardware,
+    /// Automatic choice: the only adapter is a software one, slower than the CPU backend.
+    AutoSoftwareOnly { adapter: String },
+    /// Automatic choice: no adapter could be started.
+    AutoNoAdapter { error: String },
+}
+
+impl std::fmt::Display for DeviceReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceReason::CpuAsked => write!(f, "the CPU was asked for"),
+            DeviceReason::GpuAsked { software: false } => write!(f, "a GPU was asked for"),
+            DeviceReason::GpuAsked { software: true } => {
+                write!(f, "a GPU was asked for; note this adapter is a software (CPU) implementation")
+            }
+            DeviceReason::AutoHardware => write!(f, "auto: the first hardware wgpu adapter"),
+            DeviceReason::AutoSoftwareOnly { adapter } => write!(
+                f,
+                "auto: the only wgpu adapter is `{adapter}`, a software implementation slower than the CPU backend"
+            ),
+            DeviceReason::AutoNoAdapter { error } => write!(f, "auto: no wgpu adapter ({error})"),
+        }
+    }
 }
 
 /// What a wgpu adapter is, as reported by the driver.
@@ -91,7 +124,7 @@ fn start_wgpu() -> std::result::Result<(Device, AdapterSummary), String> {
 }
 
 #[cfg(not(target_family = "wasm"))]
-fn flex(reason: String) -> SelectedDevice {
+fn flex(reason: DeviceReason) -> SelectedDevice {
     SelectedDevice {
         device: Device::flex(),
         backend: BackendKind::Flex,
@@ -108,38 +141,25 @@ fn cpu_threads() -> usize {
 /// Picks a device as `choice` asks, never silently: `reason` explains the pick.
 #[cfg(not(target_family = "wasm"))]
 pub fn select_device(choice: DeviceChoice) -> Result<SelectedDevice> {
-    let wgpu_pick = |a: &AdapterSummary, device: Device, reason: String| SelectedDevice {
+    let wgpu_pick = |a: &AdapterSummary, device: Device, reason: DeviceReason| SelectedDevice {
         device,
         backend: BackendKind::Wgpu,
         name: format!("wgpu: {} ({}, {})", a.name, a.device_type, a.api),
         reason,
     };
     match choice {
-        DeviceChoice::Cpu => Ok(flex("--device cpu was asked for".into())),
+        DeviceChoice::Cpu => Ok(flex(DeviceReason::CpuAsked)),
         DeviceChoice::Gpu => match init_wgpu() {
             Ok((device, a)) => {
-                let why = if a.is_software {
-                    "--device gpu was asked for; note this adapter is a software (CPU) implementation".to_string()
-                } else {
-                    "--device gpu was asked for".to_string()
-                };
-                Ok(wgpu_pick(&a, device, why))
+                let software = a.is_software;
+                Ok(wgpu_pick(&a, device, DeviceReason::GpuAsked { software }))
             }
-            Err(e) => Err(ModelError::Device(format!(
-                "--device gpu: no wgpu adapter could be started ({e}). Install a Vulkan/Metal/DX12 \
-                 driver (on Debian without a GPU: apt install mesa-vulkan-drivers), or use --device cpu"
-            ))),
+            Err(e) => Err(ModelError::NoGpu(e)),
         },
         DeviceChoice::Auto => match init_wgpu() {
-            Ok((device, a)) if !a.is_software => {
-                Ok(wgpu_pick(&a, device, "auto: the first hardware wgpu adapter".into()))
-            }
-            Ok((_, a)) => Ok(flex(format!(
-                "auto: the only wgpu adapter is `{}`, a software implementation slower than the CPU \
-                 backend; --device gpu forces it",
-                a.name
-            ))),
-            Err(e) => Ok(flex(format!("auto: no wgpu adapter ({e})"))),
+            Ok((device, a)) if !a.is_software => Ok(wgpu_pick(&a, device, DeviceReason::AutoHardware)),
+            Ok((_, a)) => Ok(flex(DeviceReason::AutoSoftwareOnly { adapter: a.name })),
+            Err(e) => Ok(flex(DeviceReason::AutoNoAdapter { error: e })),
         },
     }
 }

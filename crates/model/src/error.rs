@@ -37,8 +37,26 @@ pub enum ModelError {
     #[error("{0}")]
     Input(String),
 
-    #[error("device: {0}")]
-    Device(String),
+    /// A prompt and the tokens to generate after it do not fit the model's context.
+    #[error(
+        "a prompt of {prompt_tokens} tokens plus {new_tokens} new tokens exceeds the model's context of {context} tokens"
+    )]
+    TooLong { prompt_tokens: usize, new_tokens: usize, context: usize },
+
+    /// A Hugging Face folder without the `tokenizer.json` the model needs.
+    #[error("{dir}: no tokenizer.json in this folder (copy it from the original model)")]
+    MissingTokenizer { dir: PathBuf },
+
+    /// A GGUF file whose tokenizer type Starling cannot build from the metadata.
+    #[error("{path}: tokenizer model `{model}` is not supported (gpt2 and llama are)")]
+    UnsupportedTokenizer { path: PathBuf, model: String },
+
+    /// No wgpu adapter could be started when a GPU was asked for.
+    #[error(
+        "no wgpu adapter could be started ({0}); install a Vulkan/Metal/DX12 driver (on Debian without a GPU: \
+         apt install mesa-vulkan-drivers)"
+    )]
+    NoGpu(String),
 }
 
 impl ModelError {

@@ -65,11 +65,57 @@ pub struct TokenEvent<'a> {
     pub text: &'a str,
 }
 
+/// One row's text as its tokens arrive, shared by every decoder: an EOS id ends the row (and is
+/// not kept), a stop string ends it and is cut from the text.
+pub struct RowText<'t> {
+    pub text: String,
+    decoder: crate::tokenizer::StreamDecoder<'t>,
+    pub finish: Option<FinishReason>,
+}
+
+impl<'t> RowText<'t> {
+    pub fn new(tokenizer: &'t Tokenizer) -> Self {
+        Self { text: String::new(), decoder: tokenizer.stream_decoder(true), finish: None }
+    }
+
+    pub fn finished(&self) -> bool {
+        self.finish.is_some()
+    }
+
+    /// Takes the row's next id: `None` when it is an EOS id (the row ends there), else the text
+    /// the id adds (possibly empty). A stop string in the text ends the row and is cut off.
+    pub fn push(&mut self, id: u32, cfg: &GenerateConfig) -> Result<Option<String>> {
+        if cfg.eos_ids.contains(&id) {
+            self.finish = Some(FinishReason::Eos);
+            return Ok(None);
+        }
+        let piece = self.decoder.push(id)?;
+        self.text.push_str(&piece);
+        if let Some(cut) = cfg.stop_strings.iter().filter_map(|s| self.text.find(s.as_str())).min() {
+            self.text.truncate(cut);
+            self.finish = Some(FinishReason::StopString);
+        }
+        Ok(Some(piece))
+    }
+}
+
+/// Checks a batch of prompts before decoding: none is empty and every id is inside the model's
+/// vocabulary. Returns the longest prompt's length.
+pub fn check_prompts(prompts: &[Vec<u32>], vocab_size: usize) -> Result<usize> {
+    if let Some(i) = prompts.iter().position(|p| p.is_empty()) {
+        return Err(ModelError::Input(format!("prompt {i} is empty; give at least one token of text")));
+    }
+    if let Some(bad) = prompts.iter().flatten().find(|&&id| id as usize >= vocab_size) {
+        return Err(ModelError::Input(format!(
+            "token id {bad} is outside the model's vocabulary ({vocab_size}); the tokenizer does not belong to this model"
+        )));
+    }
+    Ok(prompts.iter().map(Vec::len).max().unwrap_or(0))
+}
+
 struct Row<'t> {
     ids: Vec<u32>,
-    text: String,
-    decoder: crate::tokenizer::StreamDecoder<'t>,
-    finish: Option<FinishReason>,
+    text: RowText<'t>,
 }
 
 /// Generates continuations of `prompts` (token ids). `on_token` sees every kept token.
@@ -124,32 +170,16 @@ impl<'a> Decoder<'a> {
             return Ok(None);
         }
         let c = model.config();
-        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
-        if let Some(i) = prompts.iter().position(|p| p.is_empty()) {
-            return Err(ModelError::Input(format!("prompt {i} is empty; give at least one token of text")));
-        }
-        if let Some(bad) = prompts.iter().flatten().find(|&&id| id as usize >= c.vocab_size) {
-            return Err(ModelError::Input(format!(
-                "token id {bad} is outside the model's vocabulary ({}); the tokenizer does not belong to this model",
-                c.vocab_size
-            )));
-        }
+        let longest = check_prompts(prompts, c.vocab_size)?;
         if longest + cfg.max_new_tokens > c.max_position_embeddings {
-            return Err(ModelError::Input(format!(
-                "a prompt of {longest} tokens plus {} new tokens exceeds the model's context of {} tokens; \
-                 shorten the prompt or lower --max-new-tokens",
-                cfg.max_new_tokens, c.max_position_embeddings
-            )));
+            return Err(ModelError::TooLong {
+                prompt_tokens: longest,
+                new_tokens: cfg.max_new_tokens,
+                context: c.max_position_embeddings,
+            });
         }
         let device = model.device();
-        let rows = (0..prompts.len())
-            .map(|_| Row {
-                ids: Vec::new(),
-                text: String::new(),
-                decoder: tokenizer.stream_decoder(true),
-                finish: None,
-            })
-            .collect();
+        let rows = (0..prompts.len()).map(|_| Row { ids: Vec::new(), text: RowText::new(tokenizer) }).collect();
         let mut cache = KvCache::new(c.num_layers);
         let sampler = Sampler::new(&cfg.sampling, c.vocab_size, &device);
         let (pad_left, logits) = if cfg.max_new_tokens == 0 {
@@ -160,7 +190,7 @@ impl<'a> Decoder<'a> {
                 // one backend draw from the same stream, so only a sequential run repeats exactly.
                 device.seed(cfg.seed);
             }
-            let (tokens, pad_left) = left_padded(prompts, c.pad_token_id.or(c.eos_token_id).unwrap_or(0), &device);
+            let (tokens, pad_left) = left_padded(prompts, c.pad_id(), &device);
             let logits = prefill(model, tokens, &pad_left, &mut cache, &device);
             (pad_left, Some(logits))
         };
@@ -203,25 +233,17 @@ impl<'a> Decoder<'a> {
             return Err(ModelError::Input(format!("accept: {} ids for {} rows", ids.len(), self.rows.len())));
         }
         for (r, row) in self.rows.iter_mut().enumerate() {
-            if row.finish.is_some() {
+            if row.text.finished() {
                 continue;
             }
             let id = ids[r] as u32;
-            if self.cfg.eos_ids.contains(&id) {
-                row.finish = Some(FinishReason::Eos);
-                continue;
-            }
-            row.ids.push(id);
-            let piece = row.decoder.push(id)?;
-            row.text.push_str(&piece);
-            on_token(TokenEvent { row: r, id, text: &piece });
-            if let Some(cut) = self.cfg.stop_strings.iter().filter_map(|s| row.text.find(s.as_str())).min() {
-                row.text.truncate(cut);
-                row.finish = Some(FinishReason::StopString);
+            if let Some(piece) = row.text.push(id, self.cfg)? {
+                row.ids.push(id);
+                on_token(TokenEvent { row: r, id, text: &piece });
             }
         }
         self.step += 1;
-        if self.rows.iter().any(|r| r.finish.is_none()) && self.step < self.cfg.max_new_tokens {
+        if self.rows.iter().any(|r| !r.text.finished()) && self.step < self.cfg.max_new_tokens {
             let b = self.rows.len();
             let device = self.model.device();
             self.logits = Some(decode_step(self.model, next.reshape([b, 1]), &self.pad_left, &mut self.cache, &device));
@@ -237,8 +259,8 @@ impl<'a> Decoder<'a> {
             .map(|(r, p)| Generation {
                 prompt_ids: p,
                 ids: r.ids,
-                text: r.text,
-                finish: r.finish.unwrap_or(FinishReason::Length),
+                finish: r.text.finish.unwrap_or(FinishReason::Length),
+                text: r.text.text,
             })
             .collect()
     }

@@ -18,13 +18,7 @@ use crate::mask::AttentionBias;
 /// Deterministic parameter id from the parameter's Hugging Face name, so optimizer state saved
 /// in one run lines up with the same parameters when a checkpoint is loaded in another.
 pub fn param_id(name: &str) -> ParamId {
-    // FNV-1a, 64-bit.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    ParamId::from(h)
+    ParamId::from(crate::hash::Fnv1a::of(name.as_bytes()))
 }
 
 /// A parameter named `name` (see [`param_id`]), trainable when `device` has autodiff.

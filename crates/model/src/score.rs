@@ -124,8 +124,8 @@ mod tests {
             let mut scored = vec![0; n];
             for (start, end, first) in wins {
                 assert!(end - start <= w && start < first && first <= end);
-                for t in first..end {
-                    scored[t] += 1;
+                for count in &mut scored[first..end] {
+                    *count += 1;
                 }
             }
             assert_eq!(scored[0], 0);

@@ -16,16 +16,7 @@ use starling_model::sampling::SamplingConfig;
 use starling_model::weights::{init_transformer, load_transformer};
 
 fn tiny_config() -> ModelConfig {
-    let mut c = ModelConfig::tiny(40);
-    c.hidden_size = 48;
-    c.intermediate_size = 96;
-    c.num_layers = 2;
-    c.num_heads = 6;
-    c.num_kv_heads = 2;
-    c.head_dim = 8;
-    c.max_position_embeddings = 64;
-    c.qkv_bias = true;
-    c
+    ModelConfig::builder(40).layers(2).hidden(48).heads(6, 2).ffn(96).context(64).qkv_bias(true).build().unwrap()
 }
 
 fn to_vec(t: Tensor<2>) -> Vec<f32> {

@@ -52,7 +52,7 @@ pub fn token_deltas_batch(
     let b = seqs.len();
     let d = model.hidden_size();
     let nt = model.config.n_thought;
-    let pad_id = model.lm.config().pad_token_id.unwrap_or(0);
+    let pad_id = model.lm.config().pad_id();
     let (tokens, pad) = left_padded(seqs, pad_id, &device);
     let thoughts = sample_thoughts(model, tokens.clone(), &pad, 1, temperature, kernel); // [B, nt, L]
     let (h_base, cache) = model.base_pass(tokens, &pad);

@@ -9,15 +9,14 @@
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData, Transaction};
 use serde::Serialize;
+use starling_model::Tokenizer;
 use starling_model::cache::KvCache;
-use starling_model::generate::{FinishReason, GenerateConfig, left_padded};
+use starling_model::generate::{FinishReason, GenerateConfig, RowText, check_prompts, left_padded};
 use starling_model::mask::{AttentionBias, positions};
 use starling_model::sampling::{Sampler, SamplingConfig};
-use starling_model::tokenizer::StreamDecoder;
-use starling_model::{ModelError, Tokenizer};
 
+use crate::Result;
 use crate::model::QuietModel;
-use crate::{QuietError, Result};
 
 /// One generated token with the thought that preceded it.
 #[derive(Debug, Clone, Serialize)]
@@ -87,10 +86,15 @@ pub struct ThoughtfulDecoder<'a> {
     next: Option<Tensor<1, Int>>,
     thought_sampler: Sampler<'a>,
     sampler: Sampler<'a>,
-    rows: Vec<ThoughtfulGeneration>,
-    done: Vec<bool>,
-    decoders: Vec<StreamDecoder<'a>>,
+    prompts: Vec<Vec<u32>>,
+    rows: Vec<ThoughtRow<'a>>,
     steps: usize,
+}
+
+/// One row's tokens with their thoughts, and its text.
+struct ThoughtRow<'t> {
+    tokens: Vec<ThoughtToken>,
+    text: RowText<'t>,
 }
 
 impl<'a> ThoughtfulDecoder<'a> {
@@ -112,23 +116,13 @@ impl<'a> ThoughtfulDecoder<'a> {
         if prompts.is_empty() {
             return Ok(None);
         }
-        if let Some(i) = prompts.iter().position(|p| p.is_empty()) {
-            return Err(QuietError::Input(format!("prompt {i} is empty; give at least one token of text")));
-        }
         let c = model.lm.config();
-        if let Some(bad) = prompts.iter().flatten().find(|&&id| id as usize >= c.vocab_size) {
-            return Err(ModelError::Input(format!(
-                "token id {bad} is outside the model's vocabulary ({})",
-                c.vocab_size
-            ))
-            .into());
-        }
-        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let longest = check_prompts(prompts, c.vocab_size)?;
         model.check_length(longest + cfg.max_new_tokens)?;
         let device = model.device();
         device.seed(cfg.seed);
         let b = prompts.len();
-        let (tokens, pad_left) = left_padded(prompts, c.pad_token_id.or(c.eos_token_id).unwrap_or(0), &device);
+        let (tokens, pad_left) = left_padded(prompts, c.pad_id(), &device);
         thought_cfg.validate()?;
         let mut decoder = Self {
             model,
@@ -140,17 +134,8 @@ impl<'a> ThoughtfulDecoder<'a> {
             next: None,
             thought_sampler: Sampler::new(thought_cfg, c.vocab_size, &device),
             sampler: Sampler::new(&cfg.sampling, c.vocab_size, &device),
-            rows: prompts
-                .iter()
-                .map(|p| ThoughtfulGeneration {
-                    prompt_ids: p.clone(),
-                    tokens: Vec::new(),
-                    text: String::new(),
-                    finish: FinishReason::Length,
-                })
-                .collect(),
-            done: vec![cfg.max_new_tokens == 0; b],
-            decoders: (0..b).map(|_| tokenizer.stream_decoder(true)).collect(),
+            prompts: prompts.to_vec(),
+            rows: (0..b).map(|_| ThoughtRow { tokens: Vec::new(), text: RowText::new(tokenizer) }).collect(),
             steps: 0,
         };
         let hidden = decoder.feed(model.lm.embed(tokens));
@@ -168,7 +153,7 @@ impl<'a> ThoughtfulDecoder<'a> {
     }
 
     pub fn finished(&self) -> bool {
-        self.done.iter().all(|&d| d)
+        self.steps >= self.cfg.max_new_tokens || self.rows.iter().all(|r| r.text.finished())
     }
 
     /// Thinks from the real prefix (the thought's cache entries are dropped afterwards), mixes,
@@ -207,19 +192,14 @@ impl<'a> ThoughtfulDecoder<'a> {
     pub fn accept(&mut self, ids: &[i64], scores: &[f32]) -> Result<Vec<(usize, ThoughtToken)>> {
         let n = self.model.config.n_thought + 1;
         let mut kept = Vec::new();
-        for r in 0..self.rows.len() {
-            if self.done[r] {
+        for (r, row) in self.rows.iter_mut().enumerate() {
+            if row.text.finished() {
                 continue;
             }
             let row_ids = &ids[r * n..(r + 1) * n];
             let id = row_ids[0] as u32;
-            if self.cfg.eos_ids.contains(&id) {
-                self.rows[r].finish = FinishReason::Eos;
-                self.done[r] = true;
-                continue;
-            }
+            let Some(text) = row.text.push(id, self.cfg)? else { continue };
             let thought_ids: Vec<u32> = row_ids[1..].iter().map(|&t| t as u32).collect();
-            let text = self.decoders[r].push(id)?;
             let (mix_weight, logp_gain) = (scores[2 * r], scores[2 * r + 1]);
             let token = ThoughtToken {
                 id,
@@ -229,20 +209,10 @@ impl<'a> ThoughtfulDecoder<'a> {
                 mix_weight,
                 logp_gain,
             };
-            let row = &mut self.rows[r];
-            row.text.push_str(&token.text);
             row.tokens.push(token.clone());
             kept.push((r, token));
-            if let Some(cut) = self.cfg.stop_strings.iter().filter_map(|s| row.text.find(s.as_str())).min() {
-                row.text.truncate(cut);
-                row.finish = FinishReason::StopString;
-                self.done[r] = true;
-            }
         }
         self.steps += 1;
-        if self.steps >= self.cfg.max_new_tokens {
-            self.done.iter_mut().for_each(|d| *d = true);
-        }
         let next = self.next.take().expect("accept follows propose");
         if !self.finished() {
             let b = self.rows.len();
@@ -253,5 +223,14 @@ impl<'a> ThoughtfulDecoder<'a> {
 
     pub fn into_generations(self) -> Vec<ThoughtfulGeneration> {
         self.rows
+            .into_iter()
+            .zip(self.prompts)
+            .map(|(r, prompt_ids)| ThoughtfulGeneration {
+                prompt_ids,
+                tokens: r.tokens,
+                finish: r.text.finish.unwrap_or(FinishReason::Length),
+                text: r.text.text,
+            })
+            .collect()
     }
 }

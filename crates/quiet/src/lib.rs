@@ -7,6 +7,7 @@
 //! - [`loss`]: one training step's loss — base LM loss, non-myopic talk loss through the mixing
 //!   head, REINFORCE on the thoughts.
 //! - [`trainer`]: the optimization loop (checkpoints, resume, metrics, NaN stop).
+//! - [`demo`]: the built-in demonstration (`starling quiet demo`), native builds.
 //! - [`generate`]: thoughtful generation with a KV cache; [`analyze`]: which tokens thoughts help;
 //!   [`eval`]: zero-shot answer likelihood and choice accuracy with and without thoughts.
 //!
@@ -15,6 +16,8 @@
 pub mod analyze;
 pub mod checkpoint;
 pub mod config;
+#[cfg(not(target_family = "wasm"))]
+pub mod demo;
 pub mod eval;
 pub mod generate;
 pub mod loss;
@@ -43,6 +46,11 @@ pub enum QuietError {
     Train(#[from] starling_train::trainer::TrainError),
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    #[error(transparent)]
+    Kernel(#[from] starling_thought::KernelError),
+    /// A run folder made with other settings than the ones given.
+    #[error("{} holds a Quiet-STaR run with other settings", path.display())]
+    OtherRun { path: std::path::PathBuf },
 }
 
 pub type Result<T> = std::result::Result<T, QuietError>;

@@ -35,8 +35,69 @@ pub struct LossStats {
     pub mix_weight: f64,
 }
 
+/// The sizes of one step, named once: `rows` = `passes` × `batch` (every sequence once per pass).
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    batch: usize,
+    len: usize,
+    passes: usize,
+    rows: usize,
+    thought: usize,
+    talk: usize,
+    width: usize,
+}
+
+/// The step's numbers as device scalars, read back together in one read.
+struct StatTensors {
+    loss: Tensor<1>,
+    base_nll: Tensor<1>,
+    talk_nll: Tensor<1>,
+    talk_nll_base: Tensor<1>,
+    post_nll: Tensor<1>,
+    policy_loss: Tensor<1>,
+    mean_reward: Tensor<1>,
+    mix_weight: Tensor<1>,
+}
+
+impl StatTensors {
+    fn read(self) -> LossStats {
+        let all = [
+            self.loss,
+            self.base_nll,
+            self.talk_nll,
+            self.talk_nll_base,
+            self.post_nll,
+            self.policy_loss,
+            self.mean_reward,
+            self.mix_weight,
+        ];
+        let data = Tensor::cat(all.into_iter().map(|t| t.detach()).collect(), 0).into_data();
+        let v: Vec<f64> = data.iter::<f64>().collect();
+        LossStats {
+            loss: v[0],
+            base_nll: v[1],
+            talk_nll: v[2],
+            talk_nll_base: v[3],
+            post_nll: v[4],
+            policy_loss: v[5],
+            mean_reward: v[6],
+            mix_weight: v[7],
+        }
+    }
+}
+
+/// `seqs[b][i + k]` for every row and position (0 past the end), flattened `[batch, len]`.
+fn shifted(seqs: &[Vec<u32>], len: usize, k: usize) -> Vec<i64> {
+    seqs.iter().flat_map(|s| (0..len).map(move |i| s.get(i + k).map_or(0, |&t| t as i64))).collect()
+}
+
+/// 1 where position i has a target k tokens ahead inside the sequence, repeated for `rows` rows.
+fn ahead_mask(rows: usize, len: usize, k: usize) -> Vec<f32> {
+    (0..rows).flat_map(|_| (0..len).map(move |i| if i + k < len { 1.0 } else { 0.0 })).collect()
+}
+
 /// The loss of one batch of equal-length sequences, and its numbers. `model` lives on an
-/// autodiff device; thoughts are sampled from `model.valid()`.
+/// autodiff device; thoughts are sampled from `sampler_model` (its `valid()` twin).
 pub fn quiet_loss(
     model: &QuietModel,
     sampler_model: &QuietModel,
@@ -45,136 +106,140 @@ pub fn quiet_loss(
 ) -> (Tensor<1>, LossStats) {
     let cfg = &model.config;
     let device = model.device();
-    let b = seqs.len();
-    let l = seqs[0].len();
-    assert!(seqs.iter().all(|s| s.len() == l), "training sequences must have equal length");
-    let (p, nt, nk) = (cfg.n_passes, cfg.n_thought, cfg.n_talk);
-    let n = p * b;
-    let d = model.hidden_size();
-    let pad = vec![0usize; b];
+    let len = seqs[0].len();
+    assert!(seqs.iter().all(|s| s.len() == len), "training sequences must have equal length");
+    let dims = Dims {
+        batch: seqs.len(),
+        len,
+        passes: cfg.n_passes,
+        rows: cfg.n_passes * seqs.len(),
+        thought: cfg.n_thought,
+        talk: cfg.n_talk,
+        width: model.hidden_size(),
+    };
+    let Dims { batch, passes, rows, thought, talk, .. } = dims;
+    let no_padding = vec![0usize; batch];
     let flat: Vec<i64> = seqs.iter().flat_map(|s| s.iter().map(|&t| t as i64)).collect();
 
     // Think: sample thoughts without gradients.
     let sample_device = sampler_model.device();
-    let tokens_s = Tensor::<2, Int>::from_data(TensorData::new(flat.clone(), [b, l]), &sample_device);
-    let thoughts = sample_thoughts(sampler_model, tokens_s, &pad, p, cfg.thought_temperature, kernel);
-    let thoughts = Tensor::<3, Int>::from_data(thoughts.into_data(), &device); // [N, nt, L]
+    let tokens_s = Tensor::<2, Int>::from_data(TensorData::new(flat.clone(), [batch, len]), &sample_device);
+    let thoughts = sample_thoughts(sampler_model, tokens_s, &no_padding, passes, cfg.thought_temperature, kernel);
+    let thoughts = Tensor::<3, Int>::from_data(thoughts.into_data(), &device); // [rows, thought, len]
 
-    // Base pass with gradients.
-    let tokens = Tensor::<2, Int>::from_data(TensorData::new(flat.clone(), [b, l]), &device);
-    let (h_base, cache) = model.base_pass(tokens.clone(), &pad);
-
-    // Targets shifted by 1..=nk, with validity (the target exists inside the sequence).
-    let shifted = |k: usize| -> Vec<i64> {
-        seqs.iter().flat_map(|s| (0..l).map(move |i| s.get(i + k).map_or(0, |&t| t as i64))).collect()
-    };
-    let valid = |k: usize| -> Vec<f32> {
-        (0..b).flat_map(|_| (0..l).map(move |i| if i + k < l { 1.0 } else { 0.0 })).collect()
-    };
-
-    // Base loss: next-token NLL.
+    // Base pass with gradients, and the base loss: next-token NLL.
+    let tokens = Tensor::<2, Int>::from_data(TensorData::new(flat, [batch, len]), &device);
+    let (h_base, cache) = model.base_pass(tokens, &no_padding);
     let base_logp = log_softmax(model.lm.logits(h_base.clone()), 2);
-    let next = Tensor::<3, Int>::from_data(TensorData::new(shifted(1), [b, l, 1]), &device);
-    let v1 = Tensor::<2>::from_data(TensorData::new(valid(1), [b, l]), &device);
-    let base_tok = base_logp.gather(2, next).reshape([b, l]);
-    let base_nll = -(base_tok * v1.clone()).sum() / v1.clone().sum();
+    let next = Tensor::<3, Int>::from_data(TensorData::new(shifted(seqs, len, 1), [batch, len, 1]), &device);
+    let has_next = Tensor::<2>::from_data(TensorData::new(ahead_mask(batch, len, 1), [batch, len]), &device);
+    let base_tok = base_logp.gather(2, next).reshape([batch, len]);
+    let base_nll = -(base_tok * has_next.clone()).sum() / has_next.clone().sum();
 
-    // Talk: the thought block teacher-forced at every position.
-    let mut state = ThoughtState::new(&cache, model.lm.config().num_layers, &pad, p, kernel);
-    let mut blocks = model.thought_inputs(thoughts.clone());
-    if nk > 1 {
-        let talk_in: Vec<i64> = (1..nk).flat_map(&shifted).collect(); // [nk-1, B, L]
-        let talk_in = Tensor::<3, Int>::from_data(TensorData::new(talk_in, [nk - 1, b, l]), &device).swap_dims(0, 1); // [B, nk-1, L]
-        let talk_in = Tensor::cat(vec![talk_in; p], 0).reshape([n, (nk - 1) * l]);
-        blocks.push(model.lm.embed(talk_in).reshape([n, nk - 1, l, d]));
-    }
-    let h_diag = model.thought_steps(Tensor::cat(blocks, 1), &mut state); // [N, nt+1+nk, L, d]
+    // Talk: the thought block (start, thought, end, talk tokens but the last) teacher-forced at
+    // every position.
+    let h_diag = talk_pass(model, &cache, thoughts.clone(), seqs, dims, kernel); // [rows, thought+1+talk, len, d]
 
-    // Policy log-probabilities of the sampled thought tokens (steps 0..nt predict tokens 1..=nt).
-    let thought_logits = model.logits4(h_diag.clone().narrow(1, 0, nt)).div_scalar(cfg.reinforce_temperature);
+    // Policy log-probabilities of the sampled thought tokens (steps 0..thought predict tokens 1..=thought).
+    let thought_logits = model.logits4(h_diag.clone().narrow(1, 0, thought)).div_scalar(cfg.reinforce_temperature);
     let thought_logp = log_softmax(thought_logits, 3)
-        .gather(3, thoughts.reshape([n, nt, l, 1]))
-        .reshape([n, nt, l])
+        .gather(3, thoughts.reshape([rows, thought, len, 1]))
+        .reshape([rows, thought, len])
         .sum_dim(1)
-        .reshape([n, l]);
+        .reshape([rows, len]);
 
-    // Mixed predictions of x_{i+1+k}, k < nk: post-thought state at step nt+1+k, base state at i+k.
-    let h_post = h_diag.narrow(1, nt + 1, nk); // [N, nk, L, d]
-    let base_shift: Vec<Tensor<3>> = (0..nk)
+    // Mixed predictions of x_{i+1+k}, k < talk: post-thought state at step thought+1+k, base
+    // state at i+k.
+    let h_post = h_diag.narrow(1, thought + 1, talk); // [rows, talk, len, d]
+    let h_base_ahead = base_states_ahead(&h_base, dims); // [rows, talk, len, d]
+    let (mixed, w) = model.mix(h_base_ahead.clone(), h_post.clone());
+    // Row r = (pass, sequence b): for k = 1..=talk, x_{i+k} at every position i.
+    let targets: Vec<i64> = (0..passes)
+        .flat_map(|_| seqs.iter())
+        .flat_map(|s| (1..=talk).flat_map(move |k| (0..len).map(move |i| s.get(i + k).map_or(0, |&t| t as i64))))
+        .collect();
+    let targets = Tensor::<4, Int>::from_data(TensorData::new(targets, [rows, talk, len, 1]), &device);
+    let talk_valid: Vec<f32> = (0..rows).flat_map(|_| (1..=talk).flat_map(|k| ahead_mask(1, len, k))).collect();
+    let talk_valid = Tensor::<3>::from_data(TensorData::new(talk_valid, [rows, talk, len]), &device);
+    let talk_count = talk_valid.clone().sum();
+    let target_logp = |h: Tensor<4>| {
+        log_softmax(model.logits4(h), 3).gather(3, targets.clone()).reshape([rows, talk, len]) * talk_valid.clone()
+    };
+    let talk_logp = target_logp(mixed);
+    let talk_nll = -talk_logp.clone().sum() / talk_count.clone();
+    let post_nll = -target_logp(h_post).sum() / talk_count.clone();
+    let talk_nll_base = -target_logp(h_base_ahead).sum().detach() / talk_count;
+
+    // REINFORCE: reward = log-likelihood of the true continuation given the thought, minus the
+    // mean over the passes at the same position.
+    let ll = talk_logp.sum_dim(1).reshape([passes, batch, len]).detach();
+    let baseline = ll.clone().mean_dim(0);
+    let mut reward = (ll - baseline).reshape([rows, len]);
+    if cfg.drop_negative_rewards {
+        reward = reward.clamp_min(0.0);
+    }
+    let scored = Tensor::cat(vec![has_next; passes], 0); // positions with at least one target
+    let policy_loss = -(reward.clone() * thought_logp * scored.clone()).sum() / scored.clone().sum();
+    let mean_reward = (reward * scored.clone()).sum() / scored.sum();
+    let mix_weight = (w.reshape([rows, talk, len]) * talk_valid.clone()).sum() / talk_valid.sum();
+
+    let loss = base_nll.clone().mul_scalar(cfg.base_loss_weight)
+        + talk_nll.clone().mul_scalar(cfg.talk_loss_weight)
+        + policy_loss.clone().mul_scalar(cfg.policy_loss_weight)
+        + post_nll.clone().mul_scalar(cfg.post_thought_loss_weight);
+    let stats = StatTensors {
+        loss: loss.clone(),
+        base_nll,
+        talk_nll,
+        talk_nll_base,
+        post_nll,
+        policy_loss,
+        mean_reward,
+        mix_weight,
+    }
+    .read();
+    (loss, stats)
+}
+
+/// The teacher-forced thought block at every position: start, the sampled thought, end, then
+/// the true tokens x_{i+1} … x_{i+talk−1}. Returns every step's hidden states.
+fn talk_pass(
+    model: &QuietModel,
+    cache: &starling_model::cache::KvCache,
+    thoughts: Tensor<3, Int>,
+    seqs: &[Vec<u32>],
+    dims: Dims,
+    kernel: Kernel,
+) -> Tensor<4> {
+    let Dims { batch, len, passes, rows, talk, width, .. } = dims;
+    let device = model.device();
+    let no_padding = vec![0usize; batch];
+    let mut state = ThoughtState::new(cache, model.lm.config().num_layers, &no_padding, passes, kernel);
+    let mut blocks = model.thought_inputs(thoughts);
+    if talk > 1 {
+        let talk_in: Vec<i64> = (1..talk).flat_map(|k| shifted(seqs, len, k)).collect(); // [talk-1, batch, len]
+        let talk_in =
+            Tensor::<3, Int>::from_data(TensorData::new(talk_in, [talk - 1, batch, len]), &device).swap_dims(0, 1); // [batch, talk-1, len]
+        let talk_in = Tensor::cat(vec![talk_in; passes], 0).reshape([rows, (talk - 1) * len]);
+        blocks.push(model.lm.embed(talk_in).reshape([rows, talk - 1, len, width]));
+    }
+    model.thought_steps(Tensor::cat(blocks, 1), &mut state)
+}
+
+/// The base hidden state that predicts x_{i+1+k} (the state at position i+k; zeros past the
+/// end), for k < talk, repeated for every pass: `[rows, talk, len, d]`.
+fn base_states_ahead(h_base: &Tensor<3>, dims: Dims) -> Tensor<4> {
+    let Dims { batch, len, passes, talk, width, .. } = dims;
+    let device = h_base.device();
+    let shifted: Vec<Tensor<3>> = (0..talk)
         .map(|k| {
             if k == 0 {
                 h_base.clone()
             } else {
-                Tensor::cat(vec![h_base.clone().narrow(1, k, l - k), Tensor::zeros([b, k, d], &device)], 1)
+                Tensor::cat(vec![h_base.clone().narrow(1, k, len - k), Tensor::zeros([batch, k, width], &device)], 1)
             }
         })
         .collect();
-    let h_base_k = Tensor::stack::<4>(base_shift, 1); // [B, nk, L, d]
-    let h_base_k = Tensor::cat(vec![h_base_k; p], 0); // [N, nk, L, d]
-    let (mixed, w) = model.mix(h_base_k.clone(), h_post.clone());
-    let targets: Vec<i64> = (0..p)
-        .flat_map(|_| {
-            (0..b).flat_map(|bi| {
-                (1..=nk).flat_map(move |k| (0..l).map(move |i| seqs[bi].get(i + k).map_or(0, |&t| t as i64)))
-            })
-        })
-        .collect();
-    let targets = Tensor::<4, Int>::from_data(TensorData::new(targets, [n, nk, l, 1]), &device);
-    let talk_valid: Vec<f32> = (0..n)
-        .flat_map(|_| (1..=nk).flat_map(move |k| (0..l).map(move |i| if i + k < l { 1.0 } else { 0.0 })))
-        .collect();
-    let talk_valid = Tensor::<3>::from_data(TensorData::new(talk_valid, [n, nk, l]), &device);
-    let talk_logp =
-        log_softmax(model.logits4(mixed), 3).gather(3, targets.clone()).reshape([n, nk, l]) * talk_valid.clone();
-    let talk_count = talk_valid.clone().sum();
-    let talk_nll = -talk_logp.clone().sum() / talk_count.clone();
-    let post_logp =
-        log_softmax(model.logits4(h_post), 3).gather(3, targets.clone()).reshape([n, nk, l]) * talk_valid.clone();
-    let post_nll = -post_logp.sum() / talk_count.clone();
-    let talk_logp_base =
-        log_softmax(model.logits4(h_base_k), 3).gather(3, targets).reshape([n, nk, l]) * talk_valid.clone();
-    let talk_nll_base = -talk_logp_base.sum().detach() / talk_count;
-
-    // REINFORCE: reward = log-likelihood of the true continuation given the thought, minus the
-    // mean over the passes at the same position.
-    let ll = talk_logp.sum_dim(1).reshape([p, b, l]).detach();
-    let baseline = ll.clone().mean_dim(0);
-    let mut reward = (ll - baseline).reshape([n, l]);
-    if cfg.drop_negative_rewards {
-        reward = reward.clamp_min(0.0);
-    }
-    let pos_valid = Tensor::cat(vec![v1.clone(); p], 0); // positions with at least one target
-    let policy = -(reward.clone() * thought_logp * pos_valid.clone()).sum() / pos_valid.clone().sum();
-    let mean_reward = (reward * pos_valid.clone()).sum() / pos_valid.sum();
-    let mix_weight = (w.reshape([n, nk, l]) * talk_valid.clone()).sum() / talk_valid.sum();
-
-    let loss = base_nll.clone().mul_scalar(cfg.base_loss_weight)
-        + talk_nll.clone().mul_scalar(cfg.talk_loss_weight)
-        + policy.clone().mul_scalar(cfg.policy_loss_weight)
-        + post_nll.clone().mul_scalar(cfg.post_thought_loss_weight);
-    let numbers = Tensor::cat(
-        vec![
-            loss.clone().detach(),
-            base_nll.detach(),
-            talk_nll.detach(),
-            talk_nll_base,
-            policy.detach(),
-            mean_reward,
-            mix_weight.detach(),
-            post_nll.detach(),
-        ],
-        0,
-    );
-    let v: Vec<f32> = numbers.into_data().try_into_vec_as().expect("f32 stats");
-    let stats = LossStats {
-        loss: v[0] as f64,
-        base_nll: v[1] as f64,
-        talk_nll: v[2] as f64,
-        talk_nll_base: v[3] as f64,
-        policy_loss: v[4] as f64,
-        mean_reward: v[5] as f64,
-        mix_weight: v[6] as f64,
-        post_nll: v[7] as f64,
-    };
-    (loss, stats)
+    let ahead = Tensor::stack::<4>(shifted, 1); // [batch, talk, len, d]
+    Tensor::cat(vec![ahead; passes], 0)
 }

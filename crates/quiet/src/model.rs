@@ -217,7 +217,7 @@ impl QuietModel {
 
     /// Checks that `kernel` can run on this model's device and head size.
     pub fn check_kernel(&self, kernel: Kernel) -> Result<()> {
-        starling_thought::check_kernel(kernel, &self.device(), self.lm.config().head_dim).map_err(QuietError::Config)
+        Ok(starling_thought::check_kernel(kernel, &self.device(), self.lm.config().head_dim)?)
     }
 
     /// Checks that sequences of `len` tokens leave room for a thought within the context.

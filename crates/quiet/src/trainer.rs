@@ -94,10 +94,7 @@ impl QuietRun {
                 serde_json::from_str(&text).map_err(|e| ck(format!("{}: {e}", path.display())))?;
             let same = QuietRunConfig { train: TrainConfig { steps: config.train.steps, ..old.train.clone() }, ..old };
             if same != config {
-                return Err(QuietError::Config(format!(
-                    "{} holds a run with other settings; resume with the same options, or use --fresh / another --out",
-                    root.display()
-                )));
+                return Err(QuietError::OtherRun { path: root.to_path_buf() });
             }
         }
         starling_model::checkpoint::files::write_atomic(&path, &serde_json::to_vec_pretty(&config).expect("JSON"))?;
@@ -193,15 +190,15 @@ fn ck(m: String) -> QuietError {
 }
 
 /// Trains `model` (on an autodiff device) on equal-length token sequences. Starts from
-/// `start` (optimizer and step) when resuming. With `run`, metrics and checkpoints go to disk.
+/// `start` (optimizer and step) when resuming. With `run`, metrics and checkpoints (which hold the
+/// tokenizer) go to disk.
 pub fn train_quiet(
     mut model: QuietModel,
-    tokenizer: &Tokenizer,
     seqs: &[Vec<u32>],
     cfg: &QuietRunConfig,
     kernel: Kernel,
     start: Option<(AdamW, usize)>,
-    run: Option<&QuietRun>,
+    run: Option<(&QuietRun, &Tokenizer)>,
     observer: &mut dyn QuietObserver,
 ) -> Result<(QuietModel, Vec<QuietStepMetrics>)> {
     let t = &cfg.train;
@@ -250,10 +247,10 @@ pub fn train_quiet(
             tokens_per_second: tokens as f64 / secs.max(1e-9),
             stats,
         };
-        if let Some(r) = run {
+        if let Some((r, tokenizer)) = run {
             r.append_metrics(&m)?;
             let done = step + 1;
-            if t.save_every.is_some_and(|e| done % e == 0) || done == t.steps {
+            if t.save_every.is_some_and(|e| done.is_multiple_of(e)) || done == t.steps {
                 r.save(done, &model, tokenizer, &optimizer)?;
             }
         }

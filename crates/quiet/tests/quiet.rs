@@ -38,14 +38,8 @@ fn small_quiet() -> QuietConfig {
 
 fn model(device: &Device, seed: u64) -> (QuietModel, Tokenizer) {
     let tok = tokenizer();
-    let mut c = ModelConfig::tiny(tok.vocab_size());
-    c.hidden_size = 32;
-    c.intermediate_size = 64;
-    c.num_layers = 2;
-    c.num_heads = 4;
-    c.num_kv_heads = 2;
-    c.head_dim = 8;
-    c.max_position_embeddings = 64;
+    let c =
+        ModelConfig::builder(tok.vocab_size()).layers(2).hidden(32).heads(4, 2).ffn(64).context(64).build().unwrap();
     let lm = init_transformer(&c, seed, device).unwrap();
     (QuietModel::new(lm, &tok, small_quiet(), seed).unwrap(), tok)
 }
@@ -76,7 +70,7 @@ fn train_cfg(steps: usize) -> QuietRunConfig {
 fn short_training_moves_the_quiet_parameters(device: Device, kernel: Kernel) {
     let (m, tok) = model(&device.clone().autodiff(), 1);
     let before = (host(m.mixing.output.weight.val()), host(m.start_thought.val()), host(m.end_thought.val()));
-    let (m, history) = train_quiet(m, &tok, &seqs(&tok), &train_cfg(3), kernel, None, None, &mut NoObserver).unwrap();
+    let (m, history) = train_quiet(m, &seqs(&tok), &train_cfg(3), kernel, None, None, &mut NoObserver).unwrap();
     assert_eq!(history.len(), 3);
     for h in &history {
         assert!(h.stats.loss.is_finite() && h.stats.talk_nll.is_finite() && h.stats.policy_loss.is_finite(), "{h:?}");
@@ -146,7 +140,7 @@ fn thoughtful_generation_equals_the_reference_path() {
     let device = Device::flex();
     // A few training steps so the mixing head is not zero.
     let (m, tok) = model(&device.clone().autodiff(), 4);
-    let (m, _) = train_quiet(m, &tok, &seqs(&tok), &train_cfg(4), Kernel::Auto, None, None, &mut NoObserver).unwrap();
+    let (m, _) = train_quiet(m, &seqs(&tok), &train_cfg(4), Kernel::Auto, None, None, &mut NoObserver).unwrap();
     // Open the mix (w = 0.4 everywhere) so the thought decides part of every prediction.
     let mut m = m.valid();
     let bias = m.mixing.output.bias.take().unwrap();
@@ -190,7 +184,7 @@ fn runs_resume_from_their_checkpoints() {
     cfg.train.save_every = Some(2);
     let (m, tok) = model(&device, 7);
     let run = QuietRun::open(dir.path(), cfg.clone()).unwrap();
-    let (full, _) = train_quiet(m, &tok, &seqs(&tok), &cfg, Kernel::Auto, None, Some(&run), &mut NoObserver).unwrap();
+    let (full, _) = train_quiet(m, &seqs(&tok), &cfg, Kernel::Auto, None, Some((&run, &tok)), &mut NoObserver).unwrap();
     // Resume from step 2 and run the last two steps again: same weights.
     std::fs::remove_dir_all(dir.path().join("checkpoints/step-00000004")).unwrap();
     let r = run.resume(&device).unwrap().unwrap();
@@ -198,7 +192,8 @@ fn runs_resume_from_their_checkpoints() {
     assert_eq!(step, 2);
     assert_eq!(run.read_metrics().len(), 2);
     let (resumed, _) =
-        train_quiet(m2, &tok, &seqs(&tok), &cfg, Kernel::Auto, Some((opt, step)), Some(&run), &mut NoObserver).unwrap();
+        train_quiet(m2, &seqs(&tok), &cfg, Kernel::Auto, Some((opt, step)), Some((&run, &tok)), &mut NoObserver)
+            .unwrap();
     assert_eq!(host(full.mixing.output.weight.val()), host(resumed.mixing.output.weight.val()));
     assert_eq!(host(full.start_thought.val()), host(resumed.start_thought.val()));
     assert_eq!(run.read_metrics().len(), 4);
@@ -229,7 +224,7 @@ fn scoring_a_padded_batch_equals_scoring_each_sequence() {
     let device = Device::flex();
     let (m, tok) = model(&device.clone().autodiff(), 5);
     // A few steps so the mixing head is no longer zero and thoughts change the predictions.
-    let (m, _) = train_quiet(m, &tok, &seqs(&tok), &train_cfg(3), Kernel::Split, None, None, &mut NoObserver).unwrap();
+    let (m, _) = train_quiet(m, &seqs(&tok), &train_cfg(3), Kernel::Split, None, None, &mut NoObserver).unwrap();
     let m = m.valid();
     let texts = ["12+34=46\n51", "7+8=15\n", "20+22=42\n33+4"];
     let batch: Vec<Vec<u32>> = texts.iter().map(|t| tok.encode(t, false).unwrap()).collect();

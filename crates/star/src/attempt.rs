@@ -158,7 +158,7 @@ pub fn to_rationalize(records: &[RationaleRecord], rationalize: bool) -> Vec<usi
 
 /// The seed of step 2's decoding, derived from step 1's so the two rounds draw differently.
 pub fn rationalization_seed(seed: u64) -> u64 {
-    seed ^ 0x5eed_0f_4a11
+    seed ^ 0x5e_ed0f_4a11
 }
 
 /// Step 2 of an attempt: the hinted completions of `records[wrong[k]]`; one that reaches the gold

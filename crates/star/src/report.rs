@@ -130,27 +130,7 @@ pub fn svg_chart(rows: &[IterationRow], title: &str) -> String {
         left + pw / 2.0,
         h - 10.0
     );
-    let groups = groups(rows);
-    let mut series: Vec<(String, Vec<(usize, f64)>, bool)> = if groups.is_empty() {
-        vec![("dev accuracy".into(), rows.iter().map(|r| (r.iteration, r.dev.accuracy())).collect(), false)]
-    } else {
-        groups
-            .iter()
-            .map(|g| {
-                (
-                    g.clone(),
-                    rows.iter().filter_map(|r| r.dev.by_group.get(g).map(|t| (r.iteration, t.accuracy()))).collect(),
-                    false,
-                )
-            })
-            .collect()
-    };
-    series.push((
-        "train set used".into(),
-        rows.iter().filter(|r| r.iteration > 0).map(|r| (r.iteration, r.used_share())).collect(),
-        true,
-    ));
-    for (i, (name, points, dashed)) in series.iter().enumerate() {
+    for (i, Series { name, points, dashed }) in series(rows).iter().enumerate() {
         let color = if *dashed { "#000" } else { COLORS[i % COLORS.len()] };
         let path: Vec<String> = points.iter().map(|&(it, a)| format!("{:.1},{:.1}", x(it), y(a))).collect();
         let dash = if *dashed { r#" stroke-dasharray="6 4""# } else { "" };
@@ -170,6 +150,41 @@ pub fn svg_chart(rows: &[IterationRow], title: &str) -> String {
     }
     s.push_str("</svg>\n");
     s
+}
+
+/// One line of the chart: a share per iteration.
+struct Series {
+    name: String,
+    points: Vec<(usize, f64)>,
+    /// Drawn dashed in black (not an accuracy).
+    dashed: bool,
+}
+
+/// Dev accuracy per group (or overall, without groups), then the share of the train set used.
+fn series(rows: &[IterationRow]) -> Vec<Series> {
+    let groups = groups(rows);
+    let mut out: Vec<Series> = if groups.is_empty() {
+        let points = rows.iter().map(|r| (r.iteration, r.dev.accuracy())).collect();
+        vec![Series { name: "dev accuracy".into(), points, dashed: false }]
+    } else {
+        groups
+            .iter()
+            .map(|g| Series {
+                name: g.clone(),
+                points: rows
+                    .iter()
+                    .filter_map(|r| r.dev.by_group.get(g).map(|t| (r.iteration, t.accuracy())))
+                    .collect(),
+                dashed: false,
+            })
+            .collect()
+    };
+    out.push(Series {
+        name: "train set used".into(),
+        points: rows.iter().filter(|r| r.iteration > 0).map(|r| (r.iteration, r.used_share())).collect(),
+        dashed: true,
+    });
+    out
 }
 
 fn escape(s: &str) -> String {

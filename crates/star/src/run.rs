@@ -27,11 +27,12 @@ use serde::{Deserialize, Serialize};
 
 use starling_model::checkpoint::files::{open_checkpoint, save_hf_folder, write_atomic};
 use starling_model::generate::GenerateConfig;
+use starling_model::hash::Fnv1a;
 use starling_model::weights::load_transformer;
 use starling_model::{Tokenizer, Transformer};
 use starling_tasks::{Exemplar, Item, PromptStyle};
 use starling_train::run_dir::{RunDir, RunObserver};
-use starling_train::trainer::{StartPoint, StepMetrics, TrainError, TrainObserver, train};
+use starling_train::trainer::{StepMetrics, TrainError, TrainObserver, train};
 
 use crate::attempt::{Generator, Outcome, RationaleRecord, training_examples};
 use crate::config::StarConfig;
@@ -46,12 +47,34 @@ pub enum StarError {
     #[error(
         "iteration {iteration}: no training question was answered correctly ({unparsable} of {total} \
          completions had no readable answer), so there is nothing to fine-tune on. The model must be \
-         above chance before STaR can bootstrap: use a stronger base model, more few-shot exemplars \
-         (--shots), or easier questions. The rationales are in {path}"
+         above chance before STaR can bootstrap. The rationales are in {path}"
     )]
     NothingKept { iteration: usize, unparsable: usize, total: usize, path: String },
-    #[error("{0}")]
-    Resume(String),
+    /// The run folder already holds a run, and continuing it was not asked for.
+    #[error("{} already holds a STaR run", path.display())]
+    RunExists { path: PathBuf },
+    /// Continuing a run with settings other than its own.
+    #[error(
+        "the settings differ from the run in {} (only the number of iterations and the patience may change)",
+        path.display()
+    )]
+    OtherSettings { path: PathBuf },
+    /// Continuing a run from another base model than the one it started from.
+    #[error("this run started from the base model {}, not {}", run.display(), given.display())]
+    OtherBase { run: PathBuf, given: PathBuf },
+    /// Continuing a run with other training or dev questions.
+    #[error("the training or dev questions differ from the run's (other files, limits, digits or sizes)")]
+    OtherData,
+    /// The base model's weights changed on disk since the run started.
+    #[error(
+        "the base model at {} has changed since this run started (weights fingerprint {found} ≠ {expected}); \
+         STaR must fine-tune the same original model every iteration",
+        path.display()
+    )]
+    BaseChanged { path: PathBuf, found: String, expected: String },
+    /// A file of the run that does not match the run (delete it and the phase is redone).
+    #[error("{}: {message}; delete it to redo this phase", path.display())]
+    Stale { path: PathBuf, message: String },
     #[error("{path}: {message}")]
     Io { path: String, message: String },
     #[error(transparent)]
@@ -103,16 +126,14 @@ pub struct BaseInfo {
 
 /// FNV-1a over every item's id, question and gold answer.
 fn data_hash(items: &[Item]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h = Fnv1a::new();
     for it in items {
         for part in [&it.id, &it.question, &it.gold] {
-            for &b in part.as_bytes().iter().chain(&[0xff]) {
-                h ^= b as u64;
-                h = h.wrapping_mul(0x100_0000_01b3);
-            }
+            h.write(part.as_bytes());
+            h.write(&[0xff]);
         }
     }
-    format!("{h:016x}")
+    h.hex()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -222,19 +243,12 @@ impl StarRun<'_> {
         let cfg_path = self.root.join("star_config.json");
         if cfg_path.exists() {
             if !resume {
-                return Err(StarError::Resume(format!(
-                    "{} already holds a STaR run; pass --resume to continue it, --fresh to start over, or choose another --out",
-                    self.root.display()
-                )));
+                return Err(StarError::RunExists { path: self.root.clone() });
             }
             let old: StarConfig = read_json(&cfg_path)?;
             let comparable = |c: &StarConfig| StarConfig { iterations: 0, patience: 0, ..c.clone() };
             if comparable(&old) != comparable(&self.cfg) {
-                return Err(StarError::Resume(format!(
-                    "--resume: the settings differ from the run in {} (only --iterations and --patience may change); \
-                     start a new run with --fresh or another --out",
-                    self.root.display()
-                )));
+                return Err(StarError::OtherSettings { path: self.root.clone() });
             }
         }
         write_json(&cfg_path, &self.cfg)?;
@@ -243,18 +257,10 @@ impl StarRun<'_> {
         if base_path.exists() {
             let info: BaseInfo = read_json(&base_path)?;
             if info.path != self.base {
-                return Err(StarError::Resume(format!(
-                    "--resume: this run started from the base model {}, not {}",
-                    info.path.display(),
-                    self.base.display()
-                )));
+                return Err(StarError::OtherBase { run: info.path, given: self.base.clone() });
             }
             if info.train_data != train_data || info.dev_data != dev_data {
-                return Err(StarError::Resume(
-                    "--resume: the training or dev questions differ from the run's (other files, limits, \
-                     digits or sizes); start a new run with --fresh or another --out"
-                        .into(),
-                ));
+                return Err(StarError::OtherData);
             }
             return Ok(info);
         }
@@ -388,10 +394,10 @@ impl StarRun<'_> {
         let finished_batches = records.len() / self.cfg.gen_batch;
         records.truncate(finished_batches * self.cfg.gen_batch);
         if !records.iter().zip(&order).all(|(r, &i)| r.id == self.data.train[i].id) {
-            return Err(StarError::Resume(format!(
-                "{} does not match this run's training set; delete it to regenerate",
-                partial_path.display()
-            )));
+            return Err(StarError::Stale {
+                path: partial_path,
+                message: "its questions are not this run's training set".into(),
+            });
         }
         let mut file = std::fs::File::create(&partial_path).map_err(|e| io(&partial_path, e))?;
         for r in &records {
@@ -437,13 +443,11 @@ impl StarRun<'_> {
         let examples = training_examples(records, &by_id, &self.tokenizer, eos)?;
         let start_fingerprint = fingerprint(&base);
         if start_fingerprint != base_info.fingerprint {
-            return Err(StarError::Resume(format!(
-                "the base model at {} has changed since this run started (weights fingerprint {} ≠ {}); \
-                 STaR must fine-tune the same original model every iteration",
-                self.base.display(),
-                start_fingerprint,
-                base_info.fingerprint
-            )));
+            return Err(StarError::BaseChanged {
+                path: self.base.clone(),
+                found: start_fingerprint,
+                expected: base_info.fingerprint.clone(),
+            });
         }
         write_json(
             &dir.join("train_start.json"),
@@ -460,24 +464,17 @@ impl StarRun<'_> {
         tc.seed = self.cfg.seed.wrapping_add(n as u64);
         tc.eval_every = None;
         let run = RunDir::create(&dir.join("train"), &tc, &self.tokenizer)?;
-        let (model, start) = match run.latest_checkpoint() {
-            Some((step, path)) => {
-                let model = self.load(&path, &train_device)?;
-                let start = run.load_start(&path, &train_device)?;
-                run.truncate_metrics(step)?;
-                obs.note(&format!("iteration {n}: resuming fine-tuning at step {step} of {steps}"));
-                (model, Some(start))
+        let (model, start) = match run.resume(&train_device)? {
+            Some(r) => {
+                obs.note(&format!("iteration {n}: resuming fine-tuning at step {} of {steps}", r.step));
+                (r.model, Some(r.start))
             }
-            None => {
-                run.truncate_metrics(0)?;
-                (base, None::<StartPoint>)
-            }
+            None => (base, None),
         };
         obs.phase(n, Phase::Train, steps);
-        let pad = self.tokenizer.token_to_id("<pad>").or(model.config().pad_token_id).or(eos).unwrap_or(0);
         let mut forward = Forward { obs };
         let mut observer = RunObserver { run: &run, inner: &mut forward };
-        let (model, _) = train(model, &examples, None, &tc, pad, start, &mut observer)?;
+        let (model, _) = train(model, &examples, None, &tc, start, &mut observer)?;
         save_hf_folder(&dir.join("model"), &model.valid(), &self.tokenizer)?;
         // The finished model is saved; its resume checkpoints (weights + optimizer state) are not
         // needed any more. metrics.jsonl stays.

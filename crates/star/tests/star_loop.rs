@@ -32,17 +32,14 @@ fn tokenizer() -> Tokenizer {
 }
 
 fn tiny_config(tok: &Tokenizer) -> ModelConfig {
-    let mut c = ModelConfig::tiny(tok.vocab_size());
-    c.hidden_size = 64;
-    c.intermediate_size = 192;
-    c.num_layers = 2;
-    c.num_heads = 4;
-    c.num_kv_heads = 4;
-    c.head_dim = 16;
-    c.max_position_embeddings = 256;
-    c.eos_token_id = tok.token_to_id("<eos>");
-    c.pad_token_id = tok.token_to_id("<pad>");
-    c
+    ModelConfig::builder(tok.vocab_size())
+        .layers(2)
+        .hidden(64)
+        .heads(4, 4)
+        .context(256)
+        .special_tokens(tok)
+        .build()
+        .unwrap()
 }
 
 /// A base model that has seen worked one-digit sums, half of them with the answer as a hint.
@@ -62,7 +59,7 @@ fn pretrained_base(dir: &Path, steps: usize) -> PathBuf {
     let device = Device::flex().autodiff();
     let model = init_transformer(&tiny_config(&tok), 5, &device).unwrap();
     let cfg = TrainConfig { steps, batch_size: 16, lr: 3e-3, warmup_steps: 10, max_len: 128, ..TrainConfig::default() };
-    let (model, _) = train(model, &examples, None, &cfg, 0, None, &mut NoObserver).unwrap();
+    let (model, _) = train(model, &examples, None, &cfg, None, &mut NoObserver).unwrap();
     let path = dir.join("base");
     save_hf_folder(&path, &model.valid(), &tok).unwrap();
     path
@@ -210,7 +207,7 @@ fn star_loop_fine_tunes_the_base_each_iteration_and_resumes_exactly() {
     let b = dir.join("b");
     star(&b, &base, &data, 1).run(false, &mut Quiet).unwrap();
     assert!(
-        matches!(star(&b, &base, &data, 2).run(false, &mut Quiet), Err(StarError::Resume(_))),
+        matches!(star(&b, &base, &data, 2).run(false, &mut Quiet), Err(StarError::RunExists { .. })),
         "a second start must not overwrite"
     );
     star(&b, &base, &data, 2).run(true, &mut Quiet).unwrap();
@@ -235,11 +232,14 @@ fn star_loop_fine_tunes_the_base_each_iteration_and_resumes_exactly() {
     // Changed settings, questions or base model are refused on resume.
     let mut other = star(&b, &base, &data, 2);
     other.cfg.first_steps = 11;
-    assert!(matches!(other.run(true, &mut Quiet), Err(StarError::Resume(_))));
+    assert!(matches!(other.run(true, &mut Quiet), Err(StarError::OtherSettings { .. })));
     let mut fewer = self::data();
     fewer.dev.pop();
-    assert!(matches!(star(&b, &base, &fewer, 2).run(true, &mut Quiet), Err(StarError::Resume(_))));
-    assert!(matches!(star(&b, &a.join("iter-01/model"), &data, 2).run(true, &mut Quiet), Err(StarError::Resume(_))));
+    assert!(matches!(star(&b, &base, &fewer, 2).run(true, &mut Quiet), Err(StarError::OtherData)));
+    assert!(matches!(
+        star(&b, &a.join("iter-01/model"), &data, 2).run(true, &mut Quiet),
+        Err(StarError::OtherBase { .. })
+    ));
     // Questions are matched by id, so duplicate ids are refused up front.
     let mut dup = self::data();
     dup.train.push(dup.train[0].clone());

@@ -301,7 +301,7 @@ mod tests {
         for d in 1..=3 {
             let group = format!("{d} digits");
             let n = dev.iter().filter(|it| it.group.as_deref() == Some(group.as_str())).count();
-            assert!(n >= 8 && n <= 10, "{n} dev questions of {d} digits");
+            assert!((8..=10).contains(&n), "{n} dev questions of {d} digits");
         }
         let mut seen = std::collections::HashSet::new();
         assert!(train.iter().all(|it| seen.insert(it.id.clone())), "a training question repeats");

@@ -51,11 +51,7 @@ pub fn parse<R: DeserializeOwned, T>(
             Ok(t) => out.records.push(t),
             Err(message) => match on_bad {
                 OnBadLine::Error => {
-                    return Err(TaskError::BadLine {
-                        origin: origin.to_string(),
-                        line: line_no,
-                        message: format!("{message} (pass --skip-bad-lines to skip such lines)"),
-                    });
+                    return Err(TaskError::BadLine { origin: origin.to_string(), line: line_no, message });
                 }
                 OnBadLine::Skip => {
                     out.skipped += 1;

@@ -70,19 +70,23 @@ pub fn fused_available(device: &Device) -> bool {
     matches!(device.clone().without_autodiff().as_dispatch(), DispatchDevice::Cube(_))
 }
 
-/// Whether `kernel` can run on `device` for heads of `head_dim`: an error naming the fix
-/// instead of the panic inside the op.
-pub fn check_kernel(kernel: Kernel, device: &Device, head_dim: usize) -> Result<(), String> {
+/// Why a kernel cannot run where it was asked to (front ends say which setting to change).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KernelError {
+    #[error("the fused thought-attention kernel runs only on wgpu devices")]
+    FusedNeedsWgpu,
+    #[error("head dim {head_dim} is above the fused thought-attention kernel's limit of {limit}")]
+    HeadDimTooLarge { head_dim: usize, limit: usize },
+}
+
+/// Whether `kernel` can run on `device` for heads of `head_dim`: an error instead of the panic
+/// inside the op.
+pub fn check_kernel(kernel: Kernel, device: &Device, head_dim: usize) -> Result<(), KernelError> {
     if kernel == Kernel::Fused && !fused_available(device) {
-        return Err(
-            "the fused thought-attention kernel runs only on wgpu devices; use --device gpu, or --kernel auto/split"
-                .into(),
-        );
+        return Err(KernelError::FusedNeedsWgpu);
     }
     if kernel.resolve(device) == Kernel::Fused && head_dim > MAX_FUSED_HEAD_DIM {
-        return Err(format!(
-            "head dim {head_dim} is above the fused kernel's limit of {MAX_FUSED_HEAD_DIM}; use --kernel split"
-        ));
+        return Err(KernelError::HeadDimTooLarge { head_dim, limit: MAX_FUSED_HEAD_DIM });
     }
     Ok(())
 }

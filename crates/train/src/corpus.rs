@@ -68,10 +68,7 @@ pub fn jsonl_examples(
             }
             Err(why) => match bad {
                 BadLines::Error => {
-                    return Err(TrainError::Data(format!(
-                        "{origin}:{}: {why} (pass --skip-bad-lines to skip such lines)",
-                        i + 1
-                    )));
+                    return Err(TrainError::BadLine { origin: origin.to_string(), line: i + 1, message: why });
                 }
                 BadLines::Skip => report.skipped_lines += 1,
             },

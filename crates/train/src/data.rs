@@ -40,6 +40,12 @@ pub fn chunk_stream(ids: &[u32], len: usize) -> Vec<Example> {
     ids.chunks(len).filter(|c| c.len() >= 2).map(|c| Example::full(c.to_vec())).collect()
 }
 
+/// Cuts a token stream into windows of exactly `len` tokens (a shorter tail is dropped): the
+/// equal-length sequences Quiet-STaR trains on.
+pub fn fixed_windows(ids: &[u32], len: usize) -> Vec<Vec<u32>> {
+    ids.chunks_exact(len).map(<[u32]>::to_vec).collect()
+}
+
 /// The order in which examples are visited: a fresh seeded shuffle every epoch, so batch `k` of
 /// a run is a pure function of (seed, k) — the basis of exact resume.
 #[derive(Debug, Clone)]

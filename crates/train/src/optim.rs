@@ -220,7 +220,7 @@ mod tests {
         }
         let w: Vec<f32> = m.w.val().into_data().try_into_vec_as().unwrap();
         let b: Vec<f32> = m.b.val().into_data().try_into_vec_as().unwrap();
-        let expect_w = [0.78229214f32, -2.158757, 0.29224214, 2.741743];
+        let expect_w = [0.782_292_1_f32, -2.158757, 0.29224214, 2.741743];
         let expect_b = [-0.09979786f32, -0.002537];
         for (g, e) in w.iter().zip(expect_w).chain(b.iter().zip(expect_b)) {
             assert!((g - e).abs() < 1e-5, "{w:?} {b:?}");

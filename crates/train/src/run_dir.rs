@@ -19,9 +19,12 @@ use serde::{Deserialize, Serialize};
 
 use starling_model::Tokenizer;
 use starling_model::Transformer;
-use starling_model::checkpoint::files::{hf_folder_files, map_file, write_atomic, write_folder_atomic};
+use starling_model::checkpoint::files::{
+    hf_folder_files, map_file, open_checkpoint, write_atomic, write_folder_atomic,
+};
 use starling_model::checkpoint::safetensors::{SafetensorsSource, serialize_f32};
 use starling_model::checkpoint::{HostTensor, WeightSource};
+use starling_model::weights::load_transformer;
 
 use crate::optim::AdamW;
 use crate::trainer::{StartPoint, StepMetrics, TrainConfig, TrainError, TrainObserver};
@@ -34,6 +37,16 @@ pub struct TrainerState {
     pub step: usize,
     pub optimizer_steps: u64,
     pub config: TrainConfig,
+}
+
+/// A run continued from its newest checkpoint (see [`RunDir::resume`]).
+pub struct Resumed {
+    /// Optimizer steps already done.
+    pub step: usize,
+    pub checkpoint: PathBuf,
+    /// The checkpoint's weights, on the device given to [`RunDir::resume`].
+    pub model: Transformer,
+    pub start: StartPoint,
 }
 
 pub struct RunDir {
@@ -78,6 +91,22 @@ impl RunDir {
 
     pub fn latest_checkpoint(&self) -> Option<(usize, PathBuf)> {
         self.checkpoints().pop()
+    }
+
+    /// Where training starts: after the newest checkpoint (its weights, optimizer state and step;
+    /// metric lines past that step, left by a run killed after its last checkpoint, are dropped),
+    /// or from the beginning (`None`; old metric lines are dropped too). `device` is the autodiff
+    /// device the model trains on.
+    pub fn resume(&self, device: &Device) -> Result<Option<Resumed>, TrainError> {
+        let Some((step, checkpoint)) = self.latest_checkpoint() else {
+            self.truncate_metrics(0)?;
+            return Ok(None);
+        };
+        let ck = open_checkpoint(&checkpoint, None)?;
+        let (model, _) = load_transformer(&ck.config, ck.weights.as_ref(), device)?;
+        let start = self.load_start(&checkpoint, device)?;
+        self.truncate_metrics(step)?;
+        Ok(Some(Resumed { step, checkpoint, model, start }))
     }
 
     pub fn save_checkpoint(&self, step: usize, model: &Transformer, optimizer: &AdamW) -> Result<PathBuf, TrainError> {

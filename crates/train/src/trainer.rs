@@ -99,6 +99,9 @@ pub enum TrainError {
     Config(String),
     #[error("training data: {0}")]
     Data(String),
+    /// A malformed line of a data file.
+    #[error("{origin}:{line}: {message}")]
+    BadLine { origin: String, line: usize, message: String },
     #[error(
         "the loss became {value} at step {step}; training stopped and no checkpoint was written \
          for this step (the last good one is kept). Lower the learning rate or enable gradient clipping"
@@ -158,8 +161,9 @@ pub fn masked_nll(model: &Transformer, batch: &Batch, denominator: usize) -> Ten
 }
 
 /// Mean loss over `examples` without gradients.
-pub fn evaluate(model: &Transformer, examples: &[Example], batch_size: usize, max_len: usize, pad_id: u32) -> f64 {
+pub fn evaluate(model: &Transformer, examples: &[Example], batch_size: usize, max_len: usize) -> f64 {
     let device = model.device();
+    let pad_id = model.config().pad_id();
     let mut total = 0.0;
     let mut count = 0usize;
     for chunk in examples.chunks(batch_size.max(1)) {
@@ -182,11 +186,10 @@ pub fn train(
     train: &[Example],
     eval: Option<&[Example]>,
     cfg: &TrainConfig,
-    pad_id: u32,
     start: Option<StartPoint>,
     observer: &mut dyn TrainObserver,
 ) -> Result<(Transformer, Vec<StepMetrics>), TrainError> {
-    let mut trainer = Trainer::new(&model, Cow::Borrowed(train), Cow::Borrowed(cfg), pad_id, start)?;
+    let mut trainer = Trainer::new(&model, Cow::Borrowed(train), Cow::Borrowed(cfg), start)?;
     let mut history = Vec::new();
     while !trainer.finished() {
         let pending = trainer.backward(&model);
@@ -198,7 +201,7 @@ pub fn train(
             && !ev.is_empty()
             && (done % every == 0 || done == cfg.steps)
         {
-            m.eval_loss = Some(evaluate(&model.valid(), ev, cfg.batch_size, cfg.max_len, pad_id));
+            m.eval_loss = Some(evaluate(&model.valid(), ev, cfg.batch_size, cfg.max_len));
         }
         observer.on_step(&m)?;
         history.push(m);
@@ -251,7 +254,6 @@ impl<'a> Trainer<'a> {
         model: &Transformer,
         examples: Cow<'a, [Example]>,
         cfg: Cow<'a, TrainConfig>,
-        pad_id: u32,
         start: Option<StartPoint>,
     ) -> Result<Self, TrainError> {
         cfg.validate()?;
@@ -270,7 +272,7 @@ impl<'a> Trainer<'a> {
             None => (0, AdamW::new(cfg.adamw)),
         };
         Ok(Self {
-            pad_id,
+            pad_id: model.config().pad_id(),
             device,
             order: BatchOrder::new(examples.len(), cfg.batch_size, cfg.seed),
             schedule: cfg.schedule(),

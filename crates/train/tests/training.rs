@@ -32,13 +32,7 @@ fn examples(tok: &Tokenizer, seed: u64, n: usize) -> Vec<Example> {
 }
 
 fn model(tok: &Tokenizer, device: &Device) -> Transformer {
-    let mut c = ModelConfig::tiny(tok.vocab_size());
-    c.hidden_size = 64;
-    c.intermediate_size = 160;
-    c.num_layers = 2;
-    c.num_heads = 4;
-    c.num_kv_heads = 2;
-    c.head_dim = 16;
+    let c = ModelConfig::builder(tok.vocab_size()).layers(2).hidden(64).heads(4, 2).ffn(160).build().unwrap();
     init_transformer(&c, 7, device).unwrap()
 }
 
@@ -69,7 +63,7 @@ fn loss_falls(device: Device) {
     let eval_set = examples(&tok, 2, 40);
     let m = model(&tok, &device.clone().autodiff());
     let cfg = config(40);
-    let (_, hist) = train(m, &train_set, Some(&eval_set), &cfg, 0, None, &mut NoObserver).unwrap();
+    let (_, hist) = train(m, &train_set, Some(&eval_set), &cfg, None, &mut NoObserver).unwrap();
     let first = hist[..3].iter().map(|m| m.loss).sum::<f64>() / 3.0;
     let last = hist[hist.len() - 3..].iter().map(|m| m.loss).sum::<f64>() / 3.0;
     let eval = hist.last().unwrap().eval_loss.unwrap();
@@ -102,13 +96,13 @@ fn resume_is_exact(device: Device) {
     let straight_dir = temp_dir("straight");
     let run = RunDir::create(&straight_dir, &cfg, &tok).unwrap();
     let mut obs = RunObserver { run: &run, inner: &mut NoObserver };
-    let (_, straight) = train(model(&tok, &ad), &train_set, None, &cfg, 0, None, &mut obs).unwrap();
+    let (_, straight) = train(model(&tok, &ad), &train_set, None, &cfg, None, &mut obs).unwrap();
 
     let killed_dir = temp_dir("killed");
     let run = RunDir::create(&killed_dir, &cfg, &tok).unwrap();
     let mut kill = KillAfter { kill_at: 6 };
     let mut obs = RunObserver { run: &run, inner: &mut kill };
-    let err = train(model(&tok, &ad), &train_set, None, &cfg, 0, None, &mut obs).err().unwrap();
+    let err = train(model(&tok, &ad), &train_set, None, &cfg, None, &mut obs).err().unwrap();
     assert!(err.to_string().contains("killed"));
 
     // A new "process": the run folder alone tells where to continue.
@@ -120,7 +114,7 @@ fn resume_is_exact(device: Device) {
     let start = run.load_start(&path, &ad).unwrap();
     run.truncate_metrics(step).unwrap();
     let mut obs = RunObserver { run: &run, inner: &mut NoObserver };
-    let (_, resumed) = train(resumed_model, &train_set, None, &cfg, 0, Some(start), &mut obs).unwrap();
+    let (_, resumed) = train(resumed_model, &train_set, None, &cfg, Some(start), &mut obs).unwrap();
 
     let logged: Vec<StepMetrics> = run.read_metrics();
     assert_eq!(logged.iter().map(|m| m.step).collect::<Vec<_>>(), (1..=12).collect::<Vec<_>>());
@@ -140,7 +134,7 @@ fn nothing_to_learn_is_an_error(device: Device) {
     let tok = tokenizer();
     let m = model(&tok, &device.autodiff());
     let masked = vec![Example { ids: vec![3, 4, 5], train: vec![false; 3] }];
-    let err = train(m, &masked, None, &config(2), 0, None, &mut NoObserver).err().unwrap().to_string();
+    let err = train(m, &masked, None, &config(2), None, &mut NoObserver).err().unwrap().to_string();
     assert!(err.contains("nothing") || err.contains("no example"), "{err}");
 }
 
@@ -151,8 +145,8 @@ fn accumulation_matches_a_big_batch(device: Device) {
     let train_set = examples(&tok, 9, 64);
     let big = TrainConfig { save_every: None, eval_every: None, ..config(4) };
     let small = TrainConfig { batch_size: 4, grad_accum: 2, ..big.clone() };
-    let (_, a) = train(model(&tok, &ad), &train_set, None, &big, 0, None, &mut NoObserver).unwrap();
-    let (_, b) = train(model(&tok, &ad), &train_set, None, &small, 0, None, &mut NoObserver).unwrap();
+    let (_, a) = train(model(&tok, &ad), &train_set, None, &big, None, &mut NoObserver).unwrap();
+    let (_, b) = train(model(&tok, &ad), &train_set, None, &small, None, &mut NoObserver).unwrap();
     for (x, y) in a.iter().zip(&b) {
         assert!((x.loss - y.loss).abs() < 1e-5, "step {}: {} vs {}", x.step, x.loss, y.loss);
         assert!((x.grad_norm - y.grad_norm).abs() < 1e-4 * x.grad_norm.max(1.0));
@@ -173,7 +167,7 @@ fn nan_loss_stops_training(device: Device) {
     let cfg = config(4);
     let run = RunDir::create(&dir, &cfg, &tok).unwrap();
     let mut obs = RunObserver { run: &run, inner: &mut NoObserver };
-    let err = train(m, &examples(&tok, 3, 16), None, &cfg, 0, None, &mut obs).err().unwrap();
+    let err = train(m, &examples(&tok, 3, 16), None, &cfg, None, &mut obs).err().unwrap();
     assert!(matches!(err, TrainError::NonFinite { step: 1, .. }), "{err}");
     assert!(err.to_string().contains("the last good one is kept"), "{err}");
     assert!(run.checkpoints().is_empty());

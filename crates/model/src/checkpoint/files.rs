@@ -84,10 +84,7 @@ fn open_hf_folder(dir: &Path, override_tok: Option<Tokenizer>) -> Result<Checkpo
         None => {
             let tok_path = dir.join("tokenizer.json");
             if !tok_path.exists() {
-                return Err(ModelError::format(
-                    dir,
-                    "no tokenizer.json in this folder; copy it from the original model or pass --tokenizer",
-                ));
+                return Err(ModelError::MissingTokenizer { dir: dir.to_path_buf() });
             }
             Tokenizer::from_json(&read_text(&tok_path)?).map_err(|e| ModelError::format(&tok_path, e.to_string()))?
         }

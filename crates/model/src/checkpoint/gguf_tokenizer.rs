@@ -110,13 +110,7 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Tokenizer> {
             (normalizer, Value::Null, decoder, bpe, true)
         }
         other => {
-            return Err(ModelError::format(
-                &file.path,
-                format!(
-                    "tokenizer model `{other}` is not supported (gpt2 and llama are); pass a \
-                     tokenizer.json with --tokenizer"
-                ),
-            ));
+            return Err(ModelError::UnsupportedTokenizer { path: file.path.clone(), model: other.to_string() });
         }
     };
     let post = match (add_bos.unwrap_or(default_add_bos), bos) {

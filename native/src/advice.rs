@@ -1,0 +1,102 @@
+//! What to type next: the core's errors carry data (the limit, the value, the file) and say what
+//! is wrong; this turns the ones a flag can fix into a hint naming that flag.
+
+use std::error::Error;
+
+use starling_model::ModelError;
+use starling_quiet::QuietError;
+use starling_star::run::StarError;
+use starling_tasks::TaskError;
+use starling_thought::KernelError;
+use starling_train::TrainError;
+
+/// The hint for the first error in `e`'s chain that has one.
+pub fn for_error(e: &anyhow::Error) -> Option<&'static str> {
+    e.chain().find_map(hint)
+}
+
+fn hint(e: &(dyn Error + 'static)) -> Option<&'static str> {
+    if let Some(e) = e.downcast_ref::<ModelError>() {
+        return model(e);
+    }
+    if let Some(e) = e.downcast_ref::<TrainError>() {
+        return train(e);
+    }
+    if let Some(e) = e.downcast_ref::<TaskError>() {
+        return matches!(e, TaskError::BadLine { .. }).then_some(SKIP_BAD_LINES);
+    }
+    if let Some(e) = e.downcast_ref::<KernelError>() {
+        return Some(kernel(e));
+    }
+    if let Some(e) = e.downcast_ref::<QuietError>() {
+        return match e {
+            QuietError::Model(m) => model(m),
+            QuietError::Train(t) => train(t),
+            QuietError::Kernel(k) => Some(kernel(k)),
+            QuietError::OtherRun { .. } => Some("resume with the same options, or use --fresh or another --out"),
+            _ => None,
+        };
+    }
+    if let Some(e) = e.downcast_ref::<StarError>() {
+        return match e {
+            StarError::Model(m) => model(m),
+            StarError::Train(t) => train(t),
+            StarError::RunExists { .. } => {
+                Some("pass --resume to continue it, --fresh to start over, or choose another --out")
+            }
+            StarError::OtherSettings { .. } | StarError::OtherBase { .. } | StarError::OtherData => {
+                Some("resume with the run's own settings, or start a new run with --fresh or another --out")
+            }
+            StarError::NothingKept { .. } => {
+                Some("use a stronger base model (-m), more few-shot exemplars (--shots), or easier questions")
+            }
+            _ => None,
+        };
+    }
+    None
+}
+
+const SKIP_BAD_LINES: &str = "pass --skip-bad-lines to skip malformed lines (they are counted)";
+
+fn model(e: &ModelError) -> Option<&'static str> {
+    match e {
+        ModelError::TooLong { .. } => Some("shorten the prompt or lower --max-new-tokens"),
+        ModelError::MissingTokenizer { .. } => Some("or pass a tokenizer.json with --tokenizer"),
+        ModelError::UnsupportedTokenizer { .. } => Some("pass a tokenizer.json with --tokenizer"),
+        ModelError::NoGpu(_) => Some("or run on the CPU with --device cpu"),
+        _ => None,
+    }
+}
+
+fn train(e: &TrainError) -> Option<&'static str> {
+    match e {
+        TrainError::BadLine { .. } => Some(SKIP_BAD_LINES),
+        TrainError::NonFinite { .. } => Some("lower --lr, or clip gradients with --grad-clip"),
+        TrainError::Model(m) => model(m),
+        _ => None,
+    }
+}
+
+fn kernel(e: &KernelError) -> &'static str {
+    match e {
+        KernelError::FusedNeedsWgpu => "run on a GPU with --device gpu, or pick --kernel auto or split",
+        KernelError::HeadDimTooLarge { .. } => "pick --kernel split",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_reach_through_wrapping_errors() {
+        let too_long = ModelError::TooLong { prompt_tokens: 9, new_tokens: 4, context: 8 };
+        let e = anyhow::Error::new(StarError::Model(too_long));
+        assert_eq!(for_error(&e), Some("shorten the prompt or lower --max-new-tokens"));
+        let e = anyhow::Error::new(StarError::RunExists { path: "runs/x".into() }).context("starting");
+        assert!(for_error(&e).is_some_and(|h| h.contains("--resume")));
+        let e = anyhow::Error::new(TaskError::BadLine { origin: "d.jsonl".into(), line: 2, message: "bad".into() });
+        assert_eq!(for_error(&e), Some(SKIP_BAD_LINES));
+        assert_eq!(for_error(&anyhow::anyhow!("plain")), None);
+    }
+}
