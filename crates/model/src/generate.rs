@@ -4,10 +4,11 @@
 //! and then one token per row per step reuses the cache. Sampling happens on the device and only
 //! the sampled ids are read back, once per step, to check EOS and stop strings.
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData, Transaction};
 
 use crate::cache::KvCache;
 use crate::error::{ModelError, Result};
+use crate::host::{Blocking, Host, block_on};
 use crate::mask::{AttentionBias, positions};
 use crate::model::Transformer;
 use crate::sampling::{Sampler, SamplingConfig};
@@ -126,13 +127,26 @@ pub fn generate_ids(
     cfg: &GenerateConfig,
     on_token: &mut dyn FnMut(TokenEvent<'_>),
 ) -> Result<Vec<Generation>> {
+    block_on(generate_with(model, tokenizer, prompts, cfg, on_token, &mut Blocking))
+}
+
+/// [`generate_ids`] with the reads of sampled ids done by `host` (awaited in the browser).
+pub async fn generate_with(
+    model: &Transformer,
+    tokenizer: &Tokenizer,
+    prompts: &[Vec<u32>],
+    cfg: &GenerateConfig,
+    on_token: &mut dyn FnMut(TokenEvent<'_>),
+    host: &mut impl Host,
+) -> Result<Vec<Generation>> {
     let Some(mut decoder) = Decoder::new(model, tokenizer, prompts, cfg)? else {
         return Ok(Vec::new());
     };
     while !decoder.finished() {
         let next = decoder.propose();
-        let host: Vec<i64> = next.into_data().try_into_vec_as::<i64>().expect("int ids");
-        decoder.accept(&host, on_token)?;
+        let read = host.read(Transaction::default().register(next)).await?;
+        let ids = crate::host::ids(read.into_iter().next().ok_or_else(|| ModelError::Input("no ids read".into()))?)?;
+        decoder.accept(&ids, on_token)?;
     }
     Ok(decoder.into_generations())
 }

@@ -10,6 +10,7 @@ pub mod device;
 pub mod error;
 pub mod generate;
 pub mod hash;
+pub mod host;
 pub mod mask;
 pub mod model;
 pub mod sampling;
