@@ -122,6 +122,55 @@ impl Tokenizer {
     }
 }
 
+impl Tokenizer {
+    /// A word-level tokenizer for text whose words are separated by single spaces and whose
+    /// lines end in `\n` (the STaR arithmetic format: `6 2 4 + 2 5 9 , C: 0`): every word of
+    /// `words` is one token wherever it stands — at the start of a line or after a space — and
+    /// the newline is a token too. Spaces carry no token: decoding puts one between the words of
+    /// a line. Other words map to `<unk>`. Saved as an ordinary `tokenizer.json`.
+    pub fn word_level(words: &[&str], specials: &[&str]) -> Result<Self> {
+        const MARK: char = '\u{2581}'; // the word-start mark of SentencePiece-style tokenizers
+        let mut vocab: BTreeMap<String, u32> = BTreeMap::new();
+        let mut added = Vec::new();
+        for s in specials.iter().copied().chain((!specials.contains(&"<unk>")).then_some("<unk>")) {
+            let id = vocab.len() as u32;
+            vocab.insert(s.to_string(), id);
+            added.push(json!({"id": id, "content": s, "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": false, "special": true}));
+        }
+        for w in words.iter().copied().chain(["\n"]) {
+            if w.is_empty() || w.contains(' ') || (w.contains('\n') && w != "\n") {
+                return Err(ModelError::Tokenizer(format!("{w:?} is not a word (no spaces, newline alone)")));
+            }
+            let id = vocab.len() as u32;
+            vocab.entry(format!("{MARK}{w}")).or_insert(id);
+        }
+        let mark = MARK.to_string();
+        let metaspace = json!({"type": "Metaspace", "replacement": mark, "prepend_scheme": "always", "split": true});
+        let replace = |from: &str, to: &str| json!({"type": "Replace", "pattern": {"String": from}, "content": to});
+        let tokenizer = json!({
+            "version": "1.0",
+            "truncation": null,
+            "padding": null,
+            "added_tokens": added,
+            "normalizer": null,
+            // Lines first (each newline its own piece), then words: every piece gets the mark, so
+            // `6` is `▁6` at a line's start and after a space alike.
+            "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+                {"type": "Split", "pattern": {"String": "\n"}, "behavior": "Isolated", "invert": false},
+                metaspace,
+            ]},
+            "post_processor": null,
+            // Marks back to spaces, then no space around newlines.
+            "decoder": {"type": "Sequence", "decoders": [
+                metaspace, {"type": "Fuse"}, replace(" \n", "\n"), replace("\n ", "\n"),
+            ]},
+            "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"},
+        });
+        Self::from_json(&tokenizer.to_string())
+    }
+}
+
 fn regex_escape(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == ' ' { c.to_string() } else { format!("\\x{{{:x}}}", c as u32) })
@@ -187,6 +236,31 @@ mod tests {
         assert_eq!(t.decode(&ids, false).unwrap(), text);
         let again = Tokenizer::from_json(&t.to_json().unwrap()).unwrap();
         assert_eq!(again.encode(text, false).unwrap(), ids);
+    }
+
+    #[test]
+    fn word_level_gives_a_word_one_token_wherever_it_stands() {
+        let words = ["0", "1", "2", "3", "+", ",", "C:", "Input:", "Target:", "<scratch>"];
+        let t = Tokenizer::word_level(&words, &["<pad>", "<eos>"]).unwrap();
+        let text = "Input:\n1 2 + 3 0\nTarget:\n<scratch>\n2 + 0 , 3 C: 0\n";
+        let ids = t.encode(text, false).unwrap();
+        let pieces: Vec<String> = ids.iter().map(|&i| t.id_to_token(i).unwrap()).collect();
+        assert_eq!(pieces.iter().filter(|p| p.as_str() == "\u{2581}2").count(), 2, "{pieces:?}");
+        assert_eq!(ids.len(), 20, "{pieces:?}");
+        assert_eq!(t.decode(&ids, false).unwrap(), text);
+        // A prompt and its completion tokenize the same apart as together (the boundary is a newline).
+        let (prompt, completion) = text.split_at(text.find("\n<scratch>").unwrap());
+        let apart = [t.encode(prompt, false).unwrap(), t.encode(completion, false).unwrap()].concat();
+        assert_eq!(apart, ids);
+        // Streaming gives the same text, piece by piece; <eos> is special.
+        let mut s = t.stream_decoder(true);
+        let streamed: String = ids.iter().map(|&i| s.push(i).unwrap()).collect();
+        assert_eq!(streamed, text);
+        assert_eq!(t.encode("9", false).unwrap(), vec![t.token_to_id("<unk>").unwrap()]);
+        assert_eq!(t.encode("<eos>", false).unwrap(), vec![1]);
+        let again = Tokenizer::from_json(&t.to_json().unwrap()).unwrap();
+        assert_eq!(again.encode(text, false).unwrap(), ids);
+        assert!(Tokenizer::word_level(&["a b"], &[]).is_err());
     }
 
     #[test]
