@@ -263,10 +263,14 @@ fn tiny_star(out: &Path, base: &Path) -> Vec<String> {
         "16",
         "--base-steps",
         "150",
+        "--base-documents",
+        "2000",
         "--base-layers",
         "2",
         "--base-hidden",
         "64",
+        // A base this small fails the gate: the test is about the machinery.
+        "--no-gate",
         "--first-steps",
         "8",
         "--batch-size",
@@ -324,6 +328,8 @@ fn star_on_builtin_arithmetic_writes_its_artefacts_and_resumes() {
         "8",
         "--base-steps",
         "150",
+        "--base-documents",
+        "2000",
         "--base-layers",
         "2",
         "--base-hidden",
@@ -332,6 +338,19 @@ fn star_on_builtin_arithmetic_writes_its_artefacts_and_resumes() {
         s(&dir.join("b")),
     ]);
     assert!(stdout.contains("few-shot-rationale on arithmetic (8 dev questions, 3 shots): accuracy"), "{stdout}");
+
+    // A base made by another recipe is refused, with the command that remakes it.
+    let mut other = tiny_star(&dir.join("other"), &base);
+    other.iter_mut().filter(|a| *a == "150").for_each(|a| *a = "151".into());
+    let refs: Vec<&str> = other.iter().map(String::as_str).collect();
+    let msg = fails_with(&refs, "made by another recipe");
+    assert!(msg.contains("starling star --base-only --base-dir"), "{msg}");
+    // This tiny base fails the gate: the message says what was measured and what to change.
+    let mut gated = tiny_star(&dir.join("gated"), &base);
+    gated.retain(|a| a != "--no-gate");
+    let refs: Vec<&str> = gated.iter().map(String::as_str).collect();
+    let msg = fails_with(&refs, "fails the gate");
+    assert!(msg.contains("Measured on the dev set: 1 digits") && msg.contains("--no-gate"), "{msg}");
 }
 
 #[test]
@@ -339,6 +358,10 @@ fn star_reports_bad_task_input_clearly() {
     let dir = temp("star-bad");
     let out = s(&dir.join("run")).to_string();
     fails_with(&["--device", "cpu", "star", "--task", "csqa", "--out", &out], "needs a pretrained model");
+    fails_with(
+        &["--device", "cpu", "star", "--digits", "1-1", "--dev-per-digit", "0", "--out", &out],
+        "leave 34 training and 0 dev questions",
+    );
     let model = gguf();
     let m = s(&model);
     fails_with(

@@ -5,7 +5,7 @@ use std::error::Error;
 
 use starling_model::ModelError;
 use starling_quiet::QuietError;
-use starling_star::run::StarError;
+use starling_star::StarError;
 use starling_tasks::TaskError;
 use starling_thought::KernelError;
 use starling_train::TrainError;
@@ -50,6 +50,10 @@ fn hint(e: &(dyn Error + 'static)) -> Option<&'static str> {
             StarError::NothingKept { .. } => {
                 Some("use a stronger base model (-m), more few-shot exemplars (--shots), or easier questions")
             }
+            StarError::GateFailed(_) => Some(
+                "pretrain the built-in base longer (--base-steps, --base-dir elsewhere) or with more hinted \
+                 documents (--base-hint-share), pick digits it can start from (--digits), or skip the check with --no-gate",
+            ),
             _ => None,
         };
     }

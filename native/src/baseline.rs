@@ -62,7 +62,7 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     a.tune.check(&a.task)?;
     let dev = pick_device(device)?;
     let task = a.task.load(a.tune.seed)?;
-    let (base_path, tokenizer) = a.tune.base(&a.task, &dev.device)?;
+    let (base_path, tokenizer) = a.tune.base(&a.task, &dev.device, false)?;
     let ck = open_checkpoint(&base_path, None)?;
     let (mut model, _) = load_transformer(&ck.config, ck.weights.as_ref(), &dev.device)?;
     let few_shot = matches!(a.kind, Kind::FewShotDirect | Kind::FewShotRationale);
@@ -84,6 +84,7 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
                 rationalization: None,
                 rationalization_answer: None,
                 leaked_hint: false,
+                sound: None,
             })
             .collect();
         let by_id: HashMap<&str, &starling_tasks::Item> =
@@ -106,7 +107,7 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
 
     let g = a.tune.generator(&task, a.task.task, &model, &tokenizer, Some(shots));
     let pb = bar(task.data.dev.len() as u64, "dev eval");
-    let result = evaluate(&g, &task.data.dev, style, a.tune.gen_batch, &mut |d| pb.set_position(d as u64))?;
+    let result = evaluate(&g, &task.data.dev, style, false, a.tune.gen_batch, &mut |d| pb.set_position(d as u64))?;
     pb.finish_and_clear();
     write_atomic(&out.join("result.json"), &serde_json::to_vec_pretty(&result)?)?;
     println!(

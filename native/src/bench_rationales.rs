@@ -32,7 +32,7 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     a.tune.check(&a.task)?;
     let dev = pick_device(device)?;
     let task = a.task.load(a.tune.seed)?;
-    let (base, tokenizer) = a.tune.base(&a.task, &dev.device)?;
+    let (base, tokenizer) = a.tune.base(&a.task, &dev.device, false)?;
     let ck = open_checkpoint(&base, None)?;
     let (model, _) = load_transformer(&ck.config, ck.weights.as_ref(), &dev.device)?;
     let g = a.tune.generator(&task, a.task.task, &model, &tokenizer, a.tune.shots);

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use starling_star::run::StarData;
+use starling_star::StarData;
 use starling_tasks::jsonl::{OnBadLine, Parsed};
 use starling_tasks::{Exemplar, Item, TaskKind, arithmetic, csqa, gsm8k, qa};
 
@@ -47,14 +47,15 @@ pub struct TaskArgs {
     /// Skip malformed JSONL lines (counted and reported) instead of stopping at the first one.
     #[arg(long)]
     pub skip_bad_lines: bool,
-    /// Arithmetic: digit counts of the questions, as MIN-MAX (the STaR paper used 1-5; the
-    /// built-in tiny model is given 1-3 to finish in minutes on a CPU).
-    #[arg(long, default_value = "1-3", value_parser = parse_digit_range)]
+    /// Arithmetic: digit counts of the questions, as MIN-MAX (the STaR paper's 1-5).
+    #[arg(long, default_value = "1-5", value_parser = parse_digit_range)]
     pub digits: (usize, usize),
-    /// Arithmetic: training questions drawn (repeats and dev questions are then removed).
+    /// Arithmetic: training questions, from the training pool of sums (never a dev question or
+    /// a pretraining document of the built-in base; one-digit sums are few, so there are fewer
+    /// than asked when the range starts at 1).
     #[arg(long, default_value_t = 1000)]
     pub train_size: usize,
-    /// Arithmetic: dev questions per digit count.
+    /// Arithmetic: dev questions per digit count, from the dev pool (one digit: all 14 it holds).
     #[arg(long, default_value_t = 40)]
     pub dev_per_digit: usize,
 }
@@ -111,6 +112,16 @@ impl TaskArgs {
                 }
                 let (lo, hi) = self.digits;
                 let (train, dev) = arithmetic::train_dev_split(seed, self.train_size, self.dev_per_digit, lo, hi);
+                if train.is_empty() || dev.is_empty() {
+                    bail!(
+                        "--digits {lo}-{hi} with --train-size {} and --dev-per-digit {} leave {} training and {} dev \
+                         questions; STaR needs both",
+                        self.train_size,
+                        self.dev_per_digit,
+                        train.len(),
+                        dev.len()
+                    );
+                }
                 (TaskKind::Arithmetic, train, dev, arithmetic::exemplars())
             }
             TaskChoice::Csqa => {

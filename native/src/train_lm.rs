@@ -13,7 +13,7 @@ use starling_model::device::DeviceChoice;
 use starling_model::generate::{GenerateConfig, generate};
 use starling_model::weights::init_transformer;
 use starling_model::{ModelConfig, Tokenizer, Transformer};
-use starling_tasks::arithmetic;
+use starling_tasks::arithmetic::{self, Pool};
 use starling_train::Example;
 use starling_train::corpus::{BadLines, jsonl_examples, text_examples};
 use starling_train::optim::{AdamW, AdamWConfig};
@@ -141,12 +141,13 @@ fn builtin_data(tokenizer: Tokenizer, eos: Option<u32>, seed: u64, digits: (usiz
     // STaR trains on rationales), so the model spends its capacity on the working.
     let to_example = |p: &arithmetic::Addition| -> Result<Example> {
         let question = tokenizer.encode(&p.question(), true)?;
-        let mut working = tokenizer.encode(&format!("{}{}", p.scratchpad(), p.answer_line()), false)?;
+        let mut working = tokenizer.encode(&p.worked_answer(), false)?;
         working.extend(eos);
         Ok(Example::prompt_completion(&question, &working))
     };
-    let train_problems = arithmetic::problems(seed, n, digits.0, digits.1);
-    let held_out = arithmetic::problems(seed.wrapping_add(1_000_003), 200, 1, digits.1.max(5));
+    // Training sums from the pretraining pool, held-out ones from the dev pool: never the same.
+    let train_problems = arithmetic::problems(Pool::Pretrain, seed, n, digits.0, digits.1);
+    let held_out = arithmetic::problems(Pool::Dev, seed.wrapping_add(1_000_003), 200, 1, digits.1.max(5));
     Ok(Data {
         train: train_problems.iter().map(to_example).collect::<Result<_>>()?,
         eval: held_out.iter().map(to_example).collect::<Result<_>>()?,
@@ -315,7 +316,7 @@ fn load_data(a: &Args, loaded: &Option<crate::common::Loaded>) -> Result<Data> {
     let tokenizer = match (loaded, &train_text) {
         (Some(l), _) => l.tokenizer.clone(),
         (None, Some(text)) => Tokenizer::char_level(&alphabet_of(text), &SPECIALS)?,
-        (None, None) => Tokenizer::char_level_with_pieces(arithmetic::ALPHABET, &arithmetic::PIECES, &SPECIALS)?,
+        (None, None) => starling_star::builtin::tokenizer()?,
     };
     let eos = end_of_text(loaded, &tokenizer);
     match (a.builtin, &a.data, &train_text) {
@@ -408,7 +409,7 @@ fn probe_arithmetic(
     let cfg = GenerateConfig {
         max_new_tokens: 220,
         eos_ids: eos.into_iter().collect(),
-        stop_strings: vec!["\nQ:".into()],
+        stop_strings: vec!["\nInput:".into()],
         ..GenerateConfig::default()
     };
     let out = generate(model, tokenizer, &refs, true, &cfg, &mut |_| {})?;

@@ -5,6 +5,7 @@ use std::any::Any;
 
 use starling_model::ModelError;
 use starling_quiet::QuietError;
+use starling_star::StarError;
 
 /// The hint for `e`, when it is a core error a control can fix.
 pub fn for_error(e: &dyn Any) -> Option<&'static str> {
@@ -14,7 +15,13 @@ pub fn for_error(e: &dyn Any) -> Option<&'static str> {
     if let Some(QuietError::Model(e)) = e.downcast_ref::<QuietError>() {
         return model(e);
     }
-    None
+    match e.downcast_ref::<StarError>()? {
+        StarError::Model(m) => model(m),
+        StarError::NothingKept { .. } => {
+            Some("STaR needs a model above chance: use the built-in model, or fewer digits ('digits up to')")
+        }
+        _ => None,
+    }
 }
 
 fn model(e: &ModelError) -> Option<&'static str> {

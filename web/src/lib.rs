@@ -6,9 +6,8 @@
 //!   rationalizes with the hint, as in the STaR paper.
 //! - **STaR live** (`star_live`): STaR iterations run in the page, one bounded step per call.
 //!
-//! Host reads are awaited (`into_data_async`): on WebGPU a synchronous read cannot complete inside
-//! the browser's event loop. The core crates leave their reads to the caller for that reason
-//! (`Decoder`, `ThoughtfulDecoder`, `Trainer`).
+//! Host reads are awaited: on WebGPU a synchronous read cannot complete inside the browser's event
+//! loop. The core's loops leave their reads to a `Host` for that reason; [`Page`] is the page's.
 
 mod advice;
 mod backend;
@@ -17,14 +16,10 @@ mod reason;
 mod star_live;
 mod think;
 
-use burn::tensor::{Int, Tensor, TensorData, Transaction};
+use burn::tensor::{TensorData, Transaction};
 use serde::Serialize;
-use starling_model::generate::{Decoder, GenerateConfig, Generation, TokenEvent};
-use starling_model::{Tokenizer, Transformer};
-use starling_star::attempt::{
-    Generator, RationaleRecord, apply_rationalizations, classify_rationales, rationalization_seed, to_rationalize,
-};
-use starling_tasks::{Item, PromptStyle};
+use starling_model::ModelError;
+use starling_model::host::Host;
 use wasm_bindgen::prelude::*;
 
 pub use reason::Reasoner;
@@ -69,11 +64,15 @@ fn js_err(e: impl std::fmt::Display + 'static) -> JsError {
 
 /// An error of a device read, explained when the WebGPU device was lost.
 fn read_err(e: impl std::fmt::Debug) -> JsError {
+    js_err(read_err_message(&e))
+}
+
+fn read_err_message(e: &dyn std::fmt::Debug) -> String {
     match backend::device_lost() {
-        Some(why) => js_err(format!(
+        Some(why) => format!(
             "the WebGPU device was lost ({why}). Load the model again: it will run on the CPU (reload the page to try the GPU again)"
-        )),
-        None => js_err(format!("reading a result back from the device failed: {e:?}")),
+        ),
+        None => format!("reading a result back from the device failed: {e:?}"),
     }
 }
 
@@ -109,63 +108,16 @@ async fn read_all<const N: usize>(tensors: Transaction) -> Result<[TensorData; N
     data.try_into().map_err(|_| js_err("the device returned the wrong number of results"))
 }
 
-async fn read_ids(t: Tensor<1, Int>) -> Result<Vec<i64>, JsError> {
-    let [d] = read_all(Transaction::default().register(t)).await?;
-    d.try_into_vec_as().map_err(|e| js_err(format!("{e:?}")))
-}
+/// The page's [`Host`] for the core's loops: every read is awaited (a synchronous read cannot
+/// complete on WebGPU inside the page's event loop), and the page gets a turn after it.
+pub(crate) struct Page;
 
-/// [`starling_model::generate::generate_ids`] with awaited reads, yielding to the browser after
-/// every token.
-async fn generate(
-    model: &Transformer,
-    tokenizer: &Tokenizer,
-    prompts: &[Vec<u32>],
-    cfg: &GenerateConfig,
-    on_token: &mut dyn FnMut(TokenEvent<'_>),
-) -> Result<Vec<Generation>, JsError> {
-    let Some(mut decoder) = Decoder::new(model, tokenizer, prompts, cfg).map_err(js_err)? else {
-        return Ok(Vec::new());
-    };
-    while !decoder.finished() {
-        let ids = read_ids(decoder.propose()).await?;
-        decoder.accept(&ids, on_token).map_err(js_err)?;
+impl Host for Page {
+    async fn read(&mut self, reads: Transaction) -> starling_model::Result<Vec<TensorData>> {
+        let data = reads.execute_async().await.map_err(|e| ModelError::Device(read_err_message(&e)))?;
         yield_to_browser().await;
+        Ok(data)
     }
-    Ok(decoder.into_generations())
-}
-
-/// Completions of `items` with STaR's rationale prompt, with or without the hint.
-async fn complete(
-    g: &Generator<'_>,
-    items: &[&Item],
-    hinted: bool,
-    seed: u64,
-    on_token: &mut dyn FnMut(TokenEvent<'_>),
-) -> Result<Vec<String>, JsError> {
-    let prompts = g.prompts(items, PromptStyle::Rationale, hinted).map_err(js_err)?;
-    let out = generate(g.model, g.tokenizer, &prompts, &g.decode_config(seed), on_token).await?;
-    Ok(out.into_iter().map(|x| x.text).collect())
-}
-
-/// [`Generator::attempt`] with awaited reads: a rationale for each item, then (when `rationalize`)
-/// a rationalization of the wrong ones with the hint, classified. `on_token(hinted, token)` sees
-/// every token of both rounds.
-async fn attempt(
-    g: &Generator<'_>,
-    items: &[&Item],
-    rationalize: bool,
-    seed: u64,
-    on_token: &mut dyn FnMut(bool, TokenEvent<'_>),
-) -> Result<Vec<RationaleRecord>, JsError> {
-    let first = complete(g, items, false, seed, &mut |t| on_token(false, t)).await?;
-    let mut records = classify_rationales(g.task, items, first);
-    let wrong = to_rationalize(&records, rationalize);
-    if !wrong.is_empty() {
-        let hinted: Vec<&Item> = wrong.iter().map(|&i| items[i]).collect();
-        let second = complete(g, &hinted, true, rationalization_seed(seed), &mut |t| on_token(true, t)).await?;
-        apply_rationalizations(g.task, items, &mut records, &wrong, second);
-    }
-    Ok(records)
 }
 
 /// A serializable value as a plain JS object (through JSON: small values, no extra crate).

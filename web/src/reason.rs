@@ -18,7 +18,7 @@ use wasm_bindgen::prelude::*;
 use crate::backend::pick_backend;
 use crate::plain::PlainModel;
 use crate::star_live::{LiveOptions, StarLive};
-use crate::{attempt, js_err, named_files, to_js};
+use crate::{Page, js_err, named_files, to_js};
 
 /// A plain model for the Rationalize and STaR views.
 #[wasm_bindgen]
@@ -93,7 +93,7 @@ impl Reasoner {
         backend.check_weights_fit(checkpoint.weights.as_ref()).map_err(js_err)?;
         let model =
             load_transformer(&checkpoint.config, checkpoint.weights.as_ref(), &backend.device).map_err(js_err)?.0;
-        Ok(Reasoner { inner: Rc::new(PlainModel { model, checkpoint, backend }) })
+        Ok(Reasoner { inner: Rc::new(PlainModel { model, checkpoint: Rc::new(checkpoint), backend }) })
     }
 
     #[wasm_bindgen(getter)]
@@ -180,7 +180,7 @@ async fn rationalize(
             let _ = on_piece.call1(&JsValue::NULL, &v);
         }
     };
-    let mut records = attempt(&g, &[&item], true, 0, &mut stream).await?;
+    let mut records = g.attempt_with(&[&item], true, 0, &mut Page, &mut stream).await.map_err(js_err)?;
     Ok(Rationalized {
         question: item.question.clone(),
         hinted_question: item.hinted_question.clone(),

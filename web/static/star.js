@@ -45,10 +45,17 @@ function drawChart() {
   $('star-chart').innerHTML = `${svg}</svg>`;
 }
 
+// The share of the kept and rationalized rationales whose every scratchpad line is right: a right
+// answer can come from a wrong line, and STaR (filtering on the answer) trains on it all the same.
+const sound = (r) => {
+  if (r.kept_sound === undefined || r.kept + r.rationalized === 0) return '–';
+  return `${((100 * (r.kept_sound + r.rationalized_sound)) / (r.kept + r.rationalized)).toFixed(0)}%`;
+};
+
 function drawTable() {
   const gs = groups();
-  $('star-table').tHead.innerHTML = `<tr><th>iteration</th><th>dev accuracy</th>${gs.map((g) => `<th>${g}</th>`).join('')}<th>kept</th><th>rationalized</th><th>rejected</th><th>steps</th><th>seconds</th></tr>`;
-  $('star-table').tBodies[0].innerHTML = rows.map((r) => `<tr><td>${r.iteration === 0 ? '0 (base)' : r.iteration}</td><td>${pct(r.dev.overall).toFixed(1)}%</td>${gs.map((g) => `<td>${pct(r.dev.by_group[g]).toFixed(1)}%</td>`).join('')}<td>${r.iteration ? r.kept : '–'}</td><td>${r.iteration ? r.rationalized : '–'}</td><td>${r.iteration ? r.rejected : '–'}</td><td>${r.steps || '–'}</td><td>${r.seconds.toFixed(1)}</td></tr>`).join('');
+  $('star-table').tHead.innerHTML = `<tr><th>iteration</th><th>dev accuracy</th>${gs.map((g) => `<th>${g}</th>`).join('')}<th>kept</th><th>rationalized</th><th>rejected</th><th>every line right</th><th>steps</th><th>seconds</th></tr>`;
+  $('star-table').tBodies[0].innerHTML = rows.map((r) => `<tr><td>${r.iteration === 0 ? '0 (base)' : r.iteration}</td><td>${pct(r.dev.overall).toFixed(1)}%</td>${gs.map((g) => `<td>${pct(r.dev.by_group[g]).toFixed(1)}%</td>`).join('')}<td>${r.iteration ? r.kept : '–'}</td><td>${r.iteration ? r.rationalized : '–'}</td><td>${r.iteration ? r.rejected : '–'}</td><td>${r.iteration ? sound(r) : '–'}</td><td>${r.steps || '–'}</td><td>${r.seconds.toFixed(1)}</td></tr>`).join('');
 }
 
 function drawSamples(iteration, samples) {

@@ -88,7 +88,8 @@ async function run(mode) {
     await page.screenshot({ path: path.join(shots, `bad-file-${mode}.png`), fullPage: true });
 
     results[mode].rationalize = await rationalizeView(page, mode);
-    results[mode].star = await starView(page, mode);
+        results[mode].star = await starView(page, mode);
+    if (mode === 'cpu') results[mode].rise = await starRise(page);
     if (mode === 'webgpu') await deviceLost(page);
     assert.deepEqual(errors, [], 'no uncaught errors in the page');
   } finally {
@@ -96,13 +97,13 @@ async function run(mode) {
   }
 }
 
-// Rationalize: a sum the built-in model gets wrong on its own (here: 177) and right with the
-// hint; it answers, and rationalizes with the hint beside its rationale.
+// Rationalize: a three-digit sum, which the built-in model has only seen worked with the hint;
+// it answers, and when wrong rationalizes with the hint beside its rationale.
 async function rationalizeView(page, mode) {
   await page.click('#tabs [data-view="rationalize"]');
   assert.match(await page.textContent('#reason-info'), /built-in arithmetic model.*parameters/);
-  await page.fill('#term-a', '58');
-  await page.fill('#term-b', '67');
+  await page.fill('#term-a', '358');
+  await page.fill('#term-b', '467');
   await page.click('#reason-button');
   await page.waitForSelector('body[data-reasoning="done"]', { timeout: 600_000 });
   assert.equal(await page.textContent('#status'), '', 'no error after answering');
@@ -116,12 +117,12 @@ async function rationalizeView(page, mode) {
     verdict2: document.getElementById('rationalization-verdict').textContent,
   }));
   console.log(`[${mode}] rationalize: ${JSON.stringify(r)}`);
-  assert.equal(r.question, 'Q: 5 8 + 6 7\n');
+  assert.equal(r.question, 'Input:\n3 5 8 + 4 6 7\nTarget:');
   assert.match(r.rationale, /<scratch>/, 'the model writes a scratchpad rationale');
   assert.match(r.verdict, /answer|no answer found/);
   assert.ok(['kept', 'rationalized', 'rejected'].includes(r.outcome), r.outcome);
   if (r.outcome !== 'kept') {
-    assert.equal(r.hinted, 'Q: 5 8 + 6 7 (1 2 5)\n', 'the hint is the gold answer');
+    assert.equal(r.hinted, 'Input:\n3 5 8 + 4 6 7\nTarget: 0 8 2 5', 'the hint is the scratchpad\'s last line');
     assert.ok(r.rationalization.length > 0, 'a wrong answer is rationalized with the hint');
     assert.match(r.verdict2, /fine-tuning|not trained on/);
   }
@@ -162,7 +163,7 @@ async function starView(page, mode) {
   console.log(`[${mode}] STaR rows: ${JSON.stringify(rows)}; samples: ${samples}; ${seconds.toFixed(0)} s; longest timer gap ${longestGap.toFixed(0)} ms`);
   assert.equal(rows.length, 2, 'the base row and one iteration');
   assert.match(rows[0][0], /base/);
-  const [kept, rationalized, rejected, steps] = rows[1].slice(-5, -1).map(Number);
+  const [kept, rationalized, rejected, , steps] = rows[1].slice(-6, -1).map(Number);
   assert.ok(kept + rationalized > 0 && kept + rationalized + rejected <= 24, `counts ${rows[1]}`);
   assert.equal(steps, 4, 'iteration 1 fine-tunes for the first-iteration steps');
   assert.ok(samples.length >= 1 && samples.every((s) => ['kept', 'rationalized', 'rejected'].includes(s)), `samples: ${samples}`);
@@ -174,6 +175,38 @@ async function starView(page, mode) {
   assert.ok(longestGap < limit, `the page froze for ${longestGap.toFixed(0)} ms during STaR (limit ${limit} ms on ${mode})`);
   await page.screenshot({ path: path.join(shots, `star-${mode}.png`), fullPage: true });
   return { rows, samples, seconds, longestGap };
+}
+
+// STaR live at the page's own settings, on the CPU path: within 3 minutes, one iteration lifts the
+// dev accuracy on the longest sums above the base model's (the base never solves them alone; it
+// rationalizes them with the hint, and the original model fine-tuned on those learns them).
+async function starRise(page) {
+  await page.reload(); // the form's own settings
+  await page.waitForSelector('body[data-ready="yes"]', { timeout: 180_000 });
+  await page.click('#tabs [data-view="star"]');
+  await page.waitForSelector('#star-start:not([disabled])', { timeout: 300_000 });
+  const table = async () => ({
+    rows: await page.$$eval('#star-table tbody tr', (trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent))),
+    head: await page.$$eval('#star-table thead th', (ths) => ths.map((th) => th.textContent)),
+  });
+  const t0 = Date.now();
+  await page.click('#star-start');
+  // The rise: iteration 1 against the base model, on the longest sums, within 3 minutes.
+  await page.waitForSelector('body[data-star-iterations="1"]', { timeout: 600_000 });
+  const seconds = (Date.now() - t0) / 1000;
+  const first = await table();
+  const longest = first.head.filter((h) => / digits$/.test(h)).pop();
+  const col = first.head.indexOf(longest);
+  const [before, after] = [first.rows[0][col], first.rows[1][col]].map(parseFloat);
+  console.log(`[cpu] STaR at the page's settings: ${longest} ${before}% → ${after}% after iteration 1, in ${seconds.toFixed(0)} s`);
+  assert.ok(after >= before + 20, `no rise on ${longest}: ${before}% → ${after}%`);
+  assert.ok(seconds < 180, `the page's first STaR iteration took ${seconds.toFixed(0)} s (limit 180 s)`);
+  await page.waitForSelector('body[data-star="finished"]', { timeout: 600_000 });
+  const all = await table();
+  const total = (Date.now() - t0) / 1000;
+  console.log(`[cpu] STaR at the page's settings, finished in ${total.toFixed(0)} s: ${JSON.stringify(all.rows)}`);
+  await page.screenshot({ path: path.join(shots, 'star-rise-cpu.png'), fullPage: true });
+  return { longest, before, after, seconds, total };
 }
 
 // WebGPU device lost (destroyed under the model): a visible message naming it, and the page keeps
@@ -207,7 +240,8 @@ try {
   g.forEach((t, i) => assert.ok(Math.abs(t.w - c[i].w) < 1e-3 && Math.abs(t.gain - c[i].gain) < 1e-2, `scores differ at token ${i}: ${JSON.stringify(t)} vs ${JSON.stringify(c[i])}`));
   assert.deepEqual(results.webgpu.rationalize, results.cpu.rationalize, 'Rationalize: WebGPU and CPU disagree');
   for (const [mode, r] of Object.entries(results)) {
-    console.log(`tokens/s in the page, ${mode}: ${r.tokensPerSecond} (${r.backend}); STaR iteration (24 sums, 4 steps, 8 dev sums): ${r.star.seconds.toFixed(0)} s`);
+        console.log(`tokens/s in the page, ${mode}: ${r.tokensPerSecond} (${r.backend}); STaR iteration (24 sums, 4 steps, 8 dev sums): ${r.star.seconds.toFixed(0)} s`);
+    if (r.rise) console.log(`STaR at the page's settings (${mode}): ${r.rise.longest} ${r.rise.before}% → ${r.rise.after}% in ${r.rise.seconds.toFixed(0)} s`);
   }
   console.log('web page tests passed');
 } finally {

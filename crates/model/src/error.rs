@@ -51,6 +51,10 @@ pub enum ModelError {
     #[error("{path}: tokenizer model `{model}` is not supported (gpt2 and llama are)")]
     UnsupportedTokenizer { path: PathBuf, model: String },
 
+    /// The device failed under the model (a read that did not complete, a lost WebGPU device).
+    #[error("device: {0}")]
+    Device(String),
+
     /// No wgpu adapter could be started when a GPU was asked for.
     #[error(
         "no wgpu adapter could be started ({0}); install a Vulkan/Metal/DX12 driver (on Debian without a GPU: \

@@ -3,7 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use starling_model::generate::{GenerateConfig, Generation, generate_ids};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use starling_model::generate::{GenerateConfig, Generation, TokenEvent, generate_ids, generate_with};
+use starling_model::host::{Blocking, Host, block_on};
 use starling_model::{Tokenizer, Transformer};
 use starling_tasks::item::STOP_STRINGS;
 use starling_tasks::{Exemplar, Item, PromptStyle, TaskKind};
@@ -38,6 +41,10 @@ pub struct RationaleRecord {
     /// The rationalization repeated the hint's text, so it cannot be trained on without it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub leaked_hint: bool,
+    /// Whether every step of the completion trained on (kept or rationalized) is right, for
+    /// tasks whose steps can be checked (arithmetic); a right answer can come from wrong steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sound: Option<bool>,
 }
 
 impl RationaleRecord {
@@ -69,7 +76,23 @@ impl Generator<'_> {
         hinted: bool,
         seed: u64,
     ) -> starling_model::Result<Vec<String>> {
-        Ok(self.generations(items, style, hinted, seed)?.into_iter().map(|g| g.text).collect())
+        block_on(self.complete_with(items, style, hinted, seed, &mut Blocking, &mut |_| {}))
+    }
+
+    /// [`Generator::complete`] with the device reads done by `host`; `on_token` sees every token.
+    pub async fn complete_with(
+        &self,
+        items: &[&Item],
+        style: PromptStyle,
+        hinted: bool,
+        seed: u64,
+        host: &mut impl Host,
+        on_token: &mut dyn FnMut(TokenEvent<'_>),
+    ) -> starling_model::Result<Vec<String>> {
+        let prompts = self.prompts(items, style, hinted)?;
+        let out =
+            generate_with(self.model, self.tokenizer, &prompts, &self.decode_config(seed), on_token, host).await?;
+        Ok(out.into_iter().map(|g| g.text).collect())
     }
 
     /// Like [`Generator::complete`], with token ids and finish reasons.
@@ -113,14 +136,31 @@ impl Generator<'_> {
         rationalize: bool,
         seed: u64,
     ) -> starling_model::Result<Vec<RationaleRecord>> {
-        let first = self.complete(items, PromptStyle::Rationale, false, seed)?;
+        block_on(self.attempt_with(items, rationalize, seed, &mut Blocking, &mut |_, _| {}))
+    }
+
+    /// [`Generator::attempt`] with the device reads done by `host`; `on_token(hinted, token)`
+    /// sees every token of both rounds.
+    pub async fn attempt_with(
+        &self,
+        items: &[&Item],
+        rationalize: bool,
+        seed: u64,
+        host: &mut impl Host,
+        on_token: &mut dyn FnMut(bool, TokenEvent<'_>),
+    ) -> starling_model::Result<Vec<RationaleRecord>> {
+        let first =
+            self.complete_with(items, PromptStyle::Rationale, false, seed, host, &mut |t| on_token(false, t)).await?;
         let mut records = classify_rationales(self.task, items, first);
         let wrong = to_rationalize(&records, rationalize);
         if wrong.is_empty() {
             return Ok(records);
         }
         let hinted_items: Vec<&Item> = wrong.iter().map(|&i| items[i]).collect();
-        let second = self.complete(&hinted_items, PromptStyle::Rationale, true, rationalization_seed(seed))?;
+        let seed = rationalization_seed(seed);
+        let second = self
+            .complete_with(&hinted_items, PromptStyle::Rationale, true, seed, host, &mut |t| on_token(true, t))
+            .await?;
         apply_rationalizations(self.task, items, &mut records, &wrong, second);
         Ok(records)
     }
@@ -138,6 +178,7 @@ pub fn classify_rationales(task: TaskKind, items: &[&Item], completions: Vec<Str
                 id: it.id.clone(),
                 group: it.group.clone(),
                 outcome: if ok { Outcome::Kept } else { Outcome::Rejected },
+                sound: if ok { task.rationale_is_sound(it, &completion) } else { None },
                 completion: normalize_completion(&completion),
                 answer,
                 rationalization: None,
@@ -173,10 +214,11 @@ pub fn apply_rationalizations(
     for (&i, completion) in wrong.iter().zip(completions) {
         let it = items[i];
         let answer = task.extract(it, &completion);
-        let leaked = it.leaks_hint(&completion);
+        let leaked = task.leaks_hint(it, &completion);
         let r = &mut records[i];
         if answer.as_deref() == Some(it.gold.as_str()) && !leaked {
             r.outcome = Outcome::Rationalized;
+            r.sound = task.rationale_is_sound(it, &completion);
         }
         r.leaked_hint = leaked;
         r.rationalization = Some(normalize_completion(&completion));
@@ -207,24 +249,60 @@ pub fn prompt_completion_example(
     Ok(Example { ids, train })
 }
 
-/// Fine-tuning examples from an iteration's records: the *plain* question (never the hinted
-/// one) as context, the kept completion + end-of-text as the target.
+/// How an iteration's records become fine-tuning examples: the *plain* question as context
+/// (never the hinted one, unless `hint_share` keeps a share of rationalizations with their hint,
+/// as the official code's `p_show_hint_save`), the kept or rationalized completion + end-of-text
+/// as the target. With `require_sound`, a completion whose steps are not all right is left out.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TrainingSet {
+    pub require_sound: bool,
+    /// Share of rationalized examples trained on with the hinted question as context.
+    pub hint_share: f64,
+    /// Seeds the draws of `hint_share` (with the iteration).
+    pub seed: u64,
+}
+
+impl TrainingSet {
+    /// The examples of iteration `iteration`'s `records`, in record order.
+    pub fn examples(
+        &self,
+        records: &[RationaleRecord],
+        items: &std::collections::HashMap<&str, &Item>,
+        tokenizer: &Tokenizer,
+        eos: Option<u32>,
+        iteration: usize,
+    ) -> starling_model::Result<Vec<Example>> {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x41_6e73 ^ ((iteration as u64) << 40));
+        let mut out = Vec::new();
+        for r in records {
+            let Some(completion) = r.training_completion() else { continue };
+            if self.require_sound && r.sound != Some(true) {
+                continue;
+            }
+            let Some(item) = items.get(r.id.as_str()) else {
+                return Err(starling_model::ModelError::Input(format!(
+                    "rationale record {:?} names no question of this run's training set",
+                    r.id
+                )));
+            };
+            let with_hint = r.outcome == Outcome::Rationalized && self.hint_share > 0.0 && {
+                let draw: f64 = rng.random();
+                draw < self.hint_share
+            };
+            let context = if with_hint { &item.hinted_question } else { &item.question };
+            out.push(prompt_completion_example(tokenizer, context, completion, eos)?);
+        }
+        Ok(out)
+    }
+}
+
+/// Fine-tuning examples from an iteration's records with the paper's defaults (see
+/// [`TrainingSet`]): the plain question as context, every kept or rationalized completion.
 pub fn training_examples(
     records: &[RationaleRecord],
     items: &std::collections::HashMap<&str, &Item>,
     tokenizer: &Tokenizer,
     eos: Option<u32>,
 ) -> starling_model::Result<Vec<Example>> {
-    let mut out = Vec::new();
-    for r in records {
-        let Some(completion) = r.training_completion() else { continue };
-        let Some(item) = items.get(r.id.as_str()) else {
-            return Err(starling_model::ModelError::Input(format!(
-                "rationale record {:?} names no question of this run's training set",
-                r.id
-            )));
-        };
-        out.push(prompt_completion_example(tokenizer, &item.question, completion, eos)?);
-    }
-    Ok(out)
+    TrainingSet::default().examples(records, items, tokenizer, eos, 0)
 }

@@ -7,6 +7,8 @@ use starling_model::sampling::SamplingConfig;
 use starling_tasks::TaskKind;
 use starling_train::TrainConfig;
 
+use crate::gate::BaseGate;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StarConfig {
     pub task: TaskKind,
@@ -29,6 +31,22 @@ pub struct StarConfig {
     /// Stop when dev accuracy has not improved on its best for this many iterations (0: never).
     pub patience: usize,
     pub seed: u64,
+    /// What the base model must do before STaR starts on it (checked after iteration 0, which
+    /// then also scores the base model with the hint); `None`: no gate.
+    #[serde(default)]
+    pub gate: Option<BaseGate>,
+    /// Train only on rationales whose every step is right (tasks whose steps can be checked);
+    /// the paper filters on the final answer alone.
+    #[serde(default)]
+    pub require_sound: bool,
+    /// Share of rationalizations trained on with the hint still in the question (the official
+    /// code's `p_show_hint_save`, default 0).
+    #[serde(default)]
+    pub p_show_hint_save: f64,
+    /// Prompt fine-tuned models without exemplars (the official code's `--no_prompt`): rationale
+    /// generation from iteration 2 on, and the dev evaluation of every fine-tuned model.
+    #[serde(default)]
+    pub no_prompt: bool,
 }
 
 impl StarConfig {
@@ -50,6 +68,15 @@ impl StarConfig {
         }
         if self.gen_batch == 0 || self.max_new_tokens == 0 {
             return Err("generation batch and max new tokens must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.p_show_hint_save) {
+            return Err(format!("p_show_hint_save must be a share in [0, 1] (got {})", self.p_show_hint_save));
+        }
+        if self.require_sound && self.task != TaskKind::Arithmetic {
+            return Err(format!(
+                "require_sound needs a task whose rationale steps can be checked (arithmetic), not {}",
+                self.task.name()
+            ));
         }
         self.sampling.validate().map_err(|e| e.to_string())?;
         self.train.validate().map_err(|e| e.to_string())
@@ -75,10 +102,16 @@ mod tests {
             gen_batch: 8,
             patience: 0,
             seed: 0,
+            gate: None,
+            require_sound: false,
+            p_show_hint_save: 0.0,
+            no_prompt: false,
         };
         assert_eq!((1..=5).map(|n| c.steps_for(n)).collect::<Vec<_>>(), vec![40, 48, 58, 69, 83]);
         assert!(c.validate().is_ok());
         assert!(StarConfig { step_growth: 0.5, ..c.clone() }.validate().is_err());
-        assert!(StarConfig { iterations: 0, ..c }.validate().is_err());
+        assert!(StarConfig { iterations: 0, ..c.clone() }.validate().is_err());
+        assert!(StarConfig { p_show_hint_save: 1.5, ..c.clone() }.validate().is_err());
+        assert!(StarConfig { require_sound: true, task: TaskKind::Csqa, ..c }.validate().is_err());
     }
 }

@@ -72,12 +72,13 @@ pub fn length_order(items: &[Item]) -> Vec<usize> {
     order
 }
 
-/// Greedy-or-configured answers to `items` in `style`, in batches of `batch`; `on_batch` sees
-/// the number of questions done so far.
+/// Greedy-or-configured answers to `items` in `style` (with the hint when `hinted`), in batches
+/// of `batch`; `on_batch` sees the number of questions done so far.
 pub fn evaluate(
     g: &Generator<'_>,
     items: &[Item],
     style: PromptStyle,
+    hinted: bool,
     batch: usize,
     on_batch: &mut dyn FnMut(usize),
 ) -> starling_model::Result<EvalResult> {
@@ -86,7 +87,7 @@ pub fn evaluate(
     let mut done = 0;
     for (b, chunk) in order.chunks(batch.max(1)).enumerate() {
         let refs: Vec<&Item> = chunk.iter().map(|&i| &items[i]).collect();
-        let completions = g.complete(&refs, style, false, b as u64)?;
+        let completions = g.complete(&refs, style, hinted, b as u64)?;
         for (it, c) in refs.iter().zip(completions) {
             result.record(g.task, it, c);
         }

@@ -18,14 +18,40 @@ pub struct IterationRow {
     pub kept: usize,
     pub rationalized: usize,
     pub rejected: usize,
+    /// Of the kept / rationalized completions, those whose every step is right (tasks whose steps
+    /// can be checked): the rest reached the right answer through a wrong step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_sound: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rationalized_sound: Option<usize>,
     /// Fine-tuning steps of this iteration's model.
     pub steps: usize,
     /// Dev-set accuracy of this iteration's model.
     pub dev: EvalResult,
+    /// The same with the hint (the base model, for the gate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev_hinted: Option<EvalResult>,
     pub seconds: f64,
 }
 
 impl IterationRow {
+    /// Iteration 0: the base model's dev accuracy (and with the hint, for the gate), before STaR.
+    pub fn base(train_total: usize, dev: EvalResult, dev_hinted: Option<EvalResult>) -> Self {
+        Self {
+            iteration: 0,
+            train_total,
+            kept: 0,
+            rationalized: 0,
+            rejected: 0,
+            kept_sound: None,
+            rationalized_sound: None,
+            steps: 0,
+            dev,
+            dev_hinted,
+            seconds: 0.0,
+        }
+    }
+
     /// Share of the training set the iteration fine-tuned on.
     pub fn used_share(&self) -> f64 {
         share(self.kept + self.rationalized, self.train_total)
@@ -33,6 +59,12 @@ impl IterationRow {
     /// Share of the training set that came from rationalization.
     pub fn rationalized_share(&self) -> f64 {
         share(self.rationalized, self.train_total)
+    }
+
+    /// Share of the kept and rationalized completions whose every step is right, where the
+    /// task's steps can be checked.
+    pub fn sound_share(&self) -> Option<f64> {
+        Some(share(self.kept_sound? + self.rationalized_sound?, self.kept + self.rationalized))
     }
 }
 
@@ -54,16 +86,22 @@ pub fn groups(rows: &[IterationRow]) -> Vec<String> {
     set.into_iter().map(|(_, g)| g).collect()
 }
 
-/// `| iteration | dev accuracy | per group … | train used | rationalized | steps |`, in percent.
+/// `| iteration | dev accuracy | per group … | train used | rationalized | [all steps right] | steps |`,
+/// in percent; the steps column only where the task's steps can be checked.
 pub fn markdown_table(rows: &[IterationRow]) -> String {
     let groups = groups(rows);
+    let checked = rows.iter().any(|r| r.sound_share().is_some());
     let mut s = String::from("| iteration | dev accuracy %");
     for g in &groups {
         let _ = write!(s, " | {g} %");
     }
-    s.push_str(" | train set used % | from rationalization % | steps |\n|---|---");
-    s.push_str(&"|---".repeat(groups.len()));
-    s.push_str("|---|---|---|\n");
+    s.push_str(" | train set used % | from rationalization %");
+    if checked {
+        s.push_str(" | every step right %");
+    }
+    s.push_str(" | steps |\n|---|---");
+    s.push_str(&"|---".repeat(groups.len() + 3 + usize::from(checked)));
+    s.push_str("|\n");
     for r in rows {
         let name = if r.iteration == 0 { "0 (base)".to_string() } else { r.iteration.to_string() };
         let _ = write!(s, "| {name} | {}", pct(r.dev.accuracy()));
@@ -72,9 +110,14 @@ pub fn markdown_table(rows: &[IterationRow]) -> String {
             let _ = write!(s, " | {cell}");
         }
         if r.iteration == 0 {
-            s.push_str(" | – | – | – |\n");
+            s.push_str(&" | –".repeat(3 + usize::from(checked)));
+            s.push_str(" |\n");
         } else {
-            let _ = writeln!(s, " | {} | {} | {} |", pct(r.used_share()), pct(r.rationalized_share()), r.steps);
+            let _ = write!(s, " | {} | {}", pct(r.used_share()), pct(r.rationalized_share()));
+            if checked {
+                let _ = write!(s, " | {}", r.sound_share().map_or("–".to_string(), pct));
+            }
+            let _ = writeln!(s, " | {} |", r.steps);
         }
     }
     s
@@ -131,7 +174,11 @@ pub fn svg_chart(rows: &[IterationRow], title: &str) -> String {
         h - 10.0
     );
     for (i, Series { name, points, dashed }) in series(rows).iter().enumerate() {
-        let color = if *dashed { "#000" } else { COLORS[i % COLORS.len()] };
+        let color = match (dashed, name.as_str()) {
+            (true, "train set used") => "#000",
+            (true, _) => "#c00",
+            (false, _) => COLORS[i % COLORS.len()],
+        };
         let path: Vec<String> = points.iter().map(|&(it, a)| format!("{:.1},{:.1}", x(it), y(a))).collect();
         let dash = if *dashed { r#" stroke-dasharray="6 4""# } else { "" };
         let _ =
@@ -156,7 +203,7 @@ pub fn svg_chart(rows: &[IterationRow], title: &str) -> String {
 struct Series {
     name: String,
     points: Vec<(usize, f64)>,
-    /// Drawn dashed in black (not an accuracy).
+    /// Drawn dashed (not an accuracy).
     dashed: bool,
 }
 
@@ -184,6 +231,10 @@ fn series(rows: &[IterationRow]) -> Vec<Series> {
         points: rows.iter().filter(|r| r.iteration > 0).map(|r| (r.iteration, r.used_share())).collect(),
         dashed: true,
     });
+    let sound: Vec<(usize, f64)> = rows.iter().filter_map(|r| Some((r.iteration, r.sound_share()?))).collect();
+    if !sound.is_empty() {
+        out.push(Series { name: "every step right".into(), points: sound, dashed: true });
+    }
     out
 }
 
@@ -209,8 +260,11 @@ mod tests {
             kept: 10 * it,
             rationalized: 5 * it,
             rejected: 100 - 15 * it,
+            kept_sound: None,
+            rationalized_sound: None,
             steps: 40,
             dev,
+            dev_hinted: None,
             seconds: 1.0,
         }
     }
@@ -230,5 +284,20 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert_eq!(svg.matches("<polyline").count(), 4);
         assert!(svg.contains("a &lt;test&gt;"));
+    }
+
+    #[test]
+    fn checked_steps_get_a_column_and_a_line() {
+        let mut rows = vec![row(0, &[("1 digits", 5)]), row(1, &[("1 digits", 9)])];
+        rows[1].kept_sound = Some(8);
+        rows[1].rationalized_sound = Some(1);
+        assert_eq!(rows[1].sound_share(), Some(0.6));
+        let t = markdown_table(&rows);
+        assert!(t.contains("| every step right % | steps |"), "{t}");
+        assert!(t.contains("| 0 (base) | 50.0 | 50.0 | – | – | – | – |"), "{t}");
+        assert!(t.contains("| 1 | 90.0 | 90.0 | 15.0 | 5.0 | 60.0 | 40 |"), "{t}");
+        assert_eq!(t.lines().nth(1), Some("|---|---|---|---|---|---|---|"));
+        let svg = svg_chart(&rows, "t");
+        assert!(svg.contains("every step right"));
     }
 }

@@ -1,12 +1,13 @@
-//! The STaR loop on disk (native builds). Every phase leaves its artefact, written atomically,
-//! and a phase whose artefact exists is never redone, so a run killed at any moment continues
-//! with `resume`:
+//! The STaR loop on disk (native builds): [`StarRun`] drives the [`StarLoop`] synchronously and
+//! keeps what every step produced, written atomically, so a run killed at any moment continues
+//! with `resume` from its artefacts:
 //!
 //! ```text
 //! run/
 //!   star_config.json           the StarConfig
-//!   base.json                  base model path and weight fingerprint
+//!   base.json                  base model path, weight fingerprint, data hashes
 //!   iter-00/eval.json          the base model on the dev set
+//!   iter-00/row.json           its numbers (with the hint, for the gate)
 //!   iter-01/rationales.jsonl   every training question: kept / rationalized / rejected
 //!   iter-01/train/             fine-tuning run (checkpoints, metrics.jsonl) — resumable mid-way
 //!   iter-01/train_start.json   fingerprint of the weights fine-tuning started from (= base)
@@ -16,84 +17,35 @@
 //!   summary.json, report.md, chart.svg
 //! ```
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::rc::Rc;
 
-use burn::module::Module;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
+use starling_model::checkpoint::Checkpoint;
 use starling_model::checkpoint::files::{open_checkpoint, save_hf_folder, write_atomic};
-use starling_model::generate::GenerateConfig;
 use starling_model::hash::Fnv1a;
+use starling_model::host::{Blocking, block_on};
 use starling_model::weights::load_transformer;
 use starling_model::{Tokenizer, Transformer};
-use starling_tasks::{Exemplar, Item, PromptStyle};
-use starling_train::run_dir::{RunDir, RunObserver};
-use starling_train::trainer::{StepMetrics, TrainError, TrainObserver, train};
+use starling_tasks::Item;
+use starling_train::run_dir::RunDir;
+use starling_train::trainer::{StepMetrics, TrainConfig};
 
-use crate::attempt::{Generator, Outcome, RationaleRecord, training_examples};
+use crate::StarError;
+use crate::attempt::{Outcome, RationaleRecord};
 use crate::config::StarConfig;
-use crate::evaluate::{EvalResult, evaluate};
 use crate::fingerprint::fingerprint;
+use crate::machine::{Checkpointed, Finish, Resume, StarData, StarEvent, StarLoop, StarSetup};
 use crate::report::{IterationRow, markdown_table, svg_chart};
 
-#[derive(Debug, thiserror::Error)]
-pub enum StarError {
-    #[error("STaR config: {0}")]
-    Config(String),
-    #[error(
-        "iteration {iteration}: no training question was answered correctly ({unparsable} of {total} \
-         completions had no readable answer), so there is nothing to fine-tune on. The model must be \
-         above chance before STaR can bootstrap. The rationales are in {path}"
-    )]
-    NothingKept { iteration: usize, unparsable: usize, total: usize, path: String },
-    /// The run folder already holds a run, and continuing it was not asked for.
-    #[error("{} already holds a STaR run", path.display())]
-    RunExists { path: PathBuf },
-    /// Continuing a run with settings other than its own.
-    #[error(
-        "the settings differ from the run in {} (only the number of iterations and the patience may change)",
-        path.display()
-    )]
-    OtherSettings { path: PathBuf },
-    /// Continuing a run from another base model than the one it started from.
-    #[error("this run started from the base model {}, not {}", run.display(), given.display())]
-    OtherBase { run: PathBuf, given: PathBuf },
-    /// Continuing a run with other training or dev questions.
-    #[error("the training or dev questions differ from the run's (other files, limits, digits or sizes)")]
-    OtherData,
-    /// The base model's weights changed on disk since the run started.
-    #[error(
-        "the base model at {} has changed since this run started (weights fingerprint {found} ≠ {expected}); \
-         STaR must fine-tune the same original model every iteration",
-        path.display()
-    )]
-    BaseChanged { path: PathBuf, found: String, expected: String },
-    /// A file of the run that does not match the run (delete it and the phase is redone).
-    #[error("{}: {message}; delete it to redo this phase", path.display())]
-    Stale { path: PathBuf, message: String },
-    #[error("{path}: {message}")]
-    Io { path: String, message: String },
-    #[error(transparent)]
-    Model(#[from] starling_model::ModelError),
-    #[error(transparent)]
-    Train(#[from] TrainError),
-}
-
 fn io(path: &Path, e: impl std::fmt::Display) -> StarError {
-    StarError::Io { path: path.display().to_string(), message: e.to_string() }
+    StarError::Io { path: path.to_path_buf(), message: e.to_string() }
 }
 
-/// The questions and exemplars of a run.
-pub struct StarData {
-    pub train: Vec<Item>,
-    pub dev: Vec<Item>,
-    pub exemplars: Vec<Exemplar>,
-}
-
+/// What a run is doing, for progress display.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     Generate,
@@ -145,13 +97,6 @@ pub struct TrainStart {
     pub steps: usize,
 }
 
-/// Why a run ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Finish {
-    Iterations,
-    Plateau { best_iteration: usize },
-}
-
 pub struct StarRun<'a> {
     pub root: PathBuf,
     pub cfg: StarConfig,
@@ -195,6 +140,41 @@ fn read_records(path: &Path) -> Result<Vec<RationaleRecord>, StarError> {
     Ok(out)
 }
 
+fn write_records(path: &Path, records: &[RationaleRecord]) -> Result<(), StarError> {
+    let text: String = records.iter().map(|r| serde_json::to_string(r).expect("record JSON") + "\n").collect();
+    write_atomic(path, text.as_bytes()).map_err(|e| io(path, e))
+}
+
+/// The rationales of an iteration in progress, appended batch by batch to
+/// `rationales.partial.jsonl` and renamed to `rationales.jsonl` when complete.
+struct PartialRecords {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl PartialRecords {
+    /// Opens the partial file holding `records` (rewritten, so a torn last line is gone).
+    fn open(dir: &Path, records: &[RationaleRecord]) -> Result<Self, StarError> {
+        let path = dir.join("rationales.partial.jsonl");
+        write_records(&path, records)?;
+        let file = std::fs::OpenOptions::new().append(true).open(&path).map_err(|e| io(&path, e))?;
+        Ok(Self { path, file })
+    }
+
+    fn append(&mut self, records: &[RationaleRecord]) -> Result<(), StarError> {
+        for r in records {
+            writeln!(self.file, "{}", serde_json::to_string(r).expect("record JSON")).map_err(|e| io(&self.path, e))?;
+        }
+        self.file.flush().map_err(|e| io(&self.path, e))
+    }
+
+    fn complete(self) -> Result<(), StarError> {
+        self.file.sync_all().map_err(|e| io(&self.path, e))?;
+        let done = self.path.with_file_name("rationales.jsonl");
+        std::fs::rename(&self.path, &done).map_err(|e| io(&done, e))
+    }
+}
+
 impl StarRun<'_> {
     pub fn iter_dir(&self, n: usize) -> PathBuf {
         self.root.join(format!("iter-{n:02}"))
@@ -205,40 +185,9 @@ impl StarRun<'_> {
         Ok(load_transformer(&ck.config, ck.weights.as_ref(), device)?.0)
     }
 
-    fn decode_config(&self, model: &Transformer) -> GenerateConfig {
-        GenerateConfig {
-            max_new_tokens: self.cfg.max_new_tokens,
-            sampling: self.cfg.sampling.clone(),
-            stop_strings: Vec::new(),
-            eos_ids: model.config().eos_token_id.into_iter().collect(),
-            seed: self.cfg.seed,
-        }
-    }
-
-    fn generator<'m>(&'m self, model: &'m Transformer) -> Generator<'m> {
-        Generator {
-            model,
-            tokenizer: &self.tokenizer,
-            task: self.cfg.task,
-            exemplars: &self.data.exemplars[..self.cfg.shots.min(self.data.exemplars.len())],
-            decode: self.decode_config(model),
-        }
-    }
-
     /// Checks or records the config, and the base model's fingerprint.
-    fn prepare(&self, resume: bool) -> Result<BaseInfo, StarError> {
+    fn prepare(&self, resume: bool, base: &Checkpoint) -> Result<BaseInfo, StarError> {
         self.cfg.validate().map_err(StarError::Config)?;
-        if self.data.train.is_empty() || self.data.dev.is_empty() {
-            return Err(StarError::Config("STaR needs a non-empty training set and dev set".into()));
-        }
-        // Records are matched to questions by id, so ids must be unique.
-        let mut seen = std::collections::HashSet::new();
-        if let Some(dup) = self.data.train.iter().find(|it| !seen.insert(it.id.as_str())) {
-            return Err(StarError::Config(format!(
-                "the training set has two questions with id {:?}; give every question its own id",
-                dup.id
-            )));
-        }
         std::fs::create_dir_all(&self.root).map_err(|e| io(&self.root, e))?;
         let cfg_path = self.root.join("star_config.json");
         if cfg_path.exists() {
@@ -264,247 +213,183 @@ impl StarRun<'_> {
             }
             return Ok(info);
         }
-        let base = self.load(&self.base, &self.device)?;
-        let info = BaseInfo { path: self.base.clone(), fingerprint: fingerprint(&base), train_data, dev_data };
+        let weights = load_transformer(&base.config, base.weights.as_ref(), &self.device)?.0;
+        let info = BaseInfo { path: self.base.clone(), fingerprint: fingerprint(&weights), train_data, dev_data };
         write_json(&base_path, &info)?;
         Ok(info)
     }
 
+    /// The finished iterations' rows, and where the loop continues.
+    fn resume_point(&self) -> Result<(Vec<IterationRow>, Resume), StarError> {
+        let mut rows: Vec<IterationRow> = Vec::new();
+        while self.iter_dir(rows.len()).join("row.json").exists() {
+            rows.push(read_json(&self.iter_dir(rows.len()).join("row.json"))?);
+        }
+        let n = rows.len();
+        if n == 0 {
+            return Ok((rows, Resume::Start));
+        }
+        let dir = self.iter_dir(n);
+        let previous_path = if n == 1 { self.base.clone() } else { self.iter_dir(n - 1).join("model") };
+        let done = dir.join("rationales.jsonl");
+        let partial = dir.join("rationales.partial.jsonl");
+        if !done.exists() && partial.exists() && read_records(&partial)?.len() >= self.data.train.len() {
+            // Killed between the last batch and the rename: the partial file is complete.
+            std::fs::rename(&partial, &done).map_err(|e| io(&done, e))?;
+        }
+        let resume = if model_exists(&dir.join("model")) {
+            Resume::Evaluate {
+                iteration: n,
+                model: self.load(&dir.join("model"), &self.device)?,
+                records: read_records(&done)?,
+            }
+        } else if done.exists() {
+            let previous = self.load(&previous_path, &self.device)?;
+            let records = read_records(&done)?;
+            let run = RunDir::create(&dir.join("train"), &self.train_config(n), &self.tokenizer)?;
+            let from = run
+                .resume(&self.device.clone().autodiff())?
+                .map(|r| Box::new(Checkpointed { model: r.model, start: r.start }));
+            Resume::Train { iteration: n, previous, records, from }
+        } else {
+            let records = if partial.exists() { read_records(&partial)? } else { Vec::new() };
+            Resume::Generate { iteration: n, previous: self.load(&previous_path, &self.device)?, records }
+        };
+        Ok((rows, resume))
+    }
+
+    /// The fine-tuning settings of iteration `n` (as the loop sets them).
+    fn train_config(&self, n: usize) -> TrainConfig {
+        TrainConfig {
+            steps: self.cfg.steps_for(n),
+            seed: self.cfg.seed.wrapping_add(n as u64),
+            eval_every: None,
+            ..self.cfg.train.clone()
+        }
+    }
+
     /// Runs (or continues) the loop; returns one row per iteration, base first.
     pub fn run(&self, resume: bool, obs: &mut dyn StarObserver) -> Result<(Vec<IterationRow>, Finish), StarError> {
-        let base_info = self.prepare(resume)?;
-        let mut rows = Vec::new();
-        // Iteration 0: the base model with the same prompt.
-        let dir0 = self.iter_dir(0);
-        let row0_path = dir0.join("row.json");
-        let row0 = if row0_path.exists() {
-            read_json(&row0_path)?
-        } else {
-            let t0 = Instant::now();
-            let base = self.load(&self.base, &self.device)?;
-            let dev = self.evaluate_phase(0, &base, &dir0, obs)?;
-            let row = IterationRow {
-                iteration: 0,
-                train_total: self.data.train.len(),
-                kept: 0,
-                rationalized: 0,
-                rejected: 0,
-                steps: 0,
-                dev,
-                seconds: t0.elapsed().as_secs_f64(),
-            };
-            write_json(&row0_path, &row)?;
-            row
-        };
-        obs.iteration_done(&row0);
-        rows.push(row0);
+        let base = Rc::new(open_checkpoint(&self.base, None)?);
+        let base_info = self.prepare(resume, &base)?;
+        let (rows, at) = self.resume_point()?;
+        for row in &rows {
+            obs.iteration_done(row);
+        }
         self.write_report(&rows)?;
-
-        let mut best = (0usize, rows[0].dev.accuracy());
-        for n in 1..=self.cfg.iterations {
-            let dir = self.iter_dir(n);
-            let row_path = dir.join("row.json");
-            let row = if row_path.exists() { read_json(&row_path)? } else { self.iteration(n, &base_info, obs)? };
-            obs.iteration_done(&row);
-            let acc = row.dev.accuracy();
-            rows.push(row);
-            self.write_report(&rows)?;
-            if acc > best.1 + 1e-12 {
-                best = (n, acc);
-            } else if self.cfg.patience > 0 && n - best.0 >= self.cfg.patience {
-                obs.note(&format!(
-                    "dev accuracy has not improved for {} iterations (best: iteration {}, {:.1}%); stopping",
-                    self.cfg.patience,
-                    best.0,
-                    100.0 * best.1
-                ));
-                return Ok((rows, Finish::Plateau { best_iteration: best.0 }));
+        let setup = StarSetup {
+            cfg: self.cfg.clone(),
+            data: self.data.clone(),
+            base,
+            tokenizer: self.tokenizer.clone(),
+            device: self.device.clone(),
+        };
+        let mut partial = match &at {
+            Resume::Generate { iteration, records, .. } => {
+                let whole = records.len() / self.cfg.gen_batch * self.cfg.gen_batch;
+                std::fs::create_dir_all(self.iter_dir(*iteration)).map_err(|e| io(&self.iter_dir(*iteration), e))?;
+                Some(PartialRecords::open(&self.iter_dir(*iteration), &records[..whole])?)
             }
-        }
-        Ok((rows, Finish::Iterations))
-    }
-
-    fn iteration(&self, n: usize, base_info: &BaseInfo, obs: &mut dyn StarObserver) -> Result<IterationRow, StarError> {
-        let t0 = Instant::now();
-        let dir = self.iter_dir(n);
-        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-        let previous = if n == 1 { self.base.clone() } else { self.iter_dir(n - 1).join("model") };
-
-        // 1–2. Rationale generation and rationalization with M_{n-1}.
-        let records = self.generate_phase(n, &previous, &dir, obs)?;
-        let count = |o: Outcome| records.iter().filter(|r| r.outcome == o).count();
-        let (kept, rationalized, rejected) =
-            (count(Outcome::Kept), count(Outcome::Rationalized), count(Outcome::Rejected));
-
-        // 3. Fine-tune the original model on the kept and rationalized examples.
-        let steps = self.cfg.steps_for(n);
-        let model_dir = dir.join("model");
-        if !model_exists(&model_dir) {
-            if kept + rationalized == 0 {
-                let unparsable = records.iter().filter(|r| r.answer.is_none()).count();
-                return Err(StarError::NothingKept {
-                    iteration: n,
+            _ => None,
+        };
+        let mut machine = StarLoop::new(setup, rows, at)?;
+        let mut train_run: Option<RunDir> = None;
+        let mut shown: Option<(usize, Phase)> = None;
+        let mut show = |obs: &mut dyn StarObserver, iteration: usize, phase: Phase, total: usize| {
+            if shown != Some((iteration, phase)) {
+                shown = Some((iteration, phase));
+                obs.phase(iteration, phase, total);
+            }
+        };
+        loop {
+            let event = block_on(machine.step(&mut Blocking)).map_err(|e| match e {
+                StarError::NothingKept { iteration, unparsable, total, .. } => StarError::NothingKept {
+                    iteration,
                     unparsable,
-                    total: records.len(),
-                    path: dir.join("rationales.jsonl").display().to_string(),
-                });
-            }
-            self.train_phase(n, &records, steps, &dir, base_info, obs)?;
-        }
-
-        // 4. Evaluate M_n on the dev set.
-        let model = self.load(&model_dir, &self.device)?;
-        let dev = self.evaluate_phase(n, &model, &dir, obs)?;
-        let row = IterationRow {
-            iteration: n,
-            train_total: records.len(),
-            kept,
-            rationalized,
-            rejected,
-            steps,
-            dev,
-            seconds: t0.elapsed().as_secs_f64(),
-        };
-        write_json(&dir.join("row.json"), &row)?;
-        Ok(row)
-    }
-
-    /// Questions in generation order: similar lengths together, so batches finish together.
-    fn generation_order(&self) -> Vec<usize> {
-        crate::evaluate::length_order(&self.data.train)
-    }
-
-    fn generate_phase(
-        &self,
-        n: usize,
-        previous: &Path,
-        dir: &Path,
-        obs: &mut dyn StarObserver,
-    ) -> Result<Vec<RationaleRecord>, StarError> {
-        let done_path = dir.join("rationales.jsonl");
-        if done_path.exists() {
-            return read_records(&done_path);
-        }
-        // Finished batches are appended as they complete; a resumed run skips them.
-        let partial_path = dir.join("rationales.partial.jsonl");
-        let mut records = if partial_path.exists() { read_records(&partial_path)? } else { Vec::new() };
-        let order = self.generation_order();
-        let batches: Vec<&[usize]> = order.chunks(self.cfg.gen_batch).collect();
-        // Only whole batches count: a trailing partial one is regenerated (identically: seeded per batch).
-        let finished_batches = records.len() / self.cfg.gen_batch;
-        records.truncate(finished_batches * self.cfg.gen_batch);
-        if !records.iter().zip(&order).all(|(r, &i)| r.id == self.data.train[i].id) {
-            return Err(StarError::Stale {
-                path: partial_path,
-                message: "its questions are not this run's training set".into(),
-            });
-        }
-        let mut file = std::fs::File::create(&partial_path).map_err(|e| io(&partial_path, e))?;
-        for r in &records {
-            writeln!(file, "{}", serde_json::to_string(r).expect("record JSON")).map_err(|e| io(&partial_path, e))?;
-        }
-        obs.phase(n, Phase::Generate, order.len());
-        obs.progress(records.len());
-        if finished_batches < batches.len() {
-            let model = self.load(previous, &self.device)?;
-            let g = self.generator(&model);
-            for (b, batch) in batches.iter().enumerate().skip(finished_batches) {
-                let items: Vec<&Item> = batch.iter().map(|&i| &self.data.train[i]).collect();
-                let seed = self.cfg.seed ^ ((n as u64) << 32) ^ b as u64;
-                let out = g.attempt(&items, self.cfg.rationalize, seed)?;
-                for r in &out {
-                    writeln!(file, "{}", serde_json::to_string(r).expect("record JSON"))
-                        .map_err(|e| io(&partial_path, e))?;
+                    total,
+                    rationales: Some(self.iter_dir(iteration).join("rationales.jsonl")),
+                },
+                e => e,
+            })?;
+            match event {
+                StarEvent::Evaluated { iteration, done, total, .. } => {
+                    show(obs, iteration, Phase::Evaluate, total);
+                    obs.progress(done);
                 }
-                file.flush().map_err(|e| io(&partial_path, e))?;
-                records.extend(out);
-                obs.progress(records.len());
+                StarEvent::Generated { iteration, records, done, total } => {
+                    show(obs, iteration, Phase::Generate, total);
+                    let dir = self.iter_dir(iteration);
+                    if partial.is_none() {
+                        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+                        partial = Some(PartialRecords::open(&dir, &[])?);
+                    }
+                    let file = partial.as_mut().expect("opened above");
+                    file.append(&records)?;
+                    if done == total {
+                        partial.take().expect("opened above").complete()?;
+                    }
+                    obs.progress(done);
+                }
+                StarEvent::TrainingStarts { iteration, examples, steps, base } => {
+                    let dir = self.iter_dir(iteration);
+                    if let Some(base) = base {
+                        let start_fingerprint = fingerprint(&base);
+                        if start_fingerprint != base_info.fingerprint {
+                            return Err(StarError::BaseChanged {
+                                path: self.base.clone(),
+                                found: start_fingerprint,
+                                expected: base_info.fingerprint.clone(),
+                            });
+                        }
+                        let start = TrainStart {
+                            start_fingerprint,
+                            base_fingerprint: base_info.fingerprint.clone(),
+                            examples,
+                            steps,
+                        };
+                        write_json(&dir.join("train_start.json"), &start)?;
+                    } else {
+                        obs.note(&format!("iteration {iteration}: resuming fine-tuning"));
+                    }
+                    let run = RunDir::create(&dir.join("train"), &self.train_config(iteration), &self.tokenizer)?;
+                    show(obs, iteration, Phase::Train, steps);
+                    train_run = Some(run);
+                }
+                StarEvent::TrainStep { metrics, checkpoint_due, .. } => {
+                    let run = train_run.as_ref().expect("training started");
+                    run.append_metrics(&metrics)?;
+                    if checkpoint_due && let Some((model, optimizer, step)) = machine.training_state() {
+                        run.save_checkpoint(step, model, optimizer)?;
+                    }
+                    obs.train_step(&metrics);
+                }
+                StarEvent::Trained { iteration, model } => {
+                    let dir = self.iter_dir(iteration);
+                    save_hf_folder(&dir.join("model"), &model, &self.tokenizer)?;
+                    // The finished model is saved; its resume checkpoints (weights + optimizer
+                    // state) are not needed any more. metrics.jsonl stays.
+                    let _ = std::fs::remove_dir_all(dir.join("train").join("checkpoints"));
+                    train_run = None;
+                }
+                StarEvent::IterationDone(row) => {
+                    let dir = self.iter_dir(row.iteration);
+                    std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+                    write_json(&dir.join("eval.json"), &row.dev)?;
+                    write_json(&dir.join("row.json"), &row)?;
+                    self.write_report(machine.rows())?;
+                    obs.iteration_done(&row);
+                }
+                StarEvent::Finished(finish) => {
+                    if let Finish::Plateau { best_iteration } = &finish {
+                        obs.note(&format!(
+                            "dev accuracy has not improved for {} iterations (best: iteration {best_iteration}); stopping",
+                            self.cfg.patience
+                        ));
+                    }
+                    return Ok((machine.rows().to_vec(), finish));
+                }
             }
         }
-        file.sync_all().map_err(|e| io(&partial_path, e))?;
-        drop(file);
-        std::fs::rename(&partial_path, &done_path).map_err(|e| io(&done_path, e))?;
-        Ok(records)
-    }
-
-    fn train_phase(
-        &self,
-        n: usize,
-        records: &[RationaleRecord],
-        steps: usize,
-        dir: &Path,
-        base_info: &BaseInfo,
-        obs: &mut dyn StarObserver,
-    ) -> Result<(), StarError> {
-        let by_id: HashMap<&str, &Item> = self.data.train.iter().map(|it| (it.id.as_str(), it)).collect();
-        let train_device = self.device.clone().autodiff();
-        let base = self.load(&self.base, &train_device)?;
-        let eos = base.config().eos_token_id;
-        let examples = training_examples(records, &by_id, &self.tokenizer, eos)?;
-        let start_fingerprint = fingerprint(&base);
-        if start_fingerprint != base_info.fingerprint {
-            return Err(StarError::BaseChanged {
-                path: self.base.clone(),
-                found: start_fingerprint,
-                expected: base_info.fingerprint.clone(),
-            });
-        }
-        write_json(
-            &dir.join("train_start.json"),
-            &TrainStart {
-                start_fingerprint,
-                base_fingerprint: base_info.fingerprint.clone(),
-                examples: examples.len(),
-                steps,
-            },
-        )?;
-
-        let mut tc = self.cfg.train.clone();
-        tc.steps = steps;
-        tc.seed = self.cfg.seed.wrapping_add(n as u64);
-        tc.eval_every = None;
-        let run = RunDir::create(&dir.join("train"), &tc, &self.tokenizer)?;
-        let (model, start) = match run.resume(&train_device)? {
-            Some(r) => {
-                obs.note(&format!("iteration {n}: resuming fine-tuning at step {} of {steps}", r.step));
-                (r.model, Some(r.start))
-            }
-            None => (base, None),
-        };
-        obs.phase(n, Phase::Train, steps);
-        let mut forward = Forward { obs };
-        let mut observer = RunObserver { run: &run, inner: &mut forward };
-        let (model, _) = train(model, &examples, None, &tc, start, &mut observer)?;
-        save_hf_folder(&dir.join("model"), &model.valid(), &self.tokenizer)?;
-        // The finished model is saved; its resume checkpoints (weights + optimizer state) are not
-        // needed any more. metrics.jsonl stays.
-        let _ = std::fs::remove_dir_all(dir.join("train").join("checkpoints"));
-        Ok(())
-    }
-
-    fn evaluate_phase(
-        &self,
-        n: usize,
-        model: &Transformer,
-        dir: &Path,
-        obs: &mut dyn StarObserver,
-    ) -> Result<EvalResult, StarError> {
-        let path = dir.join("eval.json");
-        if path.exists() {
-            return read_json(&path);
-        }
-        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-        obs.phase(n, Phase::Evaluate, self.data.dev.len());
-        let mut g = self.generator(model);
-        // Evaluation is greedy whatever the generation sampling is.
-        g.decode.sampling = starling_model::sampling::SamplingConfig {
-            suppress: g.decode.sampling.suppress.clone(),
-            ..Default::default()
-        };
-        let result =
-            evaluate(&g, &self.data.dev, PromptStyle::Rationale, self.cfg.gen_batch, &mut |d| obs.progress(d))?;
-        write_json(&path, &result)?;
-        Ok(result)
     }
 
     fn write_report(&self, rows: &[IterationRow]) -> Result<(), StarError> {
@@ -517,7 +402,8 @@ impl StarRun<'_> {
     }
 }
 
-/// The run's report: table, chart, and a few rationales from the latest iteration.
+/// The run's report: table, chart, the base gate, and a few rationales from the latest iteration
+/// (a sound and, where there is one, an unsound rationale: right answer, wrong step).
 pub fn report_markdown(rows: &[IterationRow], cfg: &StarConfig, root: &Path) -> String {
     let mut s = format!("# STaR on {}\n\n", cfg.task.name());
     s.push_str(&format!(
@@ -527,6 +413,12 @@ pub fn report_markdown(rows: &[IterationRow], cfg: &StarConfig, root: &Path) -> 
         cfg.first_steps,
         cfg.step_growth
     ));
+    if let Some(base) = rows.first().filter(|r| r.dev_hinted.is_some()) {
+        s.push_str(&format!(
+            "Base model on the dev set (without / with the hint): {}.\n\n",
+            crate::gate::measured(base)
+        ));
+    }
     s.push_str(&markdown_table(rows));
     s.push_str("\n![accuracy by iteration](chart.svg)\n");
     if let Some(last) = rows.iter().rev().find(|r| r.iteration > 0) {
@@ -543,19 +435,15 @@ pub fn report_markdown(rows: &[IterationRow], cfg: &StarConfig, root: &Path) -> 
                     s.push_str(&format!("\n**{outcome:?}** (`{}`):\n\n```text\n{}```\n", r.id, text));
                 }
             }
+            if let Some(r) = records.iter().rev().find(|r| r.sound == Some(false)) {
+                let text = r.training_completion().unwrap_or("");
+                s.push_str(&format!(
+                    "\n**Right answer, wrong step** ({:?}, `{}`): trained on all the same when the filter is the \
+                     final answer alone, as in the paper.\n\n```text\n{text}```\n",
+                    r.outcome, r.id
+                ));
+            }
         }
     }
     s
-}
-
-/// Passes training steps through to the STaR observer.
-struct Forward<'o> {
-    obs: &'o mut dyn StarObserver,
-}
-
-impl TrainObserver for Forward<'_> {
-    fn on_step(&mut self, m: &StepMetrics) -> Result<(), TrainError> {
-        self.obs.train_step(m);
-        Ok(())
-    }
 }

@@ -3,20 +3,23 @@
 //! inside) phases giving the same artefacts, and a clear error when nothing is kept.
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use burn::module::Module;
 use burn::tensor::Device;
 
 use starling_model::checkpoint::files::{open_checkpoint, save_hf_folder};
+use starling_model::host::{Blocking, block_on};
 use starling_model::sampling::SamplingConfig;
 use starling_model::weights::{init_transformer, load_transformer};
 use starling_model::{ModelConfig, Tokenizer, Transformer};
 use starling_star::attempt::training_examples;
 use starling_star::fingerprint::fingerprint;
 use starling_star::report::IterationRow;
-use starling_star::run::{BaseInfo, Quiet, StarData, StarError, StarRun, TrainStart};
+use starling_star::run::{BaseInfo, Quiet, StarRun, TrainStart};
 use starling_star::{RationaleRecord, StarConfig};
-use starling_tasks::arithmetic::{self, Addition};
+use starling_star::{Resume, StarData, StarError, StarEvent, StarLoop, StarSetup};
+use starling_tasks::arithmetic::{self, Pool};
 use starling_tasks::{Item, TaskKind};
 use starling_train::Example;
 use starling_train::trainer::{NoObserver, TrainConfig, train};
@@ -28,7 +31,7 @@ fn temp_dir(tag: &str) -> PathBuf {
 }
 
 fn tokenizer() -> Tokenizer {
-    Tokenizer::char_level_with_pieces(arithmetic::ALPHABET, &arithmetic::PIECES, &["<pad>", "<eos>"]).unwrap()
+    starling_star::builtin::tokenizer().unwrap()
 }
 
 fn tiny_config(tok: &Tokenizer) -> ModelConfig {
@@ -46,8 +49,12 @@ fn tiny_config(tok: &Tokenizer) -> ModelConfig {
 fn pretrained_base(dir: &Path, steps: usize) -> PathBuf {
     let tok = tokenizer();
     let eos = tok.token_to_id("<eos>").unwrap();
-    let examples: Vec<Example> = arithmetic::problems(11, 600, 1, 1)
+    // The pretraining pool's one-digit sums, over and over.
+    let pool = arithmetic::sums_in_pool(Pool::Pretrain, 11, 100, 1);
+    let examples: Vec<Example> = pool
         .iter()
+        .cycle()
+        .take(600)
         .enumerate()
         .map(|(i, p)| {
             let q = if i % 2 == 0 { p.hinted_question() } else { p.question() };
@@ -66,15 +73,8 @@ fn pretrained_base(dir: &Path, steps: usize) -> PathBuf {
 }
 
 fn data() -> StarData {
-    let mut seen = std::collections::HashSet::new();
-    let mut items = |seed, n| {
-        arithmetic::problems(seed, n, 1, 2)
-            .iter()
-            .map(Addition::item)
-            .filter(|it| seen.insert(it.id.clone()))
-            .collect::<Vec<Item>>()
-    };
-    StarData { train: items(21, 48), dev: items(22, 16), exemplars: Vec::new() }
+    let (train, dev) = arithmetic::train_dev_split(21, 48, 8, 1, 2);
+    StarData { train, dev, exemplars: Vec::new() }
 }
 
 fn config(iterations: usize) -> StarConfig {
@@ -98,6 +98,10 @@ fn config(iterations: usize) -> StarConfig {
         gen_batch: 16,
         patience: 0,
         seed: 3,
+        gate: None,
+        require_sound: false,
+        p_show_hint_save: 0.0,
+        no_prompt: false,
     }
 }
 
@@ -197,8 +201,8 @@ fn star_loop_fine_tunes_the_base_each_iteration_and_resumes_exactly() {
         }
         for ex in training_examples(&recs, &by_id, &tok, tok.token_to_id("<eos>")).unwrap() {
             let text = tok.decode(&ex.ids, false).unwrap();
-            assert!(!text.contains('('), "a hint reached the training data: {text}");
-            assert!(text.starts_with("Q: ") && text.contains("\n<scratch>"), "{text}");
+            assert!(!text.contains("Target: "), "a hint reached the training data: {text}");
+            assert!(text.starts_with("Input:\n") && text.contains("\nTarget:\n<scratch>"), "{text}");
         }
     }
     let expected = artefacts(&a, 2);
@@ -264,5 +268,46 @@ fn a_model_that_never_answers_gets_a_clear_error() {
     assert!(msg.contains("nothing to fine-tune on") && msg.contains("rationales.jsonl"), "{msg}");
     // The generation phase's artefact is kept for inspection.
     assert_eq!(records(&dir.join("run"), 1).len(), data.train.len());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_state_machine_stepped_in_memory_makes_the_same_run_as_the_cli_driver() {
+    let dir = temp_dir("machine");
+    let base = pretrained_base(&dir, 150);
+    let data = data();
+    let disk = dir.join("disk");
+    let (rows, _) = star(&disk, &base, &data, 2).run(false, &mut Quiet).unwrap();
+
+    // The same loop, stepped by hand with nothing written anywhere (as the browser drives it).
+    let setup = StarSetup {
+        cfg: config(2),
+        data: data.clone(),
+        base: Rc::new(open_checkpoint(&base, None).unwrap()),
+        tokenizer: tokenizer(),
+        device: Device::flex(),
+    };
+    let mut machine = StarLoop::new(setup, Vec::new(), Resume::Start).unwrap();
+    let mut generated: Vec<Vec<RationaleRecord>> = vec![Vec::new(); 3];
+    let mut steps = 0;
+    let mut events = 0;
+    loop {
+        events += 1;
+        match block_on(machine.step(&mut Blocking)).unwrap() {
+            StarEvent::Generated { iteration, records, .. } => generated[iteration].extend(records),
+            StarEvent::TrainStep { .. } => steps += 1,
+            StarEvent::Finished(_) => break,
+            _ => {}
+        }
+    }
+    let timeless =
+        |rows: &[IterationRow]| rows.iter().map(|r| IterationRow { seconds: 0.0, ..r.clone() }).collect::<Vec<_>>();
+    assert_eq!(timeless(machine.rows()), timeless(&rows));
+    for (n, batch_records) in generated.iter().enumerate().skip(1) {
+        assert_eq!(batch_records, &records(&disk, n), "iteration {n}'s rationales");
+    }
+    assert_eq!(steps, 10 + 12);
+    assert!(events > steps + 6, "every dev batch, generation batch and step is its own event");
+    assert!(matches!(block_on(machine.step(&mut Blocking)), Ok(StarEvent::Finished(_))), "finished stays finished");
     let _ = std::fs::remove_dir_all(&dir);
 }

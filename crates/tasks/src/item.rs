@@ -72,7 +72,7 @@ pub fn choices_block(choices: &[String], hint_at: Option<(usize, &str)>) -> Stri
 }
 
 /// Stop strings for generation: a completion ends at a blank line or the next question.
-pub const STOP_STRINGS: [&str; 2] = ["\n\n", "\nQ:"];
+pub const STOP_STRINGS: [&str; 3] = ["\n\n", "\nQ:", "\nInput:"];
 
 impl TaskKind {
     pub fn name(self) -> &'static str {
@@ -89,8 +89,10 @@ impl TaskKind {
         let ans = &item.answer_text;
         let r = rationale.trim();
         match (self, style) {
-            (TaskKind::Arithmetic, PromptStyle::Rationale) => format!("{r}\nA: {ans}\n"),
-            (TaskKind::Arithmetic, PromptStyle::Direct) => format!("A: {ans}\n"),
+            // The official format: the question ends at `Target:`, the scratchpad and the answer
+            // follow on their own lines.
+            (TaskKind::Arithmetic, PromptStyle::Rationale) => format!("\n{r}\n{ans}\n"),
+            (TaskKind::Arithmetic, PromptStyle::Direct) => format!("\n{ans}\n"),
             (TaskKind::Gsm8k, PromptStyle::Rationale) => format!("A: {r}\n#### {ans}\n"),
             (TaskKind::Gsm8k, PromptStyle::Direct) => format!("A: #### {ans}\n"),
             (TaskKind::Csqa | TaskKind::Qa, PromptStyle::Rationale) => {
@@ -135,6 +137,21 @@ impl TaskKind {
     /// Whether `completion` answers `item` correctly.
     pub fn is_correct(self, item: &Item, completion: &str) -> bool {
         self.extract(item, completion).is_some_and(|a| a == item.gold)
+    }
+
+    /// Whether `completion` repeats the hint, so it cannot be trained on without it. Never for
+    /// arithmetic: its hint (the scratchpad's last line) is written by every correct scratchpad.
+    pub fn leaks_hint(self, item: &Item, completion: &str) -> bool {
+        self != TaskKind::Arithmetic && item.leaks_hint(completion)
+    }
+
+    /// Whether every step of `completion`'s rationale is right, for tasks whose steps can be
+    /// checked (arithmetic: each scratchpad line); `None` for the others, or without a rationale.
+    pub fn rationale_is_sound(self, item: &Item, completion: &str) -> Option<bool> {
+        match self {
+            TaskKind::Arithmetic => crate::arithmetic::Addition::of_item(item)?.scratchpad_is_sound(completion),
+            _ => None,
+        }
     }
 }
 
