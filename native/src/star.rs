@@ -218,6 +218,8 @@ impl TuneArgs {
 
 /// Progress bars per phase, and the table as iterations finish.
 struct Progress {
+    /// The gate the run checks after iteration 0, to print its verdict.
+    gate: Option<BaseGate>,
     pb: Option<ProgressBar>,
 }
 
@@ -258,6 +260,11 @@ impl StarObserver for Progress {
             println!("iteration 0 (base model): dev accuracy {:.1}%{detail}", 100.0 * row.dev.accuracy());
             if row.dev_hinted.is_some() {
                 println!("base model, without / with the hint: {}", starling_star::gate::measured(row));
+            }
+            match self.gate.as_ref().map(|g| g.check(row)) {
+                Some(Ok(())) => println!("gate: passed"),
+                Some(Err(e)) => println!("gate: FAILED — {}", e.problems.join("; ")),
+                None => {}
             }
         } else {
             println!(
@@ -337,8 +344,8 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     if !builtin && task.data.exemplars.is_empty() {
         eprintln!("note: no few-shot exemplars (pass --exemplars FILE with worked rationales); prompting zero-shot");
     }
+    let mut progress = Progress { gate: cfg.gate.clone(), pb: None };
     let star = StarRun { root: out.clone(), cfg, data: &task.data, base, tokenizer, device: dev.device.clone() };
-    let mut progress = Progress { pb: None };
     let (rows, finish) = star.run(a.resume, &mut progress)?;
     if let Some(pb) = progress.pb.take() {
         pb.finish_and_clear();
