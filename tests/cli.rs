@@ -550,6 +550,19 @@ fn quiet_and_eval_report_bad_input_clearly() {
     fails_with(&["--device", "cpu", "quiet", "generate", "-m", m, "-p", "Hi"], "not a Quiet-STaR checkpoint");
     let corpus = dir.join("short.txt");
     std::fs::write(&corpus, "Too short.").unwrap();
+    // The official preset is exact: a flag that changes it is refused, naming both.
+    let run = dir.join("run");
+    let quiet_train = |extra: &[&str]| {
+        let mut args = vec!["--device", "cpu", "quiet", "train", "-m", m, "--text", s(&corpus), "--out", s(&run)];
+        args.extend_from_slice(extra);
+        args.iter().map(|a| a.to_string()).collect::<Vec<_>>()
+    };
+    let args = quiet_train(&["--preset", "official", "--n-thought", "10"]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    fails_with(&refs, "--n-thought 10 contradicts --preset official (n-thought 9 there)");
+    let args = quiet_train(&["--preset", "official", "--mixing", "tanh-abs"]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    fails_with(&refs, "--mixing tanh-abs contradicts --preset official (mixing linear there)");
     fails_with(
         &[
             "--device",

@@ -12,11 +12,13 @@ use starling_model::generate::GenerateConfig;
 use starling_model::sampling::SamplingConfig;
 use starling_quiet::analyze::token_deltas;
 use starling_quiet::checkpoint::{is_quiet_checkpoint, load_quiet};
+use starling_quiet::config::{MixingWeight, PolicyReduction, QuietPreset};
 use starling_quiet::generate::generate_thoughtful;
 use starling_quiet::trainer::{QuietObserver, QuietRun, QuietRunConfig, QuietStepMetrics, train_quiet};
 use starling_quiet::{QuietConfig, QuietModel};
 use starling_thought::Kernel;
 use starling_train::data::fixed_windows;
+use starling_train::schedule::ScheduleKind;
 use starling_train::trainer::TrainConfig;
 
 use crate::common::{bar, load_model, pick_device};
@@ -48,44 +50,99 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     }
 }
 
-/// Quiet-STaR hyperparameters on the command line (defaults: the official code's).
+/// Quiet-STaR hyperparameters on the command line: a preset, and flags that change it.
 #[derive(clap::Args, Clone)]
 pub struct QuietArgs {
-    /// Thought tokens between the start and end markers.
-    #[arg(long, default_value_t = QuietConfig::default().n_thought)]
-    pub n_thought: usize,
-    /// True tokens after the thought that train and reward it (non-myopic loss).
-    #[arg(long, default_value_t = QuietConfig::default().n_talk)]
-    pub n_talk: usize,
-    /// Thoughts per position (the REINFORCE baseline is their mean).
-    #[arg(long, default_value_t = QuietConfig::default().n_passes)]
-    pub n_passes: usize,
-    /// Weight of the REINFORCE loss (official 1e6, tuned for lr 1e-6 on Mistral-7B).
-    #[arg(long, default_value_t = QuietConfig::default().policy_loss_weight)]
-    pub policy_weight: f64,
-    /// Weight of the post-thought-only talk loss (Starling's addition; see README).
-    #[arg(long, default_value_t = QuietConfig::default().post_thought_loss_weight)]
-    pub post_thought_weight: f64,
-    /// Temperature of thought sampling during training.
-    #[arg(long, default_value_t = QuietConfig::default().thought_temperature)]
-    pub thought_temperature: f64,
+    /// `official`: the official code's objective exactly (9 sampled thought tokens, linear
+    /// mixing weight, policy loss averaged over thought tokens, no post-thought loss, constant
+    /// learning rate); `starling`: Starling's measured choices (README's table).
+    #[arg(long, default_value = "starling")]
+    pub preset: QuietPreset,
+    /// Thought tokens between the start and end markers (default starling: 10, official: 9).
+    #[arg(long)]
+    pub n_thought: Option<usize>,
+    /// True tokens after the thought that train and reward it (non-myopic loss) (default 4).
+    #[arg(long)]
+    pub n_talk: Option<usize>,
+    /// Thoughts per position: the REINFORCE baseline is their mean; with 1, the base model's
+    /// prediction (default 2).
+    #[arg(long)]
+    pub n_passes: Option<usize>,
+    /// Weight of the REINFORCE loss (official 1e6, tuned for lr 1e-6 on Mistral-7B) (default 1e6).
+    #[arg(long)]
+    pub policy_weight: Option<f64>,
+    /// Weight of the post-thought-only talk loss (Starling's addition; see README) (default starling:
+    /// 0.5, official: 0).
+    #[arg(long)]
+    pub post_thought_weight: Option<f64>,
+    /// Mixing weight from the head's output z: linear (w = z) or tanh-abs (w = tanh|z|)
+    /// (default starling: tanh-abs, official: linear).
+    #[arg(long)]
+    pub mixing: Option<MixingWeight>,
+    /// Policy loss over a thought's tokens: mean or sum (default starling: sum, official: mean).
+    #[arg(long)]
+    pub policy_reduction: Option<PolicyReduction>,
+    /// Temperature of thought sampling during training (default 1).
+    #[arg(long)]
+    pub thought_temperature: Option<f64>,
     /// Keep negative rewards (the official code drops them).
     #[arg(long)]
     pub keep_negative_rewards: bool,
 }
 
 impl QuietArgs {
-    pub fn config(&self) -> QuietConfig {
-        QuietConfig {
-            n_thought: self.n_thought,
-            n_talk: self.n_talk,
-            n_passes: self.n_passes,
-            policy_loss_weight: self.policy_weight,
-            post_thought_loss_weight: self.post_thought_weight,
-            thought_temperature: self.thought_temperature,
-            drop_negative_rewards: !self.keep_negative_rewards,
-            ..QuietConfig::default()
+    /// The preset's settings with the flags applied. The official preset is exact: a flag that
+    /// changes it is refused, naming both.
+    pub fn config(&self) -> Result<QuietConfig> {
+        let mut c = self.preset.config();
+        let preset = self.preset;
+        let set = |name: &str, given: Option<String>, current: String| -> Result<bool> {
+            match given {
+                Some(v) if preset == QuietPreset::Official && v != current => {
+                    bail!("--{name} {v} contradicts --preset official ({name} {current} there); drop one of them")
+                }
+                Some(_) => Ok(true),
+                None => Ok(false),
+            }
+        };
+        if set("n-thought", self.n_thought.map(|v| v.to_string()), c.n_thought.to_string())? {
+            c.n_thought = self.n_thought.unwrap_or(c.n_thought);
         }
+        if set("n-talk", self.n_talk.map(|v| v.to_string()), c.n_talk.to_string())? {
+            c.n_talk = self.n_talk.unwrap_or(c.n_talk);
+        }
+        if set("n-passes", self.n_passes.map(|v| v.to_string()), c.n_passes.to_string())? {
+            c.n_passes = self.n_passes.unwrap_or(c.n_passes);
+        }
+        if set("policy-weight", self.policy_weight.map(|v| v.to_string()), c.policy_loss_weight.to_string())? {
+            c.policy_loss_weight = self.policy_weight.unwrap_or(c.policy_loss_weight);
+        }
+        if set(
+            "post-thought-weight",
+            self.post_thought_weight.map(|v| v.to_string()),
+            c.post_thought_loss_weight.to_string(),
+        )? {
+            c.post_thought_loss_weight = self.post_thought_weight.unwrap_or(c.post_thought_loss_weight);
+        }
+        if set("mixing", self.mixing.map(|v| v.to_string()), c.mixing.to_string())? {
+            c.mixing = self.mixing.unwrap_or(c.mixing);
+        }
+        if set("policy-reduction", self.policy_reduction.map(|v| v.to_string()), c.policy_reduction.to_string())? {
+            c.policy_reduction = self.policy_reduction.unwrap_or(c.policy_reduction);
+        }
+        if set(
+            "thought-temperature",
+            self.thought_temperature.map(|v| v.to_string()),
+            c.thought_temperature.to_string(),
+        )? {
+            c.thought_temperature = self.thought_temperature.unwrap_or(c.thought_temperature);
+        }
+        if self.keep_negative_rewards {
+            set("keep-negative-rewards", Some("true".into()), (!c.drop_negative_rewards).to_string())?;
+            c.drop_negative_rewards = false;
+        }
+        c.validate()?;
+        Ok(c)
     }
 }
 
@@ -155,6 +212,7 @@ impl QuietObserver for Bar {
 
 fn train(a: TrainArgs, device: DeviceChoice) -> Result<()> {
     let dev = pick_device(device)?;
+    let quiet = a.quiet.config()?;
     let cfg = QuietRunConfig {
         train: TrainConfig {
             steps: a.steps,
@@ -165,11 +223,12 @@ fn train(a: TrainArgs, device: DeviceChoice) -> Result<()> {
             save_every: Some(a.save_every.max(1)),
             seed: a.seed,
             adamw: starling_train::optim::AdamWConfig { weight_decay: 0.001, ..Default::default() },
+            // The official code's learning rate is constant after warm-up.
+            schedule: if a.quiet.preset.constant_lr() { ScheduleKind::Constant } else { ScheduleKind::Cosine },
             ..TrainConfig::default()
         },
-        quiet: a.quiet.config(),
+        quiet,
     };
-    cfg.quiet.validate()?;
     let text =
         std::fs::read_to_string(&a.text).with_context(|| format!("cannot read the corpus {}", a.text.display()))?;
     if a.fresh && a.out.exists() {

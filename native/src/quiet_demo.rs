@@ -10,6 +10,7 @@ use starling_model::checkpoint::files::{write_atomic, write_folder_atomic};
 use starling_model::device::DeviceChoice;
 use starling_quiet::QuietConfig;
 use starling_quiet::checkpoint::checkpoint_files;
+use starling_quiet::config::{MixingWeight, PolicyReduction};
 use starling_quiet::demo::{DemoObserver, DemoSettings, run_demo};
 use starling_quiet::trainer::QuietStepMetrics;
 use starling_thought::Kernel;
@@ -66,6 +67,12 @@ struct DemoQuiet {
     policy_weight: f64,
     #[arg(long, default_value_t = 0.1)]
     post_thought_weight: f64,
+    /// Mixing weight from the head's output: tanh-abs (Starling's) or linear (official).
+    #[arg(long, default_value = "tanh-abs")]
+    mixing: MixingWeight,
+    /// Policy loss over a thought's tokens: sum (Starling's) or mean (official).
+    #[arg(long, default_value = "sum")]
+    policy_reduction: PolicyReduction,
 }
 
 impl Args {
@@ -87,6 +94,8 @@ impl Args {
                 n_passes: self.quiet.n_passes,
                 policy_loss_weight: self.quiet.policy_weight,
                 post_thought_loss_weight: self.quiet.post_thought_weight,
+                mixing: self.quiet.mixing,
+                policy_reduction: self.quiet.policy_reduction,
                 thought_temperature: 1.0,
                 ..QuietConfig::default()
             },

@@ -7,7 +7,7 @@
 //! - **STaR live** (`star_live`): STaR iterations run in the page, one bounded step per call.
 //!
 //! Host reads are awaited: on WebGPU a synchronous read cannot complete inside the browser's event
-//! loop. The core's loops leave their reads to a `Host` for that reason; [`Page`] is the page's.
+//! loop. The core's loops leave their reads to a `Host` for that reason; `Page` is the page's.
 
 mod advice;
 mod backend;

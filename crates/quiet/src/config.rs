@@ -1,5 +1,6 @@
-//! Quiet-STaR hyperparameters. Defaults are the official code's (ezelikman/quiet-star) where
-//! the paper is silent; README lists where Starling differs.
+//! Quiet-STaR hyperparameters. `QuietConfig::default()` is Starling's preset;
+//! `QuietPreset::Official.config()` is the official code's objective (ezelikman/quiet-star).
+//! README's table lists every difference between the two.
 
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +35,66 @@ pub struct QuietConfig {
     /// in the official code). With w bounded to [0, 1] and starting at 0, the mixed loss gives
     /// the thought branch no gradient while w = 0; this term trains it regardless.
     pub post_thought_loss_weight: f64,
+    /// How the mixing head's output z becomes the mixing weight w.
+    pub mixing: MixingWeight,
+    /// How the policy loss combines the log-probabilities of a thought's tokens.
+    pub policy_reduction: PolicyReduction,
+}
+
+/// The mixing weight w from the mixing head's output z (`h = h_base + w·(h_post − h_base)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MixingWeight {
+    /// w = z, unbounded: the official code's.
+    Linear,
+    /// w = tanh(|z|) ∈ [0, 1), starting at exactly 0 with a non-zero gradient (Starling's;
+    /// README says why).
+    TanhAbs,
+}
+
+/// How the REINFORCE loss combines a thought's token log-probabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyReduction {
+    /// Mean over the thought's tokens: the official code (one loss per sampled token, averaged).
+    Mean,
+    /// Sum over the thought's tokens: log p(thought), the textbook REINFORCE term (n_thought ×
+    /// stronger at the same weight).
+    Sum,
+}
+
+/// A named set of Quiet-STaR settings: the objective and the training schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QuietPreset {
+    /// The official code's objective exactly (ezelikman/quiet-star, `quiet-star-train.py` and
+    /// `modeling_mistral.py`): 9 sampled thought tokens in training (`n_ahead − 3`), an
+    /// unbounded linear mixing weight, the policy loss averaged over thought tokens, no
+    /// post-thought loss; a constant learning rate after warm-up.
+    Official,
+    /// Starling's: what it measured to train better at small scale (README's table).
+    Starling,
+}
+
+impl QuietPreset {
+    /// The objective of this preset.
+    pub fn config(self) -> QuietConfig {
+        match self {
+            QuietPreset::Starling => QuietConfig::default(),
+            QuietPreset::Official => QuietConfig {
+                n_thought: 9,
+                post_thought_loss_weight: 0.0,
+                mixing: MixingWeight::Linear,
+                policy_reduction: PolicyReduction::Mean,
+                ..QuietConfig::default()
+            },
+        }
+    }
+
+    /// Whether the learning rate stays constant after warm-up (official) or decays (Starling).
+    pub fn constant_lr(self) -> bool {
+        self == QuietPreset::Official
+    }
 }
 
 impl Default for QuietConfig {
@@ -50,6 +111,9 @@ impl Default for QuietConfig {
             talk_loss_weight: 0.5,
             policy_loss_weight: 1e6,
             post_thought_loss_weight: 0.5,
+            // Checkpoints saved before these fields existed load with these, their behaviour.
+            mixing: MixingWeight::TanhAbs,
+            policy_reduction: PolicyReduction::Sum,
         }
     }
 }
@@ -101,3 +165,27 @@ impl QuietConfig {
         self.n_thought + 1 + self.n_talk
     }
 }
+
+/// Parses the kebab-case names used on the command line and in JSON.
+macro_rules! named {
+    ($ty:ident { $($variant:ident = $name:literal),+ }) => {
+        impl std::str::FromStr for $ty {
+            type Err = String;
+            fn from_str(s: &str) -> std::result::Result<Self, String> {
+                match s {
+                    $($name => Ok($ty::$variant),)+
+                    _ => Err(format!("`{s}`: expected one of {}", [$($name),+].join(", "))),
+                }
+            }
+        }
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(match self { $($ty::$variant => $name,)+ })
+            }
+        }
+    };
+}
+
+named!(MixingWeight { Linear = "linear", TanhAbs = "tanh-abs" });
+named!(PolicyReduction { Mean = "mean", Sum = "sum" });
+named!(QuietPreset { Official = "official", Starling = "starling" });

@@ -13,6 +13,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use starling_thought::Kernel;
 
+use crate::config::PolicyReduction;
 use crate::model::{QuietModel, ThoughtState};
 use crate::sample::sample_thoughts;
 
@@ -147,6 +148,10 @@ pub fn quiet_loss(
         .reshape([rows, thought, len])
         .sum_dim(1)
         .reshape([rows, len]);
+    let thought_logp = match cfg.policy_reduction {
+        PolicyReduction::Sum => thought_logp,
+        PolicyReduction::Mean => thought_logp.div_scalar(thought as f64),
+    };
 
     // Mixed predictions of x_{i+1+k}, k < talk: post-thought state at step thought+1+k, base
     // state at i+k.
@@ -168,12 +173,16 @@ pub fn quiet_loss(
     let talk_logp = target_logp(mixed);
     let talk_nll = -talk_logp.clone().sum() / talk_count.clone();
     let post_nll = -target_logp(h_post).sum() / talk_count.clone();
-    let talk_nll_base = -target_logp(h_base_ahead).sum().detach() / talk_count;
+    let base_logp_ahead = target_logp(h_base_ahead).detach();
+    let talk_nll_base = -base_logp_ahead.clone().sum() / talk_count;
 
-    // REINFORCE: reward = log-likelihood of the true continuation given the thought, minus the
-    // mean over the passes at the same position.
+    // REINFORCE: reward = log-likelihood of the true continuation given the thought, minus a
+    // baseline: the mean over the passes at the same position; with one pass (where that mean
+    // is the reward itself), the base model's log-likelihood of the same tokens, as the official
+    // code's reward is the improvement over the base prediction.
     let ll = talk_logp.sum_dim(1).reshape([passes, batch, len]).detach();
-    let baseline = ll.clone().mean_dim(0);
+    let baseline =
+        if passes > 1 { ll.clone().mean_dim(0) } else { base_logp_ahead.sum_dim(1).reshape([passes, batch, len]) };
     let mut reward = (ll - baseline).reshape([rows, len]);
     if cfg.drop_negative_rewards {
         reward = reward.clamp_min(0.0);

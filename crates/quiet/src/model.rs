@@ -15,7 +15,7 @@ use starling_model::model::param;
 use starling_model::{Tokenizer, Transformer};
 use starling_thought::{Kernel, thought_attention};
 
-use crate::config::QuietConfig;
+use crate::config::{MixingWeight, QuietConfig};
 use crate::{QuietError, Result};
 
 /// `[h_base; h_post]` → Linear(2d→d) → ReLU → Linear(d→d) → ReLU → Linear(d→1) → z, and
@@ -53,12 +53,17 @@ impl MixingHead {
     }
 
     /// Mixing weight `[.., 1]` for hidden states `[.., d]` (any leading shape of rank 4).
-    pub fn weight(&self, h_base: Tensor<4>, h_post: Tensor<4>) -> Tensor<4> {
+    pub fn weight(&self, h_base: Tensor<4>, h_post: Tensor<4>, kind: MixingWeight) -> Tensor<4> {
         let x = Tensor::cat(vec![h_base, h_post], 3);
         let z = self.output.forward(relu(self.hidden.forward(relu(self.input.forward(x)))));
-        // |z| as z·sign(z) with sign(0) = +1, so the gradient at the start (z = 0) is not 0.
-        let sign = z.clone().lower_elem(0.0).float().mul_scalar(-2.0).add_scalar(1.0).detach();
-        (z * sign).tanh()
+        match kind {
+            MixingWeight::Linear => z,
+            MixingWeight::TanhAbs => {
+                // |z| as z·sign(z) with sign(0) = +1, so the gradient at the start (z = 0) is not 0.
+                let sign = z.clone().lower_elem(0.0).float().mul_scalar(-2.0).add_scalar(1.0).detach();
+                (z * sign).tanh()
+            }
+        }
     }
 }
 
@@ -205,7 +210,7 @@ impl QuietModel {
 
     /// Mixes base and post-thought hidden states: `(h_base + w·(h_post − h_base), w)`.
     pub fn mix(&self, h_base: Tensor<4>, h_post: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
-        let w = self.mixing.weight(h_base.clone(), h_post.clone());
+        let w = self.mixing.weight(h_base.clone(), h_post.clone(), self.config.mixing);
         (h_base.clone() + (h_post - h_base) * w.clone(), w)
     }
 

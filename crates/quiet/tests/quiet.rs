@@ -11,6 +11,7 @@ use starling_model::weights::init_transformer;
 use starling_model::{ModelConfig, Tokenizer};
 use starling_quiet::analyze::{token_deltas, token_deltas_batch};
 use starling_quiet::checkpoint::{checkpoint_files, load_quiet};
+use starling_quiet::config::{MixingWeight, PolicyReduction, QuietPreset};
 use starling_quiet::generate::generate_thoughtful;
 use starling_quiet::loss::quiet_loss;
 use starling_quiet::model::ThoughtState;
@@ -257,7 +258,7 @@ fn mixing_weight_is_in_range_and_never_stuck() {
     let weight_and_slope = |bias: f32| {
         let mut head = m.mixing.clone();
         head.output.bias = Some(Param::from_tensor(Tensor::<1>::from_data(TensorData::new(vec![bias], [1]), &device)));
-        let w = head.weight(h(), h());
+        let w = head.weight(h(), h(), MixingWeight::TanhAbs);
         let grads = w.clone().sum().backward();
         let slope = host(head.output.bias.as_ref().unwrap().val().grad(&grads).unwrap())[0];
         (host(w)[0], slope)
@@ -292,4 +293,85 @@ fn checkpoints_load_from_files_in_memory_as_the_browser_does() {
     foreign.insert("quiet_config.json".into(), b"{\"n_thought\": 0}".to_vec());
     let err = starling_quiet::checkpoint::from_files(foreign, &device).err().unwrap().to_string();
     assert!(err.contains("n_thought"), "{err}");
+}
+
+#[test]
+fn the_official_mixing_weight_is_the_head_output_itself() {
+    let device = Device::flex().autodiff();
+    let (m, _) = model(&device, 6);
+    let d = m.hidden_size();
+    let h = || Tensor::<4>::ones([1, 1, 1, d], &device).require_grad();
+    for bias in [0.0f32, -0.5, 2.5] {
+        let mut head = m.mixing.clone();
+        head.output.bias = Some(Param::from_tensor(Tensor::<1>::from_data(TensorData::new(vec![bias], [1]), &device)));
+        // The last layer starts at zero weights, so z is its bias: official w = z, unbounded,
+        // with slope 1 everywhere.
+        let w = head.weight(h(), h(), MixingWeight::Linear);
+        let grads = w.clone().sum().backward();
+        let slope = host(head.output.bias.as_ref().unwrap().val().grad(&grads).unwrap())[0];
+        assert_eq!((host(w)[0], slope), (bias, 1.0));
+    }
+}
+
+/// One loss evaluation of `cfg` on the first two sequences, thoughts sampled with `seed`.
+fn loss_with(cfg: QuietConfig, seed: u64) -> starling_quiet::loss::LossStats {
+    let _turn = rng_turn();
+    let device = Device::flex().autodiff();
+    let (mut m, tok) = model(&device, 2);
+    // A mixing head away from zero, so thoughts change the prediction and rewards are not 0.
+    m.mixing.output.bias =
+        Some(Param::from_tensor(Tensor::<1>::from_data(TensorData::new(vec![0.3f32], [1]), &device)));
+    m.config = cfg;
+    device.seed(seed);
+    quiet_loss(&m, &m.valid(), &seqs(&tok)[..2], Kernel::Split).1
+}
+
+#[test]
+fn the_official_policy_loss_averages_over_thought_tokens() {
+    let sum = QuietConfig { policy_reduction: PolicyReduction::Sum, ..small_quiet() };
+    let mean = QuietConfig { policy_reduction: PolicyReduction::Mean, ..small_quiet() };
+    let (a, b) = (loss_with(sum.clone(), 5), loss_with(mean, 5));
+    // Same thoughts, same rewards: the mean is the sum over the n_thought tokens divided by n.
+    assert_eq!(a.mean_reward, b.mean_reward);
+    assert!(a.policy_loss != 0.0, "{a:?}");
+    let n = sum.n_thought as f64;
+    assert!((a.policy_loss / n - b.policy_loss).abs() < 1e-6 * a.policy_loss.abs().max(1.0), "{a:?} {b:?}");
+}
+
+#[test]
+fn with_one_pass_the_reward_is_the_improvement_over_the_base_prediction() {
+    // Without clamping, the mean reward over scored positions is Σ (log p_mixed − log p_base)
+    // over every talk target, divided by the scored positions: with batch B, length L and
+    // n_talk K, B·Σ_k (L − k) targets and B·(L − 1) scored positions.
+    let one = QuietConfig { n_passes: 1, drop_negative_rewards: false, ..small_quiet() };
+    let s = loss_with(one.clone(), 7);
+    let (b, l, k) = (2.0, 9.0, one.n_talk as f64);
+    let targets = b * (1..=one.n_talk).map(|k| l - k as f64).sum::<f64>();
+    let scored = b * (l - 1.0);
+    let expected = (s.talk_nll_base - s.talk_nll) * targets / scored;
+    assert!(s.mean_reward != 0.0, "one pass must still give a reward: {s:?}");
+    assert!((s.mean_reward - expected).abs() < 1e-4, "reward {} vs {expected} (k = {k})", s.mean_reward);
+    assert!(s.policy_loss != 0.0, "one pass must still give a policy gradient: {s:?}");
+}
+
+#[test]
+fn the_official_preset_is_the_official_objective() {
+    let o = QuietPreset::Official.config();
+    // quiet-star-train.py: n_ahead 12 → 12 − 3 = 9 sampled thought tokens in training; talk 4,
+    // 2 passes, original_loss_weight 0.5, policy_loss_beta 1e6, reinforce temperature 3,
+    // negative rewards removed, ×100 marker embeddings; no post-thought term.
+    assert_eq!((o.n_thought, o.n_talk, o.n_passes), (9, 4, 2));
+    assert_eq!((o.base_loss_weight, o.talk_loss_weight, o.policy_loss_weight), (0.5, 0.5, 1e6));
+    assert_eq!((o.reinforce_temperature, o.embedding_multiplier, o.drop_negative_rewards), (3.0, 100.0, true));
+    assert_eq!(
+        (o.post_thought_loss_weight, o.mixing, o.policy_reduction),
+        (0.0, MixingWeight::Linear, PolicyReduction::Mean)
+    );
+    assert!(QuietPreset::Official.constant_lr() && !QuietPreset::Starling.constant_lr());
+    assert_eq!(QuietPreset::Starling.config(), QuietConfig::default());
+    // Checkpoints saved before the preset fields existed keep their behaviour.
+    let old: QuietConfig = serde_json::from_str(r#"{"n_thought": 10, "n_talk": 4}"#).unwrap();
+    assert_eq!((old.mixing, old.policy_reduction), (MixingWeight::TanhAbs, PolicyReduction::Sum));
+    assert_eq!("official".parse::<QuietPreset>(), Ok(QuietPreset::Official));
+    assert!("offical".parse::<QuietPreset>().unwrap_err().contains("official, starling"));
 }

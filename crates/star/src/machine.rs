@@ -5,7 +5,7 @@
 //! killed run resumes, see [`Resume`]); the browser drives it asynchronously between frames and
 //! draws the events. Device reads go through a [`Host`], so the same code serves both.
 //!
-//! Iteration 0 scores the base model on the dev set (and, with a [`BaseGate`], also with the
+//! Iteration 0 scores the base model on the dev set (and, with a [`BaseGate`](crate::gate::BaseGate), also with the
 //! hint). Iteration n ≥ 1: rationales of M_{n-1} for every training question, rationalization of
 //! the wrong ones with the hint, the original model M fine-tuned afresh on the union, M_n scored.
 
