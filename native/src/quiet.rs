@@ -164,6 +164,10 @@ struct TrainArgs {
     steps: usize,
     #[arg(long, default_value_t = 8)]
     batch_size: usize,
+    /// Micro-batches of --batch-size per optimizer step, gradients accumulated (a larger batch
+    /// in the same memory).
+    #[arg(long, default_value_t = 1)]
+    grad_accum: usize,
     /// Tokens per training sequence.
     #[arg(long, default_value_t = 256)]
     seq_len: usize,
@@ -217,6 +221,7 @@ fn train(a: TrainArgs, device: DeviceChoice) -> Result<()> {
         train: TrainConfig {
             steps: a.steps,
             batch_size: a.batch_size,
+            grad_accum: a.grad_accum,
             max_len: a.seq_len,
             lr: a.lr,
             warmup_steps: a.warmup_steps,

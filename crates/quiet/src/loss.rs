@@ -36,6 +36,24 @@ pub struct LossStats {
     pub mix_weight: f64,
 }
 
+impl LossStats {
+    /// The mean of micro-batches' numbers (equal-sized micro-batches: the large batch's numbers).
+    pub fn mean(parts: &[LossStats]) -> LossStats {
+        let n = parts.len().max(1) as f64;
+        let avg = |f: fn(&LossStats) -> f64| parts.iter().map(f).sum::<f64>() / n;
+        LossStats {
+            loss: avg(|s| s.loss),
+            base_nll: avg(|s| s.base_nll),
+            talk_nll: avg(|s| s.talk_nll),
+            talk_nll_base: avg(|s| s.talk_nll_base),
+            post_nll: avg(|s| s.post_nll),
+            policy_loss: avg(|s| s.policy_loss),
+            mean_reward: avg(|s| s.mean_reward),
+            mix_weight: avg(|s| s.mix_weight),
+        }
+    }
+}
+
 /// The sizes of one step, named once: `rows` = `passes` × `batch` (every sequence once per pass).
 #[derive(Debug, Clone, Copy)]
 struct Dims {

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::GradientsParams;
+use burn::optim::{GradientsAccumulator, GradientsParams};
 use serde::{Deserialize, Serialize};
 use starling_model::Tokenizer;
 use starling_model::checkpoint::files::{map_file, write_folder_atomic};
@@ -224,13 +224,26 @@ pub fn train_quiet(
         let t0 = Instant::now();
         // Thought sampling draws from the device RNG: seed it per step so a resumed run repeats.
         device.seed(t.seed.wrapping_mul(1_000_003).wrapping_add(step as u64));
-        let batch: Vec<Vec<u32>> = order.batch(step).into_iter().map(|i| seqs[i].clone()).collect();
+        // `grad_accum` micro-batches of `batch_size` sequences, each loss a mean over its
+        // positions, so their mean (gradients accumulated) is the large batch's loss.
         let sampler = model.valid();
-        let (loss, stats) = quiet_loss(&model, &sampler, &batch, kernel);
-        if !stats.loss.is_finite() {
-            return Err(QuietError::NonFinite { what: "loss", step: step + 1, value: stats.loss });
+        let mut accumulator = GradientsAccumulator::<QuietModel>::new();
+        let mut parts = Vec::with_capacity(t.grad_accum);
+        let mut tokens = 0;
+        for micro in 0..t.grad_accum {
+            let batch: Vec<Vec<u32>> =
+                order.batch(step * t.grad_accum + micro).into_iter().map(|i| seqs[i].clone()).collect();
+            let (loss, stats) = quiet_loss(&model, &sampler, &batch, kernel);
+            if !stats.loss.is_finite() {
+                return Err(QuietError::NonFinite { what: "loss", step: step + 1, value: stats.loss });
+            }
+            let grads = GradientsParams::from_grads(loss.div_scalar(t.grad_accum as f64).backward(), &model);
+            accumulator.accumulate(&model, grads);
+            tokens += batch.iter().map(Vec::len).sum::<usize>();
+            parts.push(stats);
         }
-        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        let stats = LossStats::mean(&parts);
+        let mut grads = accumulator.grads();
         let grad_norm = global_grad_norm(&model, &grads);
         if !grad_norm.is_finite() {
             return Err(QuietError::NonFinite { what: "gradient norm", step: step + 1, value: grad_norm });
@@ -238,7 +251,6 @@ pub fn train_quiet(
         let lr = schedule.lr(step);
         model = optimizer.step(model, &mut grads, lr, clip_scale(grad_norm, t.grad_clip));
         let secs = t0.elapsed().as_secs_f64();
-        let tokens: usize = batch.iter().map(Vec::len).sum();
         let m = QuietStepMetrics {
             step: step + 1,
             lr,

@@ -375,3 +375,32 @@ fn the_official_preset_is_the_official_objective() {
     assert_eq!("official".parse::<QuietPreset>(), Ok(QuietPreset::Official));
     assert!("offical".parse::<QuietPreset>().unwrap_err().contains("official, starling"));
 }
+
+#[test]
+fn gradient_accumulation_matches_one_large_batch() {
+    let _turn = rng_turn();
+    let device = Device::flex().autodiff();
+    // Near-greedy thoughts, so both runs think the same; one pass, so the policy term is live.
+    let quiet = QuietConfig { n_passes: 1, thought_temperature: 1e-6, ..small_quiet() };
+    let step = |batch_size: usize, grad_accum: usize| {
+        let (mut m, tok) = model(&device, 9);
+        m.mixing.output.bias =
+            Some(Param::from_tensor(Tensor::<1>::from_data(TensorData::new(vec![0.3f32], [1]), &device)));
+        let mut cfg = train_cfg(1);
+        cfg.quiet = quiet.clone();
+        cfg.train.batch_size = batch_size;
+        cfg.train.grad_accum = grad_accum;
+        let (_, history) = train_quiet(m, &seqs(&tok), &cfg, Kernel::Split, None, None, &mut NoObserver).unwrap();
+        history[0].clone()
+    };
+    let (large, accumulated) = (step(4, 1), step(2, 2));
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-5 * a.abs().max(1.0);
+    assert!(large.stats.policy_loss != 0.0, "{large:?}");
+    for (what, a, b) in [
+        ("loss", large.stats.loss, accumulated.stats.loss),
+        ("policy loss", large.stats.policy_loss, accumulated.stats.policy_loss),
+        ("gradient norm", large.grad_norm, accumulated.grad_norm),
+    ] {
+        assert!(close(a, b), "{what}: one batch of 4 gives {a}, 2 × 2 accumulated {b}");
+    }
+}
