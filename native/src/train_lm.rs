@@ -388,7 +388,7 @@ fn new_model(a: &Args, tokenizer: &Tokenizer, device: &burn::tensor::Device) -> 
 
 /// The run's loss from its first logged step to its last, and the latest held-out loss.
 fn report(run: &RunDir, history: &[StepMetrics], steps: usize, seconds: f64) {
-    let all = run.read_metrics();
+    let all: Vec<StepMetrics> = run.read_metrics();
     let first = all.first().map(|m| m.loss).unwrap_or(f64::NAN);
     let last = history.last().or(all.last()).map(|m| m.loss).unwrap_or(f64::NAN);
     println!("trained {steps} steps in {seconds:.1}s: loss {first:.4} → {last:.4}");

@@ -3,6 +3,7 @@
 //! ```text
 //! run/
 //!   quiet_run.json                 training config + Quiet-STaR config (checked on resume)
+//!   train_config.json              the training config (as every `RunDir`)
 //!   metrics.jsonl                  one QuietStepMetrics per line
 //!   checkpoints/step-00000100/     checkpoint folder (see `checkpoint`) + optimizer + state
 //! ```
@@ -10,8 +11,6 @@
 //! A non-finite loss or gradient stops the run before the step is applied; checkpoints already
 //! written stay.
 
-use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -19,13 +18,12 @@ use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use serde::{Deserialize, Serialize};
 use starling_model::Tokenizer;
-use starling_model::checkpoint::files::{map_file, write_folder_atomic};
-use starling_model::checkpoint::safetensors::{SafetensorsSource, serialize_f32};
-use starling_model::checkpoint::{HostTensor, WeightSource};
+use starling_model::checkpoint::files::write_atomic;
 use starling_thought::Kernel;
 use starling_train::data::BatchOrder;
 use starling_train::optim::{AdamW, clip_scale, global_grad_norm};
-use starling_train::trainer::TrainConfig;
+use starling_train::run_dir::RunDir;
+use starling_train::trainer::{StartPoint, TrainConfig};
 
 use crate::checkpoint::{checkpoint_files, load_quiet};
 use crate::config::QuietConfig;
@@ -50,12 +48,6 @@ pub struct QuietStepMetrics {
     pub stats: LossStats,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct State {
-    step: usize,
-    optimizer_steps: u64,
-}
-
 /// Where a resumed run picks up.
 pub struct Resumed {
     pub model: QuietModel,
@@ -71,14 +63,16 @@ pub trait QuietObserver {
 pub struct NoObserver;
 impl QuietObserver for NoObserver {}
 
+/// A Quiet-STaR run on disk: a [`RunDir`] (checkpoints, optimizer state, metrics — the layout
+/// language-model runs use) plus `quiet_run.json`, the Quiet-STaR settings it was made with.
+/// Checkpoint folders are Quiet-STaR checkpoints (see `checkpoint`) with the optimizer beside.
 pub struct QuietRun {
     pub root: PathBuf,
     pub config: QuietRunConfig,
+    dir: RunDir,
 }
 
 const RUN_FILE: &str = "quiet_run.json";
-const OPTIMIZER_FILE: &str = "optimizer.safetensors";
-const STATE_FILE: &str = "trainer_state.json";
 
 impl QuietRun {
     /// Opens `root` for `config`: creates it, or checks a run already there was made with the
@@ -86,7 +80,6 @@ impl QuietRun {
     pub fn open(root: &Path, config: QuietRunConfig) -> Result<Self> {
         config.quiet.validate()?;
         config.train.validate()?;
-        std::fs::create_dir_all(root.join("checkpoints")).map_err(|e| ck(format!("{}: {e}", root.display())))?;
         let path = root.join(RUN_FILE);
         if path.exists() {
             let text = std::fs::read_to_string(&path).map_err(|e| ck(format!("{}: {e}", path.display())))?;
@@ -97,91 +90,40 @@ impl QuietRun {
                 return Err(QuietError::OtherRun { path: root.to_path_buf() });
             }
         }
-        starling_model::checkpoint::files::write_atomic(&path, &serde_json::to_vec_pretty(&config).expect("JSON"))?;
-        Ok(Self { root: root.to_path_buf(), config })
+        let dir = RunDir::create_for_files(root, &config.train)?;
+        write_atomic(&path, &serde_json::to_vec_pretty(&config).expect("JSON"))?;
+        Ok(Self { root: root.to_path_buf(), config, dir })
     }
 
+    /// Complete checkpoints, oldest first.
     pub fn checkpoints(&self) -> Vec<(usize, PathBuf)> {
-        let mut out: Vec<(usize, PathBuf)> = std::fs::read_dir(self.root.join("checkpoints"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().to_string();
-                let step = name.strip_prefix("step-")?.parse().ok()?;
-                Some((step, e.path()))
-            })
-            .filter(|(_, p)| p.join(STATE_FILE).is_file())
-            .collect();
-        out.sort();
-        out
-    }
-
-    fn metrics_path(&self) -> PathBuf {
-        self.root.join("metrics.jsonl")
+        self.dir.checkpoints()
     }
 
     fn save(&self, step: usize, model: &QuietModel, tokenizer: &Tokenizer, optimizer: &AdamW) -> Result<()> {
-        let mut files = checkpoint_files(model, tokenizer)?;
-        files.push((OPTIMIZER_FILE.into(), serialize_f32(&optimizer.state_tensors(), HashMap::new())?));
-        let state = State { step, optimizer_steps: optimizer.steps };
-        files.push((STATE_FILE.into(), serde_json::to_vec_pretty(&state).expect("JSON")));
-        write_folder_atomic(&self.root.join("checkpoints").join(format!("step-{step:08}")), &files)?;
-        let all = self.checkpoints();
-        let excess = all.len().saturating_sub(self.config.train.keep_checkpoints.max(1));
-        for (_, old) in all.into_iter().take(excess) {
-            let _ = std::fs::remove_dir_all(old);
-        }
+        self.dir.save_files(step, checkpoint_files(model, tokenizer)?, optimizer)?;
         Ok(())
     }
 
-    /// The newest checkpoint's model (on `device`), its tokenizer, optimizer and step, if any.
+    /// The newest checkpoint's model (on `device`), its tokenizer, optimizer and step, if any;
+    /// metrics lines past that step are dropped (they will be run again).
     pub fn resume(&self, device: &burn::tensor::Device) -> Result<Option<Resumed>> {
-        let Some((_, dir)) = self.checkpoints().pop() else { return Ok(None) };
+        let Some((_, dir)) = self.dir.latest_checkpoint() else {
+            self.dir.truncate_metrics(0)?;
+            return Ok(None);
+        };
         let (model, tokenizer) = load_quiet(&dir, device)?;
-        let text = std::fs::read_to_string(dir.join(STATE_FILE)).map_err(|e| ck(format!("{}: {e}", dir.display())))?;
-        let state: State = serde_json::from_str(&text).map_err(|e| ck(format!("{}: {e}", dir.display())))?;
-        let opt_path = dir.join(OPTIMIZER_FILE);
-        let source = SafetensorsSource::new(opt_path.clone(), vec![(opt_path.clone(), map_file(&opt_path)?)])?;
-        let tensors: BTreeMap<String, HostTensor> = source
-            .names()
-            .into_iter()
-            .map(|n| source.load(&n).map(|t| (n, t)))
-            .collect::<std::result::Result<_, _>>()?;
-        let mut optimizer = AdamW::new(self.config.train.adamw);
-        optimizer
-            .load_state(state.optimizer_steps, &tensors, device)
-            .map_err(|e| ck(format!("{}: {e}", opt_path.display())))?;
-        // Metrics of steps after the checkpoint are dropped: they will be run again.
-        let kept: Vec<String> = std::fs::read_to_string(self.metrics_path())
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| serde_json::from_str::<QuietStepMetrics>(l).is_ok_and(|m| m.step <= state.step))
-            .map(str::to_string)
-            .collect();
-        let mut text = kept.join("\n");
-        if !text.is_empty() {
-            text.push('\n');
-        }
-        starling_model::checkpoint::files::write_atomic(&self.metrics_path(), text.as_bytes())?;
-        Ok(Some(Resumed { model, tokenizer, optimizer, step: state.step }))
+        let StartPoint { step, optimizer } = self.dir.load_start(&dir, device)?;
+        self.dir.truncate_metrics(step)?;
+        Ok(Some(Resumed { model, tokenizer, optimizer, step }))
     }
 
     fn append_metrics(&self, m: &QuietStepMetrics) -> Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.metrics_path())
-            .map_err(|e| ck(format!("{}: {e}", self.metrics_path().display())))?;
-        writeln!(f, "{}", serde_json::to_string(m).expect("JSON")).map_err(|e| ck(e.to_string()))
+        Ok(self.dir.append_metrics(m)?)
     }
 
     pub fn read_metrics(&self) -> Vec<QuietStepMetrics> {
-        std::fs::read_to_string(self.metrics_path())
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        self.dir.read_metrics()
     }
 }
 

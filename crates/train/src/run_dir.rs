@@ -8,13 +8,17 @@
 //! ```
 //!
 //! Checkpoints are written to a temporary folder and renamed into place, so a `step-*` folder is
-//! always complete; a run killed at any moment resumes from the newest one.
+//! always complete; a run killed at any moment resumes from the newest one. What is not about the
+//! model's files — the folder layout, the optimizer and step, metrics lines — serves any trainer
+//! (`starling-quiet` keeps its runs here too): [`RunDir::save_files`], [`RunDir::load_start`],
+//! and metrics of any serializable type with a `step` field.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use starling_model::Tokenizer;
@@ -36,7 +40,15 @@ const STATE_FILE: &str = "trainer_state.json";
 pub struct TrainerState {
     pub step: usize,
     pub optimizer_steps: u64,
-    pub config: TrainConfig,
+    /// The run's settings (absent in Quiet-STaR checkpoints written before runs shared this).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<TrainConfig>,
+}
+
+/// The one field every metrics line has.
+#[derive(Deserialize)]
+struct StepOf {
+    step: usize,
 }
 
 /// A run continued from its newest checkpoint (see [`RunDir::resume`]).
@@ -52,7 +64,9 @@ pub struct Resumed {
 pub struct RunDir {
     pub root: PathBuf,
     pub config: TrainConfig,
-    tokenizer: Tokenizer,
+    /// Saved with each language-model checkpoint; `None` for runs that write their own model
+    /// files ([`RunDir::create_for_files`]).
+    tokenizer: Option<Tokenizer>,
 }
 
 fn ck(e: impl std::fmt::Display) -> TrainError {
@@ -62,11 +76,17 @@ fn ck(e: impl std::fmt::Display) -> TrainError {
 impl RunDir {
     /// Opens (creating if needed) a run folder and records the config.
     pub fn create(root: &Path, config: &TrainConfig, tokenizer: &Tokenizer) -> Result<Self, TrainError> {
+        Ok(Self { tokenizer: Some(tokenizer.clone()), ..Self::create_for_files(root, config)? })
+    }
+
+    /// A run whose trainer writes its own model files through [`RunDir::save_files`] (Quiet-STaR
+    /// checkpoints); [`RunDir::save_checkpoint`] is not for it.
+    pub fn create_for_files(root: &Path, config: &TrainConfig) -> Result<Self, TrainError> {
         std::fs::create_dir_all(root.join("checkpoints"))
             .map_err(|e| ck(format!("cannot create {}: {e}", root.display())))?;
         let json = serde_json::to_vec_pretty(config).expect("config JSON");
         write_atomic(&root.join("train_config.json"), &json)?;
-        Ok(Self { root: root.to_path_buf(), config: config.clone(), tokenizer: tokenizer.clone() })
+        Ok(Self { root: root.to_path_buf(), config: config.clone(), tokenizer: None })
     }
 
     pub fn checkpoint_dir(&self, step: usize) -> PathBuf {
@@ -110,10 +130,24 @@ impl RunDir {
     }
 
     pub fn save_checkpoint(&self, step: usize, model: &Transformer, optimizer: &AdamW) -> Result<PathBuf, TrainError> {
-        let mut files = hf_folder_files(model, &self.tokenizer)?;
+        let tokenizer = self
+            .tokenizer
+            .as_ref()
+            .ok_or_else(|| ck("this run writes its own model files (RunDir::create_for_files); use save_files"))?;
+        self.save_files(step, hf_folder_files(model, tokenizer)?, optimizer)
+    }
+
+    /// Writes checkpoint `step`: the model's `files` (name, bytes), the optimizer state and the
+    /// trainer state, atomically; then prunes the oldest beyond `keep_checkpoints`.
+    pub fn save_files(
+        &self,
+        step: usize,
+        mut files: Vec<(String, Vec<u8>)>,
+        optimizer: &AdamW,
+    ) -> Result<PathBuf, TrainError> {
         let opt = serialize_f32(&optimizer.state_tensors(), HashMap::new())?;
         files.push((OPTIMIZER_FILE.into(), opt));
-        let state = TrainerState { step, optimizer_steps: optimizer.steps, config: self.config.clone() };
+        let state = TrainerState { step, optimizer_steps: optimizer.steps, config: Some(self.config.clone()) };
         files.push((STATE_FILE.into(), serde_json::to_vec_pretty(&state).expect("state JSON")));
         let dir = self.checkpoint_dir(step);
         write_folder_atomic(&dir, &files)?;
@@ -133,7 +167,7 @@ impl RunDir {
         let text = std::fs::read_to_string(&state_path).map_err(|e| ck(format!("{}: {e}", state_path.display())))?;
         let state: TrainerState =
             serde_json::from_str(&text).map_err(|e| ck(format!("{}: {e}", state_path.display())))?;
-        let (a, b) = (&state.config, &self.config);
+        let (a, b) = (state.config.as_ref().unwrap_or(&self.config), &self.config);
         if a.seed != b.seed || a.batch_size != b.batch_size || a.grad_accum != b.grad_accum || a.max_len != b.max_len {
             return Err(TrainError::Config(format!(
                 "{} was made with seed {}, batch {}×{}, max_len {}; resuming needs the same values \
@@ -164,7 +198,8 @@ impl RunDir {
         self.root.join("metrics.jsonl")
     }
 
-    pub fn append_metrics(&self, m: &StepMetrics) -> Result<(), TrainError> {
+    /// Appends one metrics line (any serializable record with a `step` field).
+    pub fn append_metrics<M: Serialize>(&self, m: &M) -> Result<(), TrainError> {
         let path = self.metrics_path();
         let mut f = std::fs::OpenOptions::new()
             .create(true)
@@ -181,14 +216,15 @@ impl RunDir {
         let Ok(text) = std::fs::read_to_string(&path) else { return Ok(()) };
         let kept: String = text
             .lines()
-            .filter(|l| serde_json::from_str::<StepMetrics>(l).is_ok_and(|m| m.step <= step))
+            .filter(|l| serde_json::from_str::<StepOf>(l).is_ok_and(|m| m.step <= step))
             .map(|l| format!("{l}\n"))
             .collect();
         write_atomic(&path, kept.as_bytes())?;
         Ok(())
     }
 
-    pub fn read_metrics(&self) -> Vec<StepMetrics> {
+    /// Every metrics line that parses as `M` (`StepMetrics` for language-model runs).
+    pub fn read_metrics<M: DeserializeOwned>(&self) -> Vec<M> {
         std::fs::read_to_string(self.metrics_path())
             .unwrap_or_default()
             .lines()
