@@ -94,56 +94,41 @@ impl QuietArgs {
     /// The preset's settings with the flags applied. The official preset is exact: a flag that
     /// changes it is refused, naming both.
     pub fn config(&self) -> Result<QuietConfig> {
-        let mut c = self.preset.config();
-        let preset = self.preset;
-        let set = |name: &str, given: Option<String>, current: String| -> Result<bool> {
-            match given {
-                Some(v) if preset == QuietPreset::Official && v != current => {
-                    bail!("--{name} {v} contradicts --preset official ({name} {current} there); drop one of them")
-                }
-                Some(_) => Ok(true),
-                None => Ok(false),
-            }
-        };
-        if set("n-thought", self.n_thought.map(|v| v.to_string()), c.n_thought.to_string())? {
-            c.n_thought = self.n_thought.unwrap_or(c.n_thought);
-        }
-        if set("n-talk", self.n_talk.map(|v| v.to_string()), c.n_talk.to_string())? {
-            c.n_talk = self.n_talk.unwrap_or(c.n_talk);
-        }
-        if set("n-passes", self.n_passes.map(|v| v.to_string()), c.n_passes.to_string())? {
-            c.n_passes = self.n_passes.unwrap_or(c.n_passes);
-        }
-        if set("policy-weight", self.policy_weight.map(|v| v.to_string()), c.policy_loss_weight.to_string())? {
-            c.policy_loss_weight = self.policy_weight.unwrap_or(c.policy_loss_weight);
-        }
-        if set(
-            "post-thought-weight",
-            self.post_thought_weight.map(|v| v.to_string()),
-            c.post_thought_loss_weight.to_string(),
-        )? {
-            c.post_thought_loss_weight = self.post_thought_weight.unwrap_or(c.post_thought_loss_weight);
-        }
-        if set("mixing", self.mixing.map(|v| v.to_string()), c.mixing.to_string())? {
-            c.mixing = self.mixing.unwrap_or(c.mixing);
-        }
-        if set("policy-reduction", self.policy_reduction.map(|v| v.to_string()), c.policy_reduction.to_string())? {
-            c.policy_reduction = self.policy_reduction.unwrap_or(c.policy_reduction);
-        }
-        if set(
-            "thought-temperature",
-            self.thought_temperature.map(|v| v.to_string()),
-            c.thought_temperature.to_string(),
-        )? {
-            c.thought_temperature = self.thought_temperature.unwrap_or(c.thought_temperature);
-        }
+        let p = self.preset;
+        let mut c = p.config();
+        apply(p, "n-thought", self.n_thought, &mut c.n_thought)?;
+        apply(p, "n-talk", self.n_talk, &mut c.n_talk)?;
+        apply(p, "n-passes", self.n_passes, &mut c.n_passes)?;
+        apply(p, "policy-weight", self.policy_weight, &mut c.policy_loss_weight)?;
+        apply(p, "post-thought-weight", self.post_thought_weight, &mut c.post_thought_loss_weight)?;
+        apply(p, "mixing", self.mixing, &mut c.mixing)?;
+        apply(p, "policy-reduction", self.policy_reduction, &mut c.policy_reduction)?;
+        apply(p, "thought-temperature", self.thought_temperature, &mut c.thought_temperature)?;
         if self.keep_negative_rewards {
-            set("keep-negative-rewards", Some("true".into()), (!c.drop_negative_rewards).to_string())?;
+            if p == QuietPreset::Official {
+                bail!("--keep-negative-rewards contradicts --preset official (which drops them); drop one of them");
+            }
             c.drop_negative_rewards = false;
         }
         c.validate()?;
         Ok(c)
     }
+}
+
+/// Sets `field` to the flag's value when given; under the official preset a value that differs
+/// from the preset's is refused.
+fn apply<T: Copy + PartialEq + std::fmt::Display>(
+    preset: QuietPreset,
+    name: &str,
+    given: Option<T>,
+    field: &mut T,
+) -> Result<()> {
+    let Some(value) = given else { return Ok(()) };
+    if preset == QuietPreset::Official && value != *field {
+        bail!("--{name} {value} contradicts --preset official ({name} {field} there); drop one of them");
+    }
+    *field = value;
+    Ok(())
 }
 
 #[derive(clap::Args)]
