@@ -578,6 +578,13 @@ fn quiet_and_eval_report_bad_input_clearly() {
             "--seq-len",
             "64",
         ],
-        "fewer than one sequence",
+        "has 64 tokens, one training window",
+    );
+    // A JSONL corpus is read as documents; a line without `text` is named.
+    let docs = dir.join("docs.jsonl");
+    std::fs::write(&docs, "{\"text\": \"One document.\"}\n{\"body\": \"no text field\"}\n").unwrap();
+    fails_with(
+        &["--device", "cpu", "quiet", "train", "-m", m, "--text", s(&docs), "--out", s(&dir.join("run2"))],
+        "docs.jsonl:2:",
     );
 }

@@ -17,7 +17,7 @@ use starling_quiet::generate::generate_thoughtful;
 use starling_quiet::trainer::{QuietObserver, QuietRun, QuietRunConfig, QuietStepMetrics, train_quiet};
 use starling_quiet::{QuietConfig, QuietModel};
 use starling_thought::Kernel;
-use starling_train::data::fixed_windows;
+use starling_train::corpus::document_windows;
 use starling_train::schedule::ScheduleKind;
 use starling_train::trainer::TrainConfig;
 
@@ -136,7 +136,8 @@ struct TrainArgs {
     /// Base model (HF folder or GGUF) or a Quiet-STaR checkpoint to continue from.
     #[arg(short, long)]
     model: PathBuf,
-    /// Plain-text training corpus.
+    /// Training corpus: plain text (one document), or JSONL with one `{"text": …}` document per
+    /// line (training windows never span two documents).
     #[arg(long)]
     text: PathBuf,
     /// Run folder (metrics.jsonl, checkpoints/); an existing run is resumed.
@@ -236,10 +237,16 @@ fn train(a: TrainArgs, device: DeviceChoice) -> Result<()> {
             (m, tok, None)
         }
     };
-    let ids = tokenizer.encode(&text, false)?;
-    let seqs = fixed_windows(&ids, a.seq_len);
-    if seqs.is_empty() {
-        bail!("{} has {} tokens, fewer than one sequence of --seq-len {}", a.text.display(), ids.len(), a.seq_len);
+    // A JSONL corpus is one document per line; windows never cross from one into the next.
+    let jsonl = a.text.extension().is_some_and(|e| e == "jsonl");
+    let eos = model.lm.config().eos_token_id;
+    let corpus = document_windows(&text, &tokenizer, eos, a.seq_len, jsonl, &a.text.display().to_string())?;
+    let seqs = corpus.windows;
+    if jsonl {
+        eprintln!(
+            "{} documents ({} shorter than one --seq-len {} window, unused)",
+            corpus.documents, corpus.too_short, a.seq_len
+        );
     }
     eprintln!(
         "{} sequences of {} tokens; thought {} tokens, talk {}, {} passes",

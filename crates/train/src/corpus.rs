@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use starling_model::Tokenizer;
 
-use crate::data::{Example, chunk_stream};
+use crate::data::{Example, chunk_stream, fixed_windows};
 use crate::trainer::TrainError;
 
 /// What to do with a malformed JSONL line.
@@ -88,6 +88,62 @@ pub fn jsonl_examples(
     Ok((out, report))
 }
 
+/// Windows of exactly `len` tokens cut from each document on its own, so no window spans two
+/// documents (the equal-length sequences Quiet-STaR trains on).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Windows {
+    pub windows: Vec<Vec<u32>>,
+    pub documents: usize,
+    /// Documents shorter than one window: they give nothing.
+    pub too_short: usize,
+}
+
+/// `text` as documents cut into windows of `len` tokens: with `jsonl`, each non-blank line is a
+/// document (`{"text": …}`, `eos` appended); otherwise the whole text is one document.
+pub fn document_windows(
+    text: &str,
+    tokenizer: &Tokenizer,
+    eos: Option<u32>,
+    len: usize,
+    jsonl: bool,
+    origin: &str,
+) -> Result<Windows, TrainError> {
+    let mut out = Windows::default();
+    let mut add = |ids: Vec<u32>| {
+        out.documents += 1;
+        let windows = fixed_windows(&ids, len);
+        if windows.is_empty() {
+            out.too_short += 1;
+        }
+        out.windows.extend(windows);
+    };
+    if jsonl {
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let bad = |message: String| TrainError::BadLine { origin: origin.to_string(), line: i + 1, message };
+            let v: Value = serde_json::from_str(line).map_err(|e| bad(format!("not valid JSON ({e})")))?;
+            let Some(Value::String(doc)) = v.get("text") else {
+                return Err(bad("expected an object with a string `text` (one document per line)".into()));
+            };
+            let mut ids = tokenizer.encode(doc, true)?;
+            ids.extend(eos);
+            add(ids);
+        }
+    } else {
+        add(tokenizer.encode(text, false)?);
+    }
+    if out.windows.is_empty() {
+        return Err(TrainError::Data(format!(
+            "{origin}: none of its {} document(s) has {len} tokens, one training window; give longer text \
+             or a shorter --seq-len",
+            out.documents
+        )));
+    }
+    Ok(out)
+}
+
 fn parse_line(line: &str, tokenizer: &Tokenizer, eos: Option<u32>) -> Result<Example, String> {
     let v: Value = serde_json::from_str(line).map_err(|e| format!("not valid JSON ({e})"))?;
     let field = |k: &str| -> Result<Option<&str>, String> {
@@ -118,6 +174,27 @@ mod tests {
 
     fn tok() -> Tokenizer {
         Tokenizer::char_level("abcdefghijklmnopqrstuvwxyz ", &["<pad>", "<eos>"]).unwrap()
+    }
+
+    #[test]
+    fn windows_never_span_two_documents() {
+        let t = tok();
+        // Documents of 7, 2 and 9 characters (+ eos), windows of 4: 2 + 0 + 2, each from one line.
+        let data = "{\"text\": \"aaaaaaa\"}\n{\"text\": \"bb\"}\n\n{\"text\": \"ccccccccc\"}\n";
+        let w = document_windows(data, &t, Some(1), 4, true, "d.jsonl").unwrap();
+        assert_eq!((w.documents, w.too_short, w.windows.len()), (3, 1, 4));
+        let (a, c) = (t.encode("a", false).unwrap()[0], t.encode("c", false).unwrap()[0]);
+        assert_eq!(w.windows[0], vec![a; 4]);
+        assert_eq!(w.windows[1], vec![a, a, a, 1], "a document's tail with its eos, not the next document");
+        assert!(w.windows[2..].iter().all(|win| win == &vec![c; 4]));
+        // Plain text is one document, cut as one stream.
+        let w = document_windows("aaaaaaaabbbb", &t, None, 4, false, "t.txt").unwrap();
+        assert_eq!((w.documents, w.windows.len()), (1, 3));
+        // Nothing long enough, or a line that is not a document: errors that say so.
+        let err = document_windows(data, &t, None, 64, true, "d.jsonl").unwrap_err().to_string();
+        assert!(err.contains("none of its 3 document(s) has 64 tokens"), "{err}");
+        let err = document_windows("{\"txt\": 1}\n", &t, None, 4, true, "d.jsonl").unwrap_err().to_string();
+        assert!(err.contains("d.jsonl:1:") && err.contains("`text`"), "{err}");
     }
 
     #[test]
