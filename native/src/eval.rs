@@ -1,6 +1,7 @@
-//! `starling eval csqa | gsm8k`: the zero-shot protocol of the Quiet-STaR paper on a base model
-//! or a Quiet-STaR checkpoint — candidate answers scored by likelihood, without and with a
-//! thought before every token.
+//! `starling eval csqa | gsm8k`: zero-shot scoring of a base model or a Quiet-STaR checkpoint —
+//! candidate answers scored by likelihood, without and with a thought before every token. Not
+//! yet the official metric (answer-letter probability renormalised over the alphabet, sampled
+//! thoughts); README says how they differ.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
