@@ -13,13 +13,12 @@ use starling_model::{Tokenizer, Transformer};
 use starling_star::Finish;
 use starling_star::attempt::Generator;
 use starling_star::builtin;
+use starling_star::config::fine_tuning;
 use starling_star::evaluate::evaluate;
 use starling_star::report::{IterationRow, markdown_table};
 use starling_star::run::{Phase, StarObserver, StarRun};
 use starling_star::{BaseGate, StarConfig};
 use starling_tasks::{PromptStyle, TaskKind};
-use starling_train::optim::AdamWConfig;
-use starling_train::schedule::ScheduleKind;
 use starling_train::trainer::{StepMetrics, TrainConfig};
 
 use crate::builtin_base::BaseArgs;
@@ -131,22 +130,13 @@ impl TuneArgs {
     }
 
     pub fn train_config(&self, steps: usize) -> TrainConfig {
+        let lr = self.lr.unwrap_or(if self.builtin() { 1e-3 } else { 1e-5 });
         TrainConfig {
             steps,
-            batch_size: self.batch_size,
             grad_accum: self.grad_accum,
-            max_len: self.max_len,
-            lr: self.lr.unwrap_or(if self.builtin() { 1e-3 } else { 1e-5 }),
-            warmup_steps: self.warmup,
-            // Constant after warm-up, as the official STaR code.
-            schedule: ScheduleKind::Constant,
-            min_lr_ratio: 1.0,
-            adamw: AdamWConfig { weight_decay: 0.0, ..AdamWConfig::default() },
-            grad_clip: Some(1.0),
             seed: self.seed,
-            eval_every: None,
             save_every: Some(100),
-            keep_checkpoints: 1,
+            ..fine_tuning(self.batch_size, lr, self.warmup, self.max_len)
         }
     }
 
@@ -258,13 +248,10 @@ impl StarObserver for Progress {
         }
         if row.iteration == 0 {
             println!("iteration 0 (base model): dev accuracy {:.1}%{detail}", 100.0 * row.dev.accuracy());
-            if row.dev_hinted.is_some() {
+            if let Some(gate) = &self.gate {
+                print_gate(gate, row);
+            } else if row.dev_hinted.is_some() {
                 println!("base model, without / with the hint: {}", starling_star::gate::measured(row));
-            }
-            match self.gate.as_ref().map(|g| g.check(row)) {
-                Some(Ok(())) => println!("gate: passed"),
-                Some(Err(e)) => println!("gate: FAILED — {}", e.problems.join("; ")),
-                None => {}
             }
         } else {
             println!(
@@ -385,10 +372,15 @@ fn score_base(
     let hinted = scored.pop();
     let dev = scored.pop().expect("scored without the hint");
     let row = IterationRow::base(task.data.train.len(), dev, hinted);
-    println!("base model, without / with the hint: {}", starling_star::gate::measured(&row));
-    match BaseGate::default().check(&row) {
+    print_gate(&BaseGate::default(), &row);
+    Ok(())
+}
+
+/// The base model's numbers without and with the hint, and the gate's verdict on them.
+fn print_gate(gate: &BaseGate, row: &IterationRow) {
+    println!("base model, without / with the hint: {}", starling_star::gate::measured(row));
+    match gate.check(row) {
         Ok(()) => println!("gate: passed"),
         Err(e) => println!("gate: FAILED — {}", e.problems.join("; ")),
     }
-    Ok(())
 }

@@ -12,12 +12,10 @@ use burn::module::Module;
 use serde::{Deserialize, Serialize};
 use starling_model::sampling::SamplingConfig;
 use starling_star::attempt::{Outcome, RationaleRecord};
+use starling_star::config::fine_tuning;
 use starling_star::report::IterationRow;
 use starling_star::{Resume, StarConfig, StarData, StarEvent, StarLoop, StarSetup};
 use starling_tasks::{Item, TaskKind};
-use starling_train::optim::AdamWConfig;
-use starling_train::schedule::ScheduleKind;
-use starling_train::trainer::TrainConfig;
 use wasm_bindgen::prelude::*;
 
 use crate::plain::PlainModel;
@@ -79,17 +77,7 @@ impl LiveOptions {
             shots,
             first_steps: self.first_steps,
             step_growth: self.step_growth,
-            train: TrainConfig {
-                batch_size: self.batch_size,
-                lr: self.lr,
-                max_len: 512,
-                warmup_steps: 10.min(self.first_steps),
-                // Constant after warm-up, no weight decay, as the official STaR code.
-                schedule: ScheduleKind::Constant,
-                min_lr_ratio: 1.0,
-                adamw: AdamWConfig { weight_decay: 0.0, ..AdamWConfig::default() },
-                ..TrainConfig::default()
-            },
+            train: fine_tuning(self.batch_size, self.lr, 10.min(self.first_steps), 512),
             sampling: SamplingConfig::greedy(),
             max_new_tokens: self.max_new_tokens,
             gen_batch: self.gen_batch,

@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use starling_model::sampling::SamplingConfig;
 use starling_tasks::TaskKind;
 use starling_train::TrainConfig;
+use starling_train::optim::AdamWConfig;
+use starling_train::schedule::ScheduleKind;
 
 use crate::gate::BaseGate;
 
@@ -47,6 +49,25 @@ pub struct StarConfig {
     /// generation from iteration 2 on, and the dev evaluation of every fine-tuned model.
     #[serde(default)]
     pub no_prompt: bool,
+}
+
+/// STaR's fine-tuning recipe, the official code's: AdamW without weight decay, a constant
+/// learning rate after `warmup_steps`, gradients clipped to norm 1, no evaluation during
+/// training. Its `steps` and `seed` are set per iteration by the loop.
+pub fn fine_tuning(batch_size: usize, lr: f64, warmup_steps: usize, max_len: usize) -> TrainConfig {
+    TrainConfig {
+        batch_size,
+        lr,
+        warmup_steps,
+        max_len,
+        schedule: ScheduleKind::Constant,
+        min_lr_ratio: 1.0,
+        adamw: AdamWConfig { weight_decay: 0.0, ..AdamWConfig::default() },
+        grad_clip: Some(1.0),
+        eval_every: None,
+        keep_checkpoints: 1,
+        ..TrainConfig::default()
+    }
 }
 
 impl StarConfig {
