@@ -111,17 +111,13 @@ impl TaskArgs {
                     bail!("--task arithmetic generates its own questions; --train/--dev are for csqa, gsm8k and qa");
                 }
                 let (lo, hi) = self.digits;
-                let (train, dev) = arithmetic::train_dev_split(seed, self.train_size, self.dev_per_digit, lo, hi);
-                if train.is_empty() || dev.is_empty() {
-                    bail!(
-                        "--digits {lo}-{hi} with --train-size {} and --dev-per-digit {} leave {} training and {} dev \
-                         questions; STaR needs both",
-                        self.train_size,
-                        self.dev_per_digit,
-                        train.len(),
-                        dev.len()
-                    );
-                }
+                let (train, dev) = arithmetic::train_dev_split(seed, self.train_size, self.dev_per_digit, lo, hi)
+                    .with_context(|| {
+                        format!(
+                            "--digits {lo}-{hi} with --train-size {} and --dev-per-digit {}",
+                            self.train_size, self.dev_per_digit
+                        )
+                    })?;
                 (TaskKind::Arithmetic, train, dev, arithmetic::exemplars())
             }
             TaskChoice::Csqa => {

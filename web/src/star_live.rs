@@ -100,16 +100,8 @@ impl LiveOptions {
             self.dev_per_digit,
             self.min_digits,
             self.max_digits,
-        );
-        if train.is_empty() || dev.is_empty() {
-            return Err(format!(
-                "digits {}–{} leave {} training and {} dev sums; STaR needs both",
-                self.min_digits,
-                self.max_digits,
-                train.len(),
-                dev.len()
-            ));
-        }
+        )
+        .map_err(|e| e.to_string())?;
         Ok(StarData { train, dev, exemplars })
     }
 }

@@ -303,7 +303,7 @@ mod tests {
         assert_eq!(corpus.len(), 2000);
         let hinted = corpus.iter().filter(|d| d.prompt.contains("Target: ")).count();
         assert_eq!(hinted, 600, "30% show the hint");
-        let (train, dev) = arithmetic::train_dev_split(0, 2000, 50, 1, 5);
+        let (train, dev) = arithmetic::train_dev_split(0, 2000, 50, 1, 5).unwrap();
         let star: std::collections::HashSet<String> = train.iter().chain(&dev).map(|it| it.question.clone()).collect();
         for d in &corpus {
             let plain = d.prompt.split_once("Target:").map(|(q, _)| format!("{q}Target:")).unwrap();

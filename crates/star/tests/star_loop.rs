@@ -73,7 +73,7 @@ fn pretrained_base(dir: &Path, steps: usize) -> PathBuf {
 }
 
 fn data() -> StarData {
-    let (train, dev) = arithmetic::train_dev_split(21, 48, 8, 1, 2);
+    let (train, dev) = arithmetic::train_dev_split(21, 48, 8, 1, 2).unwrap();
     StarData { train, dev, exemplars: Vec::new() }
 }
 

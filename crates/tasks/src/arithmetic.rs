@@ -309,10 +309,24 @@ pub fn train_dev_split(
     dev_per_digit: usize,
     lo: usize,
     hi: usize,
-) -> (Vec<crate::Item>, Vec<crate::Item>) {
-    let dev = (lo..=hi).flat_map(|d| sums_in_pool(Pool::Dev, seed ^ 0xde5e7, dev_per_digit, d)).map(|p| p.item());
-    let train = problems(Pool::Train, seed, train_size, lo, hi).into_iter().map(|p| p.item());
-    (train.collect(), dev.collect())
+) -> Result<(Vec<crate::Item>, Vec<crate::Item>), EmptySplit> {
+    let dev: Vec<_> =
+        (lo..=hi).flat_map(|d| sums_in_pool(Pool::Dev, seed ^ 0xde5e7, dev_per_digit, d)).map(|p| p.item()).collect();
+    let train: Vec<_> = problems(Pool::Train, seed, train_size, lo, hi).into_iter().map(|p| p.item()).collect();
+    if train.is_empty() || dev.is_empty() {
+        return Err(EmptySplit { lo, hi, train: train.len(), dev: dev.len() });
+    }
+    Ok((train, dev))
+}
+
+/// A digit range and sizes that leave no training or no dev questions.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("sums of {lo} to {hi} digits leave {train} training and {dev} dev questions; STaR needs both")]
+pub struct EmptySplit {
+    pub lo: usize,
+    pub hi: usize,
+    pub train: usize,
+    pub dev: usize,
 }
 
 #[cfg(test)]
@@ -429,9 +443,9 @@ mod tests {
 
     #[test]
     fn train_and_dev_sets_are_seeded_disjoint_and_cover_every_length() {
-        let (train, dev) = train_dev_split(3, 500, 20, 1, 5);
-        assert_eq!(train_dev_split(3, 500, 20, 1, 5), (train.clone(), dev.clone()), "seeded");
-        assert_ne!(train_dev_split(4, 500, 20, 1, 5).0, train);
+        let (train, dev) = train_dev_split(3, 500, 20, 1, 5).unwrap();
+        assert_eq!(train_dev_split(3, 500, 20, 1, 5).unwrap(), (train.clone(), dev.clone()), "seeded");
+        assert_ne!(train_dev_split(4, 500, 20, 1, 5).unwrap().0, train);
         let ids = |v: &[crate::Item]| v.iter().map(|it| it.id.clone()).collect::<std::collections::HashSet<_>>();
         assert_eq!(ids(&train).len(), train.len(), "no training question repeats");
         assert!(ids(&train).is_disjoint(&ids(&dev)));
