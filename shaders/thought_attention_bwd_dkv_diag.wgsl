@@ -41,7 +41,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     for (var r = 0u; r < rep; r = r + 1u) {
         let h = g * rep + r;
         for (var s = 0u; s < d.sq; s = s + 1u) {
-            if (first_step + s < t) {
+            let step = first_step + s;
+            if (step < t || thought_lo(d, step) > t) {
                 continue;
             }
             let row = query_row(d, b, h, s, i);

@@ -1,5 +1,6 @@
-// Backward, real keys/values: one invocation per (b, kv head, j). Sums over the query heads of
-// the group, every thought step, and the positions i >= j that see key j.
+// Backward, real keys/values: one invocation per (b, kv head, j) over the L real positions.
+// Sums over the query heads of the group, every thought step, and the thinking positions that
+// see key j (real position >= j, within the window).
 
 @group(0) @binding(0) var<storage, read_write> q: array<f32>;
 @group(0) @binding(1) var<storage, read_write> k_real: array<f32>;
@@ -17,12 +18,12 @@
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let d = dims();
     let idx = flat_index(gid, nwg);
-    if (idx >= d.batch * d.kv_heads * d.len) {
+    if (idx >= d.batch * d.kv_heads * d.real_len) {
         return;
     }
-    let j = idx % d.len;
-    let g = (idx / d.len) % d.kv_heads;
-    let b = idx / (d.len * d.kv_heads);
+    let j = idx % d.real_len;
+    let g = (idx / d.real_len) % d.kv_heads;
+    let b = idx / (d.real_len * d.kv_heads);
     let rep = d.heads / d.kv_heads;
     let ko = real_offset(d, b, g, j);
 
@@ -40,7 +41,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         for (var r = 0u; r < rep; r = r + 1u) {
             let h = g * rep + r;
             for (var s = 0u; s < d.sq; s = s + 1u) {
-                for (var i = j; i < d.len; i = i + 1u) {
+                let step = d.sk - d.sq + s;
+                for (var i = select(0u, j - d.first, j > d.first); i < d.len; i = i + 1u) {
+                    if (real_lo(d, b, d.first + i, step) > j) {
+                        continue;
+                    }
                     let row = query_row(d, b, h, s, i);
                     let qo = row * HD;
                     var sc = 0.0;

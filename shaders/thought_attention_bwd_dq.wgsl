@@ -28,6 +28,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let b = row / (d.len * d.sq * d.heads);
     let g = h / (d.heads / d.kv_heads);
     let step = d.sk - d.sq + s;
+    let pos = d.first + i;
 
     var qv: array<f32, HD>;
     var dov: array<f32, HD>;
@@ -42,7 +43,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
     let row_lse = lse[row];
 
-    for (var j = pad_of(b); j <= i; j = j + 1u) {
+    for (var j = real_lo(d, b, pos, step); j <= pos; j = j + 1u) {
         let ko = real_offset(d, b, g, j);
         var sc = 0.0;
         var dp = 0.0;
@@ -55,7 +56,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             acc[c] = acc[c] + ds * k_real[ko + c];
         }
     }
-    for (var t = 0u; t <= step; t = t + 1u) {
+    for (var t = thought_lo(d, step); t <= step; t = t + 1u) {
         let ko = diag_offset(d, b, g, t, i);
         var sc = 0.0;
         var dp = 0.0;

@@ -25,6 +25,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let b = row / (d.len * d.sq * d.heads);
     let g = h / (d.heads / d.kv_heads);
     let step = d.sk - d.sq + s;
+    let pos = d.first + i;
 
     var qv: array<f32, HD>;
     var acc: array<f32, HD>;
@@ -36,7 +37,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     var m = -3.0e38;
     var l = 0.0;
 
-    for (var j = pad_of(b); j <= i; j = j + 1u) {
+    for (var j = real_lo(d, b, pos, step); j <= pos; j = j + 1u) {
         let ko = real_offset(d, b, g, j);
         var sc = 0.0;
         for (var c = 0u; c < HD; c = c + 1u) {
@@ -51,7 +52,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         }
         m = m_new;
     }
-    for (var t = 0u; t <= step; t = t + 1u) {
+    for (var t = thought_lo(d, step); t <= step; t = t + 1u) {
         let ko = diag_offset(d, b, g, t, i);
         var sc = 0.0;
         for (var c = 0u; c < HD; c = c + 1u) {

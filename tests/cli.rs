@@ -503,6 +503,24 @@ fn quiet_train_generate_analyze_and_eval_on_a_real_model() {
         "2",
     ]);
     assert!(stdout.contains("mean Δ log-prob per token") && stdout.contains("most helped:"), "{stdout}");
+    // Over a held-out corpus: the effect by token difficulty, in bands of equal size.
+    let held = dir.join("held.jsonl");
+    std::fs::write(&held, "{\"text\": \"The cat sat on the mat and looked at the dog.\"}\n{\"text\": \"A bird flew over the house in the morning.\"}\n").unwrap();
+    let stdout = ok(&[
+        "--device",
+        "cpu",
+        "quiet",
+        "analyze",
+        "-m",
+        s(&ckpt),
+        "--corpus",
+        s(&held),
+        "--seq-len",
+        "6",
+        "--bands",
+        "3",
+    ]);
+    assert!(stdout.contains("| base NLL band (nats) |") && stdout.matches("\n| ").count() >= 4, "{stdout}");
 
     // Zero-shot CommonsenseQA: every choice scored, with and without thoughts.
     let data = dir.join("dev.jsonl");
@@ -514,11 +532,24 @@ fn quiet_train_generate_analyze_and_eval_on_a_real_model() {
     let scores = dir.join("scores.jsonl");
     let stdout = ok(&["--device", "cpu", "eval", "csqa", "-m", s(&ckpt), "--data", s(&data), "--out", s(&scores)]);
     assert!(
-        stdout.contains("csqa zero-shot, 2 items") && stdout.contains("| accuracy (choice likelihood) |"),
+        stdout.contains("csqa zero-shot, 2 items")
+            && stdout.contains("| paper's metric")
+            && stdout.contains("| accuracy by choice likelihood"),
         "{stdout}"
     );
-    let lines: Vec<serde_json::Value> =
+    let all: Vec<serde_json::Value> =
         std::fs::read_to_string(&scores).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let of = |metric: &str| all.iter().filter(|l| l["metric"] == metric).cloned().collect::<Vec<_>>();
+    // The paper's metric: the answer letter and the newline, renormalised, four thought samples.
+    let official = of("official");
+    assert_eq!(official.len(), 2);
+    for l in &official {
+        assert_eq!(l["scored_tokens"].as_u64(), Some(2), "{l}");
+        let p = l["p_base"].as_f64().unwrap();
+        assert!(p > 0.0 && p <= 1.0, "{l}");
+        assert_eq!(l["p_thought"].as_array().unwrap().len(), 4, "{l}");
+    }
+    let lines = of("likelihood");
     assert_eq!(lines.len(), 2);
     assert_eq!((lines[0]["gold"].as_u64(), lines[1]["gold"].as_u64()), (Some(0), Some(2)));
     for l in &lines {

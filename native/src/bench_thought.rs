@@ -13,7 +13,7 @@ use burn::tensor::{Tensor, TensorData};
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 use starling_model::device::DeviceChoice;
-use starling_thought::{Kernel, thought_attention};
+use starling_thought::{Kernel, Visibility, thought_attention};
 
 use crate::common::pick_device;
 
@@ -213,7 +213,15 @@ fn single(a: &Args, spec: &str, device: DeviceChoice) -> Result<()> {
     let step = |x: &[Tensor<5>; 5]| {
         let [q, kr, vr, kd, vd] = x.clone();
         let l = kr.dims()[3];
-        let out = thought_attention(q, kr.reshape([b, kvh, l, hd]), vr.reshape([b, kvh, l, hd]), kd, vd, &pad, kernel);
+        let out = thought_attention(
+            q,
+            kr.reshape([b, kvh, l, hd]),
+            vr.reshape([b, kvh, l, hd]),
+            kd,
+            vd,
+            &Visibility::full(&pad),
+            kernel,
+        );
         let grads = out.sum().backward();
         // Reading every gradient waits for the device to finish.
         let total: f32 = x.iter().filter_map(|t| t.grad(&grads)).map(|g| g.sum().into_scalar::<f32>()).sum();

@@ -10,7 +10,7 @@ use starling_model::Tokenizer;
 use starling_model::device::DeviceChoice;
 use starling_model::generate::GenerateConfig;
 use starling_model::sampling::SamplingConfig;
-use starling_quiet::analyze::token_deltas;
+use starling_quiet::analyze::{TokenDelta, by_difficulty, token_deltas, token_deltas_batch};
 use starling_quiet::checkpoint::{is_quiet_checkpoint, load_quiet};
 use starling_quiet::config::{MixingWeight, PolicyReduction, QuietPreset};
 use starling_quiet::generate::generate_thoughtful;
@@ -154,6 +154,14 @@ struct TrainArgs {
     /// in the same memory).
     #[arg(long, default_value_t = 1)]
     grad_accum: usize,
+    /// Positions per chunk of the vocabulary-sized loss terms (default: as many as fit 256 MiB).
+    /// Smaller: less memory; the results do not change.
+    #[arg(long)]
+    loss_chunk: Option<usize>,
+    /// Recompute cheap (memory-bound) activations in the backward pass instead of keeping them:
+    /// less memory, more time (burn's gradient checkpointing).
+    #[arg(long)]
+    gradient_checkpointing: bool,
     /// Tokens per training sequence.
     #[arg(long, default_value_t = 256)]
     seq_len: usize,
@@ -219,6 +227,7 @@ fn train(a: TrainArgs, device: DeviceChoice) -> Result<()> {
             ..TrainConfig::default()
         },
         quiet,
+        loss_chunk: a.loss_chunk,
     };
     let text =
         std::fs::read_to_string(&a.text).with_context(|| format!("cannot read the corpus {}", a.text.display()))?;
@@ -226,7 +235,11 @@ fn train(a: TrainArgs, device: DeviceChoice) -> Result<()> {
         std::fs::remove_dir_all(&a.out).with_context(|| format!("cannot delete {}", a.out.display()))?;
     }
     let run = QuietRun::open(&a.out, cfg.clone())?;
-    let ad = dev.device.clone().autodiff();
+    let ad = if a.gradient_checkpointing {
+        dev.device.clone().autodiff().gradient_checkpointing()
+    } else {
+        dev.device.clone().autodiff()
+    };
     let (model, tokenizer, start) = match run.resume(&ad)? {
         Some(r) => {
             eprintln!("resuming {} at step {}", a.out.display(), r.step);
@@ -351,9 +364,28 @@ struct AnalyzeArgs {
     /// Show this many tokens most helped and most hurt.
     #[arg(long, default_value_t = 10)]
     top: usize,
+    /// Held-out corpus (JSONL documents `{"text": …}` or plain text) to summarise instead: every
+    /// token of --seq-len windows, thoughts' effect by how hard the base model finds the token.
+    #[arg(long, conflicts_with_all = ["text", "file"])]
+    corpus: Option<PathBuf>,
+    /// Corpus mode: tokens per window.
+    #[arg(long, default_value_t = 128)]
+    seq_len: usize,
+    /// Corpus mode: windows per pass.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// Corpus mode: use at most this many windows.
+    #[arg(long)]
+    max_windows: Option<usize>,
+    /// Corpus mode: difficulty bands (equal numbers of tokens).
+    #[arg(long, default_value_t = 5)]
+    bands: usize,
 }
 
 fn analyze(a: AnalyzeArgs, device: DeviceChoice) -> Result<()> {
+    if let Some(corpus) = &a.corpus {
+        return analyze_corpus(&a, corpus, device);
+    }
     let text = match (&a.text, &a.file) {
         (Some(t), _) => t.clone(),
         (None, Some(f)) => std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?,
@@ -388,5 +420,60 @@ fn analyze(a: AnalyzeArgs, device: DeviceChoice) -> Result<()> {
     };
     println!("most helped: {}", sorted.iter().take(a.top).map(show).collect::<Vec<_>>().join(", "));
     println!("most hurt:   {}", sorted.iter().rev().take(a.top).map(show).collect::<Vec<_>>().join(", "));
+    Ok(())
+}
+
+/// `quiet analyze --corpus`: where do thoughts help, over a held-out corpus?
+fn analyze_corpus(a: &AnalyzeArgs, corpus: &Path, device: DeviceChoice) -> Result<()> {
+    let text = std::fs::read_to_string(corpus).with_context(|| format!("cannot read {}", corpus.display()))?;
+    let dev = pick_device(device)?;
+    let (model, tok) = load_quiet(&a.model, &dev.device)?;
+    model.check_kernel(a.kernel)?;
+    model.check_length(a.seq_len)?;
+    let jsonl = corpus.extension().is_some_and(|e| e == "jsonl");
+    let eos = model.lm.config().eos_token_id;
+    let w = document_windows(&text, &tok, eos, a.seq_len, jsonl, &corpus.display().to_string())?;
+    let windows: Vec<Vec<u32>> = w.windows.into_iter().take(a.max_windows.unwrap_or(usize::MAX)).collect();
+    if windows.is_empty() {
+        bail!(
+            "{} gives no window of {} tokens ({} documents, all shorter); use a smaller --seq-len",
+            corpus.display(),
+            a.seq_len,
+            w.documents
+        );
+    }
+    let pb = bar(windows.len() as u64, "windows");
+    let mut deltas = Vec::new();
+    for chunk in windows.chunks(a.batch_size.max(1)) {
+        deltas.extend(token_deltas_batch(&model, chunk, a.thought_temperature, a.kernel).into_iter().flatten());
+        pb.inc(chunk.len() as u64);
+    }
+    pb.finish();
+    let n = deltas.len().max(1) as f64;
+    let mean = |f: &dyn Fn(&TokenDelta) -> f64| deltas.iter().map(f).sum::<f64>() / n;
+    println!(
+        "{}: {} windows of {} tokens, {} tokens scored; mean NLL {:.4} without thoughts, {:.4} with (Δ log p {:+.4})",
+        corpus.display(),
+        windows.len(),
+        a.seq_len,
+        deltas.len(),
+        mean(&|d| -d.logp_base as f64),
+        mean(&|d| -d.logp_thought as f64),
+        mean(&|d| d.delta() as f64)
+    );
+    println!("| base NLL band (nats) | tokens | mean base NLL | mean Δ log p | helped | mean w |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for b in by_difficulty(&deltas, a.bands) {
+        println!(
+            "| {:.2}–{:.2} | {} | {:.3} | {:+.4} | {:.1}% | {:.3} |",
+            b.base_nll_min,
+            b.base_nll_max,
+            b.tokens,
+            b.mean_base_nll,
+            b.mean_delta,
+            100.0 * b.helped,
+            b.mean_weight
+        );
+    }
     Ok(())
 }

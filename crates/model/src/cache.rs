@@ -1,7 +1,7 @@
 //! Key/value cache for incremental decoding: per layer, keys and values `[B, kv_heads, T, hd]`
 //! of every slot seen so far.
 
-use burn::tensor::Tensor;
+use burn::tensor::{Int, Tensor};
 
 #[derive(Debug, Clone, Default)]
 pub struct LayerCache {
@@ -65,6 +65,19 @@ impl KvCache {
     /// Called by the model after every layer has appended `n` slots.
     pub fn advance(&mut self, n: usize) {
         self.len += n;
+    }
+
+    /// The cache of rows `rows` (`[R]` indices into the batch, repeats allowed): one prompt's
+    /// entries shared by several continuations of it, computed once.
+    pub fn select_rows(&self, rows: Tensor<1, Int>) -> Self {
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| LayerCache {
+                kv: l.kv.as_ref().map(|(k, v)| (k.clone().select(0, rows.clone()), v.clone().select(0, rows.clone()))),
+            })
+            .collect();
+        Self { layers, len: self.len }
     }
 
     /// Drops the slots after `len` (Quiet-STaR discards a thought's entries this way).

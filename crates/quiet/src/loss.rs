@@ -7,7 +7,16 @@
 //! prediction's NLL of x_{i+1} … x_{i+n_talk} is the talk loss (non-myopic: a thought is judged
 //! by several future tokens). Its log-likelihood, minus the mean over the thoughts sampled at
 //! the same position, is the REINFORCE reward of the thought's tokens.
+//!
+//! Everything that needs the vocabulary — the LM head's logits and log-softmax of the base, the
+//! thought and the talk predictions — is a function of the final hidden states at each
+//! position. [`quiet_gradients`] computes that part a few positions at a time, each chunk with
+//! its own backward into the hidden states, then one backward of the transformer: no tensor of
+//! the vocabulary's size exists for more than one chunk, whatever the sequence length.
 
+use std::ops::Range;
+
+use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -66,7 +75,8 @@ struct Dims {
     width: usize,
 }
 
-/// The step's numbers as device scalars, read back together in one read.
+/// The step's numbers as device scalars, read back together in one read (each a sum of the
+/// chunks' parts).
 struct StatTensors {
     loss: Tensor<1>,
     base_nll: Tensor<1>,
@@ -79,6 +89,21 @@ struct StatTensors {
 }
 
 impl StatTensors {
+    /// The sum of two chunks' parts (detached: statistics only).
+    fn add(self, o: StatTensors) -> StatTensors {
+        let add = |a: Tensor<1>, b: Tensor<1>| a.detach() + b.detach();
+        StatTensors {
+            loss: add(self.loss, o.loss),
+            base_nll: add(self.base_nll, o.base_nll),
+            talk_nll: add(self.talk_nll, o.talk_nll),
+            talk_nll_base: add(self.talk_nll_base, o.talk_nll_base),
+            post_nll: add(self.post_nll, o.post_nll),
+            policy_loss: add(self.policy_loss, o.policy_loss),
+            mean_reward: add(self.mean_reward, o.mean_reward),
+            mix_weight: add(self.mix_weight, o.mix_weight),
+        }
+    }
+
     fn read(self) -> LossStats {
         let all = [
             self.loss,
@@ -105,27 +130,51 @@ impl StatTensors {
     }
 }
 
-/// `seqs[b][i + k]` for every row and position (0 past the end), flattened `[batch, len]`.
-fn shifted(seqs: &[Vec<u32>], len: usize, k: usize) -> Vec<i64> {
-    seqs.iter().flat_map(|s| (0..len).map(move |i| s.get(i + k).map_or(0, |&t| t as i64))).collect()
+/// `seqs[b][i + k]` for positions `i` in `at` of every row (0 past the end), flattened.
+fn shifted(seqs: &[Vec<u32>], at: Range<usize>, k: usize) -> Vec<i64> {
+    seqs.iter().flat_map(|s| at.clone().map(move |i| s.get(i + k).map_or(0, |&t| t as i64))).collect()
 }
 
-/// 1 where position i has a target k tokens ahead inside the sequence, repeated for `rows` rows.
-fn ahead_mask(rows: usize, len: usize, k: usize) -> Vec<f32> {
-    (0..rows).flat_map(|_| (0..len).map(move |i| if i + k < len { 1.0 } else { 0.0 })).collect()
+/// 1 where position i in `at` has a target k tokens ahead inside the sequence, for `rows` rows.
+fn ahead_mask(rows: usize, len: usize, at: Range<usize>, k: usize) -> Vec<f32> {
+    (0..rows).flat_map(|_| at.clone().map(move |i| if i + k < len { 1.0 } else { 0.0 })).collect()
 }
 
-/// The loss of one batch of equal-length sequences, and its numbers. `model` lives on an
-/// autodiff device; thoughts are sampled from `sampler_model` (its `valid()` twin).
-pub fn quiet_loss(
-    model: &QuietModel,
-    sampler_model: &QuietModel,
-    seqs: &[Vec<u32>],
-    kernel: Kernel,
-) -> (Tensor<1>, LossStats) {
+/// Everything before the vocabulary: the sampled thoughts and the final hidden states of the
+/// base pass and of the teacher-forced thought block.
+struct States {
+    dims: Dims,
+    /// `[batch, len, d]`
+    h_base: Tensor<3>,
+    /// `[rows, thought + 1 + talk, len, d]`: after the start marker and each thought token (they
+    /// predict the next thought token), after the end marker and each talk token.
+    h_diag: Tensor<4>,
+    /// `[rows, thought, len]`
+    thoughts: Tensor<3, Int>,
+}
+
+/// How many positions each loss term averages over (host counts, so that chunks' parts add up
+/// to the whole batch's means).
+#[derive(Debug, Clone, Copy)]
+struct Counts {
+    /// Positions with a next token, per batch.
+    next: f64,
+    /// (row, k, position) triples with a talk target.
+    talk: f64,
+}
+
+impl Dims {
+    fn counts(&self) -> Counts {
+        let talk_per_row: usize = (1..=self.talk).map(|k| self.len.saturating_sub(k)).sum();
+        Counts { next: (self.batch * (self.len - 1)) as f64, talk: (self.rows * talk_per_row) as f64 }
+    }
+}
+
+fn forward_states(model: &QuietModel, sampler_model: &QuietModel, seqs: &[Vec<u32>], kernel: Kernel) -> States {
     let cfg = &model.config;
     let device = model.device();
     let len = seqs[0].len();
+    assert!(len >= 2, "training sequences need a token to predict");
     assert!(seqs.iter().all(|s| s.len() == len), "training sequences must have equal length");
     let dims = Dims {
         batch: seqs.len(),
@@ -136,7 +185,7 @@ pub fn quiet_loss(
         talk: cfg.n_talk,
         width: model.hidden_size(),
     };
-    let Dims { batch, passes, rows, thought, talk, .. } = dims;
+    let Dims { batch, passes, .. } = dims;
     let no_padding = vec![0usize; batch];
     let flat: Vec<i64> = seqs.iter().flat_map(|s| s.iter().map(|&t| t as i64)).collect();
 
@@ -146,26 +195,47 @@ pub fn quiet_loss(
     let thoughts = sample_thoughts(sampler_model, tokens_s, &no_padding, passes, cfg.thought_temperature, kernel);
     let thoughts = Tensor::<3, Int>::from_data(thoughts.into_data(), &device); // [rows, thought, len]
 
-    // Base pass with gradients, and the base loss: next-token NLL.
+    // Base pass with gradients.
     let tokens = Tensor::<2, Int>::from_data(TensorData::new(flat, [batch, len]), &device);
     let (h_base, cache) = model.base_pass(tokens, &no_padding);
-    let base_logp = log_softmax(model.lm.logits(h_base.clone()), 2);
-    let next = Tensor::<3, Int>::from_data(TensorData::new(shifted(seqs, len, 1), [batch, len, 1]), &device);
-    let has_next = Tensor::<2>::from_data(TensorData::new(ahead_mask(batch, len, 1), [batch, len]), &device);
-    let base_tok = base_logp.gather(2, next).reshape([batch, len]);
-    let base_nll = -(base_tok * has_next.clone()).sum() / has_next.clone().sum();
 
     // Talk: the thought block (start, thought, end, talk tokens but the last) teacher-forced at
     // every position.
-    let h_diag = talk_pass(model, &cache, thoughts.clone(), seqs, dims, kernel); // [rows, thought+1+talk, len, d]
+    let h_diag = talk_pass(model, &cache, thoughts.clone(), seqs, dims, kernel);
+    States { dims, h_base, h_diag, thoughts }
+}
+
+/// The loss terms of positions `at` (each divided by the whole batch's count, so the parts of
+/// disjoint ranges add up to the loss), from the hidden states.
+fn head_loss(
+    model: &QuietModel,
+    seqs: &[Vec<u32>],
+    st: &States,
+    at: Range<usize>,
+    counts: Counts,
+) -> (Tensor<1>, StatTensors) {
+    let cfg = &model.config;
+    let device = model.device();
+    let Dims { batch, len, passes, rows, thought, talk, .. } = st.dims;
+    let n = at.len();
+
+    // Base loss: next-token NLL.
+    let h_base = st.h_base.clone().narrow(1, at.start, n);
+    let base_logp = log_softmax(model.lm.logits(h_base), 2);
+    let next = Tensor::<3, Int>::from_data(TensorData::new(shifted(seqs, at.clone(), 1), [batch, n, 1]), &device);
+    let has_next = Tensor::<2>::from_data(TensorData::new(ahead_mask(batch, len, at.clone(), 1), [batch, n]), &device);
+    let base_tok = base_logp.gather(2, next).reshape([batch, n]);
+    let base_nll = -(base_tok * has_next.clone()).sum().div_scalar(counts.next);
 
     // Policy log-probabilities of the sampled thought tokens (steps 0..thought predict tokens 1..=thought).
+    let h_diag = st.h_diag.clone().narrow(2, at.start, n);
+    let thoughts = st.thoughts.clone().narrow(2, at.start, n);
     let thought_logits = model.logits4(h_diag.clone().narrow(1, 0, thought)).div_scalar(cfg.reinforce_temperature);
     let thought_logp = log_softmax(thought_logits, 3)
-        .gather(3, thoughts.reshape([rows, thought, len, 1]))
-        .reshape([rows, thought, len])
+        .gather(3, thoughts.reshape([rows, thought, n, 1]))
+        .reshape([rows, thought, n])
         .sum_dim(1)
-        .reshape([rows, len]);
+        .reshape([rows, n]);
     let thought_logp = match cfg.policy_reduction {
         PolicyReduction::Sum => thought_logp,
         PolicyReduction::Mean => thought_logp.div_scalar(thought as f64),
@@ -173,42 +243,48 @@ pub fn quiet_loss(
 
     // Mixed predictions of x_{i+1+k}, k < talk: post-thought state at step thought+1+k, base
     // state at i+k.
-    let h_post = h_diag.narrow(1, thought + 1, talk); // [rows, talk, len, d]
-    let h_base_ahead = base_states_ahead(&h_base, dims); // [rows, talk, len, d]
+    let h_post = h_diag.narrow(1, thought + 1, talk); // [rows, talk, n, d]
+    let h_base_ahead = base_states_ahead(&st.h_base, at.clone(), st.dims); // [rows, talk, n, d]
     let (mixed, w) = model.mix(h_base_ahead.clone(), h_post.clone());
     // Row r = (pass, sequence b): for k = 1..=talk, x_{i+k} at every position i.
     let targets: Vec<i64> = (0..passes)
         .flat_map(|_| seqs.iter())
-        .flat_map(|s| (1..=talk).flat_map(move |k| (0..len).map(move |i| s.get(i + k).map_or(0, |&t| t as i64))))
+        .flat_map(|s| {
+            let at = at.clone();
+            (1..=talk).flat_map(move |k| at.clone().map(move |i| s.get(i + k).map_or(0, |&t| t as i64)))
+        })
         .collect();
-    let targets = Tensor::<4, Int>::from_data(TensorData::new(targets, [rows, talk, len, 1]), &device);
-    let talk_valid: Vec<f32> = (0..rows).flat_map(|_| (1..=talk).flat_map(|k| ahead_mask(1, len, k))).collect();
-    let talk_valid = Tensor::<3>::from_data(TensorData::new(talk_valid, [rows, talk, len]), &device);
-    let talk_count = talk_valid.clone().sum();
+    let targets = Tensor::<4, Int>::from_data(TensorData::new(targets, [rows, talk, n, 1]), &device);
+    let talk_valid: Vec<f32> =
+        (0..rows).flat_map(|_| (1..=talk).flat_map(|k| ahead_mask(1, len, at.clone(), k))).collect();
+    let talk_valid = Tensor::<3>::from_data(TensorData::new(talk_valid, [rows, talk, n]), &device);
     let target_logp = |h: Tensor<4>| {
-        log_softmax(model.logits4(h), 3).gather(3, targets.clone()).reshape([rows, talk, len]) * talk_valid.clone()
+        log_softmax(model.logits4(h), 3).gather(3, targets.clone()).reshape([rows, talk, n]) * talk_valid.clone()
     };
     let talk_logp = target_logp(mixed);
-    let talk_nll = -talk_logp.clone().sum() / talk_count.clone();
-    let post_nll = -target_logp(h_post).sum() / talk_count.clone();
-    let base_logp_ahead = target_logp(h_base_ahead).detach();
-    let talk_nll_base = -base_logp_ahead.clone().sum() / talk_count;
+    let talk_nll = -talk_logp.clone().sum().div_scalar(counts.talk);
+    // The post-thought state alone: a loss term only with a weight, otherwise a statistic (no graph).
+    let h_post = if cfg.post_thought_loss_weight == 0.0 { h_post.detach() } else { h_post };
+    let post_nll = -target_logp(h_post).sum().div_scalar(counts.talk);
+    let base_logp_ahead = target_logp(h_base_ahead.detach());
+    let talk_nll_base = -base_logp_ahead.clone().sum().div_scalar(counts.talk);
 
     // REINFORCE: reward = log-likelihood of the true continuation given the thought, minus a
     // baseline: the mean over the passes at the same position; with one pass (where that mean
     // is the reward itself), the base model's log-likelihood of the same tokens, as the official
     // code's reward is the improvement over the base prediction.
-    let ll = talk_logp.sum_dim(1).reshape([passes, batch, len]).detach();
+    let ll = talk_logp.sum_dim(1).reshape([passes, batch, n]).detach();
     let baseline =
-        if passes > 1 { ll.clone().mean_dim(0) } else { base_logp_ahead.sum_dim(1).reshape([passes, batch, len]) };
-    let mut reward = (ll - baseline).reshape([rows, len]);
+        if passes > 1 { ll.clone().mean_dim(0) } else { base_logp_ahead.sum_dim(1).reshape([passes, batch, n]) };
+    let mut reward = (ll - baseline).reshape([rows, n]);
     if cfg.drop_negative_rewards {
         reward = reward.clamp_min(0.0);
     }
     let scored = Tensor::cat(vec![has_next; passes], 0); // positions with at least one target
-    let policy_loss = -(reward.clone() * thought_logp * scored.clone()).sum() / scored.clone().sum();
-    let mean_reward = (reward * scored.clone()).sum() / scored.sum();
-    let mix_weight = (w.reshape([rows, talk, len]) * talk_valid.clone()).sum() / talk_valid.sum();
+    let scored_count = counts.next * passes as f64;
+    let policy_loss = -(reward.clone() * thought_logp * scored.clone()).sum().div_scalar(scored_count);
+    let mean_reward = (reward * scored).sum().div_scalar(scored_count);
+    let mix_weight = (w.reshape([rows, talk, n]) * talk_valid).sum().div_scalar(counts.talk);
 
     let loss = base_nll.clone().mul_scalar(cfg.base_loss_weight)
         + talk_nll.clone().mul_scalar(cfg.talk_loss_weight)
@@ -223,9 +299,98 @@ pub fn quiet_loss(
         policy_loss,
         mean_reward,
         mix_weight,
-    }
-    .read();
+    };
     (loss, stats)
+}
+
+/// The loss of one batch of equal-length sequences, and its numbers, as one graph (every
+/// vocabulary-sized tensor of the step at once: the reference for [`quiet_gradients`]). `model`
+/// lives on an autodiff device; thoughts are sampled from `sampler_model` (its `valid()` twin).
+pub fn quiet_loss(
+    model: &QuietModel,
+    sampler_model: &QuietModel,
+    seqs: &[Vec<u32>],
+    kernel: Kernel,
+) -> (Tensor<1>, LossStats) {
+    let st = forward_states(model, sampler_model, seqs, kernel);
+    let (loss, stats) = head_loss(model, seqs, &st, 0..st.dims.len, st.dims.counts());
+    (loss, stats.read())
+}
+
+/// Bytes of vocabulary-sized tensors one chunk of [`quiet_gradients`] may hold (values and what
+/// their backward keeps).
+pub const CHUNK_BYTES: usize = 256 << 20;
+
+/// Positions per chunk for a step of these sizes: as many as fit [`CHUNK_BYTES`].
+pub fn chunk_positions(model: &QuietModel, batch: usize) -> usize {
+    let c = &model.config;
+    let rows = c.n_passes * batch;
+    // Per position: thought logits, three talk predictions (mixed, post, base) per talk step,
+    // the base prediction; each kept with its log-softmax.
+    let per_position = (rows * (c.n_thought + 3 * c.n_talk) + batch) * model.lm.config().vocab_size * 4 * 2;
+    (CHUNK_BYTES / per_position.max(1)).max(1)
+}
+
+/// The gradients of `scale` × the loss of one batch (parameter gradients, ready to accumulate),
+/// and its numbers. The vocabulary-sized part runs `chunk` positions at a time (see the module
+/// docs); the gradients are those of [`quiet_loss`] up to the order of float sums.
+pub fn quiet_gradients(
+    model: &QuietModel,
+    sampler_model: &QuietModel,
+    seqs: &[Vec<u32>],
+    kernel: Kernel,
+    scale: f64,
+    chunk: usize,
+) -> (GradientsParams, LossStats) {
+    let st = forward_states(model, sampler_model, seqs, kernel);
+    let counts = st.dims.counts();
+    let len = st.dims.len;
+    // The hidden states as leaves of the chunks' graphs.
+    let (h_base, h_diag) = (st.h_base.clone(), st.h_diag.clone());
+    let leaves = States {
+        dims: st.dims,
+        h_base: h_base.clone().detach().require_grad(),
+        h_diag: h_diag.clone().detach().require_grad(),
+        thoughts: st.thoughts.clone(),
+    };
+    let mut accumulator = GradientsAccumulator::<QuietModel>::new();
+    let plain = model.device().without_autodiff();
+    let mut g_base: Option<Tensor<3>> = None;
+    let mut g_diag = Vec::new();
+    let mut stats: Option<StatTensors> = None;
+    let mut start = 0;
+    while start < len {
+        let at = start..(start + chunk.max(1)).min(len);
+        let (loss, part) = head_loss(model, seqs, &leaves, at.clone(), counts);
+        let mut grads = loss.mul_scalar(scale).backward();
+        // A position's loss reads the base states up to talk − 1 positions ahead: the chunks'
+        // gradients overlap there, so they are summed over the whole sequence.
+        let gb = leaves.h_base.grad_remove(&mut grads).unwrap_or_else(|| Tensor::zeros(h_base.dims(), &plain));
+        g_base = Some(match g_base {
+            Some(acc) => acc + gb,
+            None => gb,
+        });
+        let [r, s, _, d] = h_diag.dims();
+        g_diag.push(
+            leaves
+                .h_diag
+                .grad_remove(&mut grads)
+                .map_or_else(|| Tensor::zeros([r, s, at.len(), d], &plain), |g| g.narrow(2, at.start, at.len())),
+        );
+        accumulator.accumulate(model, GradientsParams::from_grads(grads, model));
+        stats = Some(match stats {
+            Some(s) => s.add(part),
+            None => part,
+        });
+        start = at.end;
+    }
+    // One backward of the transformer: the hidden states against the gradients the chunks sent
+    // them (constants: they carry no graph).
+    let g_base = g_base.expect("at least one chunk");
+    let g_diag = Tensor::cat(g_diag, 2);
+    let surrogate = (h_base * g_base).sum() + (h_diag * g_diag).sum();
+    accumulator.accumulate(model, GradientsParams::from_grads(surrogate.backward(), model));
+    (accumulator.grads(), stats.expect("at least one chunk").read())
 }
 
 /// The teacher-forced thought block at every position: start, the sampled thought, end, then
@@ -244,7 +409,7 @@ fn talk_pass(
     let mut state = ThoughtState::new(cache, model.lm.config().num_layers, &no_padding, passes, kernel);
     let mut blocks = model.thought_inputs(thoughts);
     if talk > 1 {
-        let talk_in: Vec<i64> = (1..talk).flat_map(|k| shifted(seqs, len, k)).collect(); // [talk-1, batch, len]
+        let talk_in: Vec<i64> = (1..talk).flat_map(|k| shifted(seqs, 0..len, k)).collect(); // [talk-1, batch, len]
         let talk_in =
             Tensor::<3, Int>::from_data(TensorData::new(talk_in, [talk - 1, batch, len]), &device).swap_dims(0, 1); // [batch, talk-1, len]
         let talk_in = Tensor::cat(vec![talk_in; passes], 0).reshape([rows, (talk - 1) * len]);
@@ -254,19 +419,18 @@ fn talk_pass(
 }
 
 /// The base hidden state that predicts x_{i+1+k} (the state at position i+k; zeros past the
-/// end), for k < talk, repeated for every pass: `[rows, talk, len, d]`.
-fn base_states_ahead(h_base: &Tensor<3>, dims: Dims) -> Tensor<4> {
+/// end) for positions i in `at` and k < talk, repeated for every pass: `[rows, talk, n, d]`.
+fn base_states_ahead(h_base: &Tensor<3>, at: Range<usize>, dims: Dims) -> Tensor<4> {
     let Dims { batch, len, passes, talk, width, .. } = dims;
     let device = h_base.device();
-    let shifted: Vec<Tensor<3>> = (0..talk)
-        .map(|k| {
-            if k == 0 {
-                h_base.clone()
-            } else {
-                Tensor::cat(vec![h_base.clone().narrow(1, k, len - k), Tensor::zeros([batch, k, width], &device)], 1)
-            }
-        })
-        .collect();
-    let ahead = Tensor::stack::<4>(shifted, 1); // [batch, talk, len, d]
+    let n = at.len();
+    // Positions at.start .. at.end + talk − 1, zeros past the end.
+    let have = (at.end + talk - 1).min(len) - at.start;
+    let mut window = h_base.clone().narrow(1, at.start, have);
+    if have < n + talk - 1 {
+        window = Tensor::cat(vec![window, Tensor::zeros([batch, n + talk - 1 - have, width], &device)], 1);
+    }
+    let shifted: Vec<Tensor<3>> = (0..talk).map(|k| window.clone().narrow(1, k, n)).collect();
+    let ahead = Tensor::stack::<4>(shifted, 1); // [batch, talk, n, d]
     Tensor::cat(vec![ahead; passes], 0)
 }

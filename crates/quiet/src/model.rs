@@ -13,7 +13,7 @@ use starling_model::cache::KvCache;
 use starling_model::mask::{AttentionBias, positions};
 use starling_model::model::param;
 use starling_model::{Tokenizer, Transformer};
-use starling_thought::{Kernel, thought_attention};
+use starling_thought::{Kernel, Visibility, thought_attention};
 
 use crate::config::{MixingWeight, QuietConfig};
 use crate::{QuietError, Result};
@@ -173,24 +173,32 @@ impl QuietModel {
         (hidden, cache)
     }
 
-    /// Advances every position's thought by `Sq` steps: `embeds` `[N, Sq, L, d]` → hidden
-    /// states `[N, Sq, L, d]`. `state` holds the real keys/values and the earlier steps.
+    /// Advances the thought of every thinking position (see [`ThoughtState::thinking_at`]) by
+    /// `Sq` steps: `embeds` `[N, Sq, Lq, d]` → hidden states
+    /// `[N, Sq, Lq, d]`. `state` holds the real keys/values and the earlier steps.
     pub fn thought_steps(&self, embeds: Tensor<4>, state: &mut ThoughtState) -> Tensor<4> {
         let [n, sq, l, d] = embeds.dims();
         let device = embeds.device();
-        let first = state.steps;
-        // Thought step a of position i sits at RoPE position i + a + 1, as if inserted there.
+        let first_step = state.steps;
+        let first_pos = state.first;
+        // Thought step a of position p sits at RoPE position p + a + 1, as if inserted there.
         let pos: Vec<f32> = state
             .pad_left
             .iter()
             .flat_map(|&pad| {
-                (0..sq).flat_map(move |s| (0..l).map(move |i| (i.saturating_sub(pad) + first + s + 1) as f32))
+                (0..sq).flat_map(move |s| {
+                    (0..l).map(move |i| ((first_pos + i).saturating_sub(pad) + first_step + s + 1) as f32)
+                })
             })
             .collect();
         let pos = Tensor::<2>::from_data(TensorData::new(pos, [n, sq * l]), &device);
         let (h, kvh, hd) = (self.lm.config().num_heads, self.lm.config().num_kv_heads, self.lm.config().head_dim);
         let kernel = state.kernel;
-        let pad = state.pad_left.clone();
+        let vis = Visibility {
+            pad_left: state.pad_left.clone(),
+            first: state.first,
+            window: self.lm.config().sliding_window,
+        };
         let hidden = self.lm.forward_embeds_with(embeds.reshape([n, sq * l, d]), &pos, |layer, q, k, v| {
             let q = q.reshape([n, sq, l, h, hd]).permute([0, 3, 1, 2, 4]);
             let k = k.reshape([n, kvh, sq, l, hd]);
@@ -201,7 +209,7 @@ impl QuietModel {
             };
             state.diag[layer] = Some((kd.clone(), vd.clone()));
             let (kr, vr) = state.real[layer].clone();
-            let out = thought_attention(q, kr, vr, kd, vd, &pad, kernel);
+            let out = thought_attention(q, kr, vr, kd, vd, &vis, kernel);
             out.permute([0, 2, 3, 1, 4]).reshape([n, sq * l, h * hd])
         });
         state.steps += sq;
@@ -243,11 +251,14 @@ impl QuietModel {
 }
 
 /// What a thought pass keeps between steps: each layer's real keys/values `[N, KVH, L, hd]`
-/// and the thought keys/values so far `[N, KVH, steps, L, hd]`.
+/// and the thought keys/values so far `[N, KVH, steps, Lq, hd]`.
 pub struct ThoughtState {
     pub real: Vec<(Tensor<4>, Tensor<4>)>,
     pub diag: Vec<Option<(Tensor<5>, Tensor<5>)>>,
     pub pad_left: Vec<usize>,
+    /// The thinking positions: `first..first + thinking` carry thoughts (all L by default).
+    pub first: usize,
+    pub thinking: usize,
     pub steps: usize,
     pub kernel: Kernel,
 }
@@ -264,6 +275,18 @@ impl ThoughtState {
             })
             .collect();
         let pad_left = (0..passes).flat_map(|_| pad_left.iter().copied()).collect();
-        Self { real, diag: vec![None; num_layers], pad_left, steps: 0, kernel }
+        let thinking = cache.len();
+        Self { real, diag: vec![None; num_layers], pad_left, first: 0, thinking, steps: 0, kernel }
+    }
+
+    /// Thoughts only at the `count` positions from `first` (those whose predictions are
+    /// scored): the rest of the sequence is read through the real keys/values alone, so it costs
+    /// nothing beyond the base pass.
+    pub fn thinking_at(mut self, first: usize, count: usize) -> Self {
+        assert_eq!(self.steps, 0, "the thinking positions are chosen before the first step");
+        assert!(first + count <= self.thinking, "thinking positions {first}..{} past the sequence", first + count);
+        self.first = first;
+        self.thinking = count;
+        self
     }
 }

@@ -1,5 +1,5 @@
-//! Thoughts sampled in parallel at every position ("think"): one forward step per thought
-//! token for all L positions together.
+//! Thoughts sampled in parallel at every thinking position ("think"): one forward step per
+//! thought token for all positions together.
 
 use burn::tensor::{Int, Tensor};
 use starling_model::sampling::{Sampler, SamplingConfig};
@@ -18,21 +18,33 @@ pub fn sample_thoughts(
     temperature: f64,
     kernel: Kernel,
 ) -> Tensor<3, Int> {
-    let [b, l] = tokens.dims();
-    let n = passes * b;
     let (_, cache) = model.base_pass(tokens, pad_left);
     let mut state = ThoughtState::new(&cache, model.lm.config().num_layers, pad_left, passes, kernel);
+    sample_into(model, &mut state, temperature)
+}
+
+/// Samples a thought of `n_thought` tokens at each thinking position of `state` (fresh: no step
+/// taken yet): ids `[N, n_thought, Lq]`. Afterwards `state` holds the start marker and every
+/// sampled token but the last, so feeding the last token and the end marker continues the
+/// same computation a teacher-forced pass would repeat.
+pub fn sample_into(model: &QuietModel, state: &mut ThoughtState, temperature: f64) -> Tensor<3, Int> {
+    assert_eq!(state.steps, 0, "thoughts are sampled from a fresh thought state");
+    let n = state.pad_left.len();
+    let l = state.thinking;
     let cfg = SamplingConfig { temperature: temperature as f32, ..SamplingConfig::greedy() };
     let vocab = model.lm.config().vocab_size;
     let sampler = Sampler::new(&cfg, vocab, &model.device());
     let mut input = model.marker_block(false, n, l);
     let mut ids = Vec::with_capacity(model.config.n_thought);
-    for _ in 0..model.config.n_thought {
-        let hidden = model.thought_steps(input, &mut state);
+    for t in 0..model.config.n_thought {
+        let hidden = model.thought_steps(input, state);
         let logits = model.logits4(hidden).reshape([n * l, vocab]);
         let next = sampler.sample(logits).reshape([n, 1, l]);
-        input = model.lm.embed(next.clone().reshape([n, l])).reshape([n, 1, l, model.hidden_size()]);
-        ids.push(next);
+        ids.push(next.clone());
+        if t + 1 == model.config.n_thought {
+            break;
+        }
+        input = model.lm.embed(next.reshape([n, l])).reshape([n, 1, l, model.hidden_size()]);
     }
     Tensor::cat(ids, 1)
 }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::optim::GradientsAccumulator;
 use serde::{Deserialize, Serialize};
 use starling_model::Tokenizer;
 use starling_model::checkpoint::files::write_atomic;
@@ -27,7 +27,7 @@ use starling_train::trainer::{StartPoint, TrainConfig};
 
 use crate::checkpoint::{checkpoint_files, load_quiet};
 use crate::config::QuietConfig;
-use crate::loss::{LossStats, quiet_loss};
+use crate::loss::{LossStats, chunk_positions, quiet_gradients};
 use crate::model::QuietModel;
 use crate::{QuietError, Result};
 
@@ -35,6 +35,11 @@ use crate::{QuietError, Result};
 pub struct QuietRunConfig {
     pub train: TrainConfig,
     pub quiet: QuietConfig,
+    /// Positions per chunk of the vocabulary-sized loss terms (`loss::quiet_gradients`); `None`:
+    /// as many as fit `loss::CHUNK_BYTES`. Memory against speed only — the results do not depend
+    /// on it, so it is not part of the run's identity.
+    #[serde(skip)]
+    pub loss_chunk: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -85,7 +90,11 @@ impl QuietRun {
             let text = std::fs::read_to_string(&path).map_err(|e| ck(format!("{}: {e}", path.display())))?;
             let old: QuietRunConfig =
                 serde_json::from_str(&text).map_err(|e| ck(format!("{}: {e}", path.display())))?;
-            let same = QuietRunConfig { train: TrainConfig { steps: config.train.steps, ..old.train.clone() }, ..old };
+            let same = QuietRunConfig {
+                train: TrainConfig { steps: config.train.steps, ..old.train.clone() },
+                loss_chunk: config.loss_chunk,
+                ..old
+            };
             if same != config {
                 return Err(QuietError::OtherRun { path: root.to_path_buf() });
             }
@@ -175,11 +184,11 @@ pub fn train_quiet(
         for micro in 0..t.grad_accum {
             let batch: Vec<Vec<u32>> =
                 order.batch(step * t.grad_accum + micro).into_iter().map(|i| seqs[i].clone()).collect();
-            let (loss, stats) = quiet_loss(&model, &sampler, &batch, kernel);
+            let chunk = cfg.loss_chunk.unwrap_or_else(|| chunk_positions(&model, batch.len()));
+            let (grads, stats) = quiet_gradients(&model, &sampler, &batch, kernel, 1.0 / t.grad_accum as f64, chunk);
             if !stats.loss.is_finite() {
                 return Err(QuietError::NonFinite { what: "loss", step: step + 1, value: stats.loss });
             }
-            let grads = GradientsParams::from_grads(loss.div_scalar(t.grad_accum as f64).backward(), &model);
             accumulator.accumulate(&model, grads);
             tokens += batch.iter().map(Vec::len).sum::<usize>();
             parts.push(stats);

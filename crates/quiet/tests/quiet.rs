@@ -9,11 +9,12 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use starling_model::generate::GenerateConfig;
 use starling_model::weights::init_transformer;
 use starling_model::{ModelConfig, Tokenizer};
-use starling_quiet::analyze::{token_deltas, token_deltas_batch};
+use starling_quiet::analyze::{continuation_deltas, token_deltas, token_deltas_batch, token_deltas_from};
 use starling_quiet::checkpoint::{checkpoint_files, load_quiet};
 use starling_quiet::config::{MixingWeight, PolicyReduction, QuietPreset};
+use starling_quiet::eval::{OfficialOptions, official_scores};
 use starling_quiet::generate::generate_thoughtful;
-use starling_quiet::loss::quiet_loss;
+use starling_quiet::loss::{quiet_gradients, quiet_loss};
 use starling_quiet::model::ThoughtState;
 use starling_quiet::sample::sample_thoughts;
 use starling_quiet::trainer::{NoObserver, QuietRun, QuietRunConfig, train_quiet};
@@ -38,7 +39,10 @@ fn small_quiet() -> QuietConfig {
 }
 
 fn model(device: &Device, seed: u64) -> (QuietModel, Tokenizer) {
-    let tok = tokenizer();
+    model_with(tokenizer(), device, seed)
+}
+
+fn model_with(tok: Tokenizer, device: &Device, seed: u64) -> (QuietModel, Tokenizer) {
     let c =
         ModelConfig::builder(tok.vocab_size()).layers(2).hidden(32).heads(4, 2).ffn(64).context(64).build().unwrap();
     let lm = init_transformer(&c, seed, device).unwrap();
@@ -65,6 +69,7 @@ fn train_cfg(steps: usize) -> QuietRunConfig {
             ..TrainConfig::default()
         },
         quiet: small_quiet(),
+        loss_chunk: None,
     }
 }
 
@@ -172,6 +177,37 @@ fn thoughtful_generation_equals_the_reference_path() {
     for t in &got[0].tokens {
         let (next, thought) = reference_next(&mw, &ids, Kernel::Fused);
         assert_eq!((next, thought), (t.id, t.thought_ids.clone()));
+        ids.push(next);
+    }
+}
+
+#[test]
+fn a_sliding_window_applies_alike_to_generation_and_to_thought_parallel_attention() {
+    let _turn = rng_turn();
+    let device = Device::flex();
+    let tok = tokenizer();
+    let mut c =
+        ModelConfig::builder(tok.vocab_size()).layers(2).hidden(32).heads(4, 2).ffn(64).context(64).build().unwrap();
+    // Narrower than a prompt plus its thought: the window cuts real keys and thought keys.
+    c.sliding_window = Some(5);
+    let ad = device.clone().autodiff();
+    let m = QuietModel::new(init_transformer(&c, 6, &ad).unwrap(), &tok, small_quiet(), 6).unwrap();
+    let (m, _) = train_quiet(m, &seqs(&tok), &train_cfg(2), Kernel::Split, None, None, &mut NoObserver).unwrap();
+    let mut m = m.valid();
+    let bias = m.mixing.output.bias.take().unwrap();
+    m.mixing.output.bias = Some(burn::module::Param::initialized(bias.id, Tensor::full([1], 0.4, &device)));
+    let prompt = tok.encode("12+34=46\n5", false).unwrap();
+    let cfg = GenerateConfig { max_new_tokens: 4, ..GenerateConfig::default() };
+    let got = generate_thoughtful(&m, &tok, std::slice::from_ref(&prompt), &cfg, 0.0, &mut |_, _| {}).unwrap();
+    let mut ids = prompt.clone();
+    for t in &got[0].tokens {
+        let (next, thought) = reference_next(&m, &ids, Kernel::Split);
+        assert_eq!((next, &thought), (t.id, &t.thought_ids), "after {:?}", tok.decode(&ids, false).unwrap());
+        // The values too, not only the argmax: the thought's gain and mixing weight.
+        let with_next = [ids.as_slice(), &[next]].concat();
+        let d = token_deltas_from(&m, &[with_next], &[ids.len()], 0.0, Kernel::Split).remove(0).remove(0);
+        assert!((d.delta() - t.logp_gain).abs() < 1e-4, "gain {} vs {}", d.delta(), t.logp_gain);
+        assert!((d.mix_weight - t.mix_weight).abs() < 1e-5, "w {} vs {}", d.mix_weight, t.mix_weight);
         ids.push(next);
     }
 }
@@ -402,5 +438,218 @@ fn gradient_accumulation_matches_one_large_batch() {
         ("gradient norm", large.grad_norm, accumulated.grad_norm),
     ] {
         assert!(close(a, b), "{what}: one batch of 4 gives {a}, 2 × 2 accumulated {b}");
+    }
+}
+
+/// A trained model, to score with: the mixing head no longer zero.
+fn trained_valid(tok: Tokenizer, seed: u64) -> (QuietModel, Tokenizer) {
+    let device = Device::flex();
+    let (m, tok) = model_with(tok, &device.clone().autodiff(), seed);
+    let (m, _) = train_quiet(m, &seqs(&tok), &train_cfg(3), Kernel::Split, None, None, &mut NoObserver).unwrap();
+    (m.valid(), tok)
+}
+
+fn scored_positions_equal_full_scoring(m: &QuietModel, tok: &Tokenizer, kernel: Kernel) {
+    let texts = ["12+34=46\n51", "7+8=15\n", "20+22=42\n33+4"];
+    let batch: Vec<Vec<u32>> = texts.iter().map(|t| tok.encode(t, false).unwrap()).collect();
+    let full = token_deltas_batch(m, &batch, 0.0, kernel);
+    let from = [9, 5, 11];
+    let part = token_deltas_from(m, &batch, &from, 0.0, kernel);
+    for ((f, p), &start) in full.iter().zip(&part).zip(&from) {
+        assert_eq!(p.len(), f.len() + 1 - start, "one value per token from {start}");
+        for (a, b) in f[start - 1..].iter().zip(p) {
+            assert_eq!((a.index, a.id, &a.thought_ids), (b.index, b.id, &b.thought_ids));
+            for (x, y) in [
+                (a.logp_base, b.logp_base),
+                (a.logp_thought, b.logp_thought),
+                (a.logp_post, b.logp_post),
+                (a.mix_weight, b.mix_weight),
+            ] {
+                assert!((x - y).abs() < 1e-4, "{kernel:?}: {a:?}\nvs\n{b:?}");
+            }
+        }
+    }
+    assert!(part.iter().flatten().any(|d| (d.logp_thought - d.logp_base).abs() > 1e-4), "thoughts change something");
+}
+
+#[test]
+fn thoughts_only_at_scored_positions_give_the_full_values_there() {
+    let _turn = rng_turn();
+    let (m, tok) = trained_valid(tokenizer(), 5);
+    scored_positions_equal_full_scoring(&m, &tok, Kernel::Split);
+    let wgpu = starling_model::device::init_wgpu().expect("a wgpu adapter").0;
+    let on_gpu = m.to_device(&wgpu);
+    scored_positions_equal_full_scoring(&on_gpu, &tok, Kernel::Fused);
+}
+
+fn letters_tokenizer() -> Tokenizer {
+    Tokenizer::char_level("abcdefghijklmnopqrstuvwxyzABCDEQ:?()0123456789+=-\n ", &["<pad>"]).unwrap()
+}
+
+#[test]
+fn the_official_metric_renormalises_the_answer_over_its_alphabet() {
+    let _turn = rng_turn();
+    let device = Device::flex();
+    let (m, tok) = model_with(letters_tokenizer(), &device, 3);
+    let choices: Vec<String> = ["bank", "park", "zoo"].iter().map(|s| s.to_string()).collect();
+    let items = vec![
+        starling_tasks::csqa::item("c1", "where is money", &choices, 1),
+        starling_tasks::gsm8k::item("g1", "how many is 3 and 4?", "17"),
+    ];
+    let opts = OfficialOptions {
+        samples: 2,
+        temperature: 1.0,
+        seed: 4,
+        batch_size: 2,
+        kernel: Kernel::Split,
+        think_everywhere: false,
+    };
+    let scores = official_scores(&m, &tok, &items, &opts, &mut |_| {}).unwrap();
+    // By hand: the base model over the official text, each alphabet token's softmax restricted
+    // to the alphabet (letters, or digits, and the newline), multiplied over the answer.
+    for (item, score) in items.iter().zip(&scores) {
+        let text = starling_tasks::official::official_text(item);
+        let prompt = tok.encode(&text.prompt, false).unwrap();
+        let ids: Vec<u32> = [prompt.clone(), tok.encode(&text.answer, false).unwrap()].concat();
+        let mut alphabet: Vec<u32> = text.alphabet.iter().map(|a| tok.encode(a, false).unwrap()[0]).collect();
+        alphabet.push(tok.encode("\n", false).unwrap()[0]);
+        let input = Tensor::<2, Int>::from_data(
+            TensorData::new(ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), [1, ids.len()]),
+            &device,
+        );
+        let (h, _) = m.base_pass(input, &[0]);
+        let logits = host(m.lm.logits(h));
+        let v = tok.vocab_size();
+        let mut p = 1.0f64;
+        let mut scored = 0;
+        for index in prompt.len()..ids.len() {
+            if !alphabet.contains(&ids[index]) {
+                continue; // the space before the answer
+            }
+            let row = &logits[(index - 1) * v..index * v];
+            let z: f64 = alphabet.iter().map(|&a| (row[a as usize] as f64).exp()).sum();
+            p *= (row[ids[index] as usize] as f64).exp() / z;
+            scored += 1;
+        }
+        assert_eq!(score.scored_tokens, scored, "{}", item.id);
+        assert_eq!(scored, if item.choices.is_empty() { 3 } else { 2 }, "digits or letter, and the newline");
+        assert!((score.p_base - p).abs() < 1e-5, "{}: {} vs {p} by hand", item.id, score.p_base);
+        // An untrained mixing head (w = 0): thoughts change nothing.
+        for &pt in &score.p_thought {
+            assert!((pt - p).abs() < 1e-5, "{}: {pt} with thoughts vs {p}", item.id);
+        }
+    }
+}
+
+#[test]
+fn the_official_metric_samples_thoughts_reproducibly() {
+    let _turn = rng_turn();
+    let (m, tok) = trained_valid(letters_tokenizer(), 9);
+    let items = vec![
+        starling_tasks::gsm8k::item("a", "12+34=", "46"),
+        starling_tasks::gsm8k::item("b", "7+8=", "15"),
+        starling_tasks::gsm8k::item("c", "20+22=", "42"),
+    ];
+    let opts = OfficialOptions {
+        samples: 3,
+        temperature: 1.0,
+        seed: 7,
+        batch_size: 2,
+        kernel: Kernel::Split,
+        think_everywhere: false,
+    };
+    let run = |opts: &OfficialOptions| official_scores(&m, &tok, &items, opts, &mut |_| {}).unwrap();
+    let (a, b) = (run(&opts), run(&opts));
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.p_thought, y.p_thought, "same seed, same samples");
+        assert_eq!(x.p_thought.len(), 3);
+        assert!(x.p_thought.iter().all(|p| (0.0..=1.0).contains(p)));
+    }
+    // The trained head mixes the thought in, and different samples give different answers' odds.
+    assert!(a.iter().any(|s| s.p_thought.iter().any(|p| (p - s.p_base).abs() > 1e-6)));
+    assert!(a.iter().any(|s| s.p_thought.windows(2).any(|w| (w[0] - w[1]).abs() > 1e-9)));
+    // Greedy thoughts: thinking only where the answer is predicted gives what thinking at every
+    // position gives there.
+    let greedy = OfficialOptions { temperature: 0.0, ..opts };
+    let everywhere = OfficialOptions { think_everywhere: true, ..greedy.clone() };
+    for (x, y) in run(&greedy).iter().zip(&run(&everywhere)) {
+        assert!(x.p_thought.iter().zip(&y.p_thought).all(|(p, q)| (p - q).abs() < 1e-5), "{x:?} vs {y:?}");
+    }
+}
+
+#[test]
+fn shared_prompts_give_what_whole_sequences_give() {
+    let _turn = rng_turn();
+    let (m, tok) = trained_valid(tokenizer(), 5);
+    let enc = |t: &str| tok.encode(t, false).unwrap();
+    let prompts = vec![enc("12+34="), enc("7+8=1"), enc("20+22=42\n33+4")];
+    let conts = vec![vec![enc("46\n"), enc("47"), enc("5")], vec![enc("5\n")], vec![enc("4"), enc("7\n1+1=2")]];
+    let wgpu = starling_model::device::init_wgpu().expect("a wgpu adapter").0;
+    for (m, kernel) in [(m.clone(), Kernel::Split), (m.to_device(&wgpu), Kernel::Fused)] {
+        let shared = continuation_deltas(&m, &prompts, &conts, 0.0, kernel);
+        for ((p, cs), per_item) in prompts.iter().zip(&conts).zip(&shared) {
+            for (c, got) in cs.iter().zip(per_item) {
+                let whole = token_deltas_from(&m, &[[p.as_slice(), c].concat()], &[p.len()], 0.0, kernel).remove(0);
+                assert_eq!(got.len(), c.len());
+                for (a, b) in whole.iter().zip(got) {
+                    assert_eq!((a.index, a.id, &a.thought_ids), (b.index, b.id, &b.thought_ids));
+                    for (x, y) in
+                        [(a.logp_base, b.logp_base), (a.logp_thought, b.logp_thought), (a.mix_weight, b.mix_weight)]
+                    {
+                        assert!((x - y).abs() < 1e-4, "{kernel:?}: {a:?}\nvs\n{b:?}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The gradient of every parameter, flattened in a fixed order.
+fn flat_grads(m: &QuietModel, grads: &burn::optim::GradientsParams) -> Vec<Vec<f32>> {
+    struct Collect<'a> {
+        grads: &'a burn::optim::GradientsParams,
+        out: Vec<Vec<f32>>,
+    }
+    impl burn::module::ModuleVisitor for Collect<'_> {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.get::<D>(p.id) {
+                self.out.push(g.into_data().try_into_vec_as().unwrap());
+            }
+        }
+    }
+    let mut c = Collect { grads, out: Vec::new() };
+    m.visit(&mut c);
+    c.out
+}
+
+#[test]
+fn chunked_vocabulary_loss_gives_the_gradients_of_the_whole_loss() {
+    let _turn = rng_turn();
+    let device = Device::flex().autodiff();
+    let (m, tok) = model(&device, 12);
+    // A few steps first, so every loss term (mixing, rewards) is non-trivial.
+    let (m, _) = train_quiet(m, &seqs(&tok), &train_cfg(2), Kernel::Split, None, None, &mut NoObserver).unwrap();
+    let batch = &seqs(&tok)[..2];
+    device.seed(21);
+    let (loss, whole) = quiet_loss(&m, &m.valid(), batch, Kernel::Split);
+    let reference = flat_grads(&m, &burn::optim::GradientsParams::from_grads(loss.mul_scalar(0.5).backward(), &m));
+    assert!(reference.len() > 10, "gradients for the model, markers and mixing head");
+    for chunk in [1, 3, 100] {
+        device.seed(21);
+        let (grads, stats) = quiet_gradients(&m, &m.valid(), batch, Kernel::Split, 0.5, chunk);
+        for (a, b) in [
+            (whole.loss, stats.loss),
+            (whole.talk_nll, stats.talk_nll),
+            (whole.policy_loss, stats.policy_loss),
+            (whole.mix_weight, stats.mix_weight),
+        ] {
+            assert!((a - b).abs() < 1e-5 * (1.0 + a.abs()), "chunk {chunk}: {whole:?}\nvs\n{stats:?}");
+        }
+        let got = flat_grads(&m, &grads);
+        assert_eq!(got.len(), reference.len(), "chunk {chunk}: the same parameters have gradients");
+        for (i, (g, r)) in got.iter().zip(&reference).enumerate() {
+            let worst = g.iter().zip(r).map(|(x, y)| (x - y).abs() / (1e-3 + y.abs())).fold(0.0f32, f32::max);
+            assert!(worst < 2e-3, "chunk {chunk}, parameter {i}: relative difference {worst}");
+        }
     }
 }

@@ -11,6 +11,7 @@ pub mod csqa;
 pub mod gsm8k;
 pub mod item;
 pub mod jsonl;
+pub mod official;
 pub mod qa;
 pub mod zero_shot;
 

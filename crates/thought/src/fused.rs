@@ -14,6 +14,8 @@ use burn::tensor::{DType, Shape, Tensor};
 use cubecl::prelude::{CubeCount, CubeDim, KernelId};
 use cubecl::server::{KernelArguments, MetadataBindingInfo};
 
+use crate::Visibility;
+
 const WORKGROUP: u32 = 64;
 const COMMON: &str = include_str!("../../../shaders/thought_attention_common.wgsl");
 
@@ -27,7 +29,7 @@ pub trait ThoughtAttentionBackend: Backend {
         v_real: FloatTensor<Self>,
         k_diag: FloatTensor<Self>,
         v_diag: FloatTensor<Self>,
-        pad_left: Vec<u32>,
+        layout: Vec<u32>,
     ) -> FloatTensor<Self>;
 }
 
@@ -52,7 +54,9 @@ pub struct Inputs<B: Backend> {
     v_real: FloatTensor<B>,
     k_diag: FloatTensor<B>,
     v_diag: FloatTensor<B>,
-    pad_left: Vec<u32>,
+    /// The [`Visibility`] as the kernels read it: first thinking position, window (0: none),
+    /// then each row's padding.
+    layout: Vec<u32>,
 }
 
 pub(crate) fn thought_attention_fused(
@@ -61,18 +65,20 @@ pub(crate) fn thought_attention_fused(
     v_real: Tensor<4>,
     k_diag: Tensor<5>,
     v_diag: Tensor<5>,
-    pad_left: &[usize],
+    vis: &Visibility,
 ) -> Tensor<5> {
     let hd = q.dims()[4];
     assert!(hd <= crate::MAX_FUSED_HEAD_DIM, "head dim {hd} is above the fused kernel's limit");
-    let pad = pad_left.iter().map(|&p| p as u32).collect();
+    let word = |x: usize| u32::try_from(x).expect("sizes fit the kernels' 32-bit indices");
+    let mut layout = vec![word(vis.first), word(vis.window.unwrap_or(0))];
+    layout.extend(vis.pad_left.iter().map(|&p| word(p)));
     Tensor::from_dispatch(<burn::backend::Dispatch as ThoughtAttentionBackend>::thought_attention(
         q.into_dispatch(),
         k_real.into_dispatch(),
         v_real.into_dispatch(),
         k_diag.into_dispatch(),
         v_diag.into_dispatch(),
-        pad,
+        layout,
     ))
 }
 
@@ -83,9 +89,9 @@ impl ThoughtAttentionBackend for Cube {
         v_real: FloatTensor<Self>,
         k_diag: FloatTensor<Self>,
         v_diag: FloatTensor<Self>,
-        pad_left: Vec<u32>,
+        layout: Vec<u32>,
     ) -> FloatTensor<Self> {
-        let inputs = Inputs { q, k_real, v_real, k_diag, v_diag, pad_left };
+        let inputs = Inputs { q, k_real, v_real, k_diag, v_diag, layout };
         Self::thought_attention_forward(&inputs).0
     }
 }
@@ -125,6 +131,9 @@ struct Dims {
     kvh: usize,
     sq: usize,
     sk: usize,
+    /// Thinking positions (queries and thought keys).
+    lq: usize,
+    /// Real positions (real keys).
     l: usize,
     hd: usize,
 }
@@ -133,20 +142,23 @@ impl Dims {
     fn of(inputs: &Inputs<Cube>) -> Self {
         let q = inputs.q.meta.shape();
         let kd = inputs.k_diag.meta.shape();
-        Dims { b: q[0], h: q[1], kvh: kd[1], sq: q[2], sk: kd[2], l: q[3], hd: q[4] }
+        let kr = inputs.k_real.meta.shape();
+        Dims { b: q[0], h: q[1], kvh: kd[1], sq: q[2], sk: kd[2], lq: q[3], l: kr[2], hd: q[4] }
     }
 
-    fn info(&self, pad_left: &[u32]) -> MetadataBindingInfo {
+    /// Info words, in the order `thought_attention_common.wgsl` reads them.
+    fn info(&self, layout: &[u32]) -> MetadataBindingInfo {
         let mut words = vec![
             self.b as u64,
             self.h as u64,
             self.kvh as u64,
             self.sq as u64,
             self.sk as u64,
-            self.l as u64,
+            self.lq as u64,
             crate::scale(self.hd).to_bits() as u64,
+            self.l as u64,
         ];
-        words.extend(pad_left.iter().map(|&p| p as u64));
+        words.extend(layout.iter().map(|&w| w as u64));
         MetadataBindingInfo::custom(words)
     }
 }
@@ -192,15 +204,15 @@ impl ThoughtAttentionKernels for Cube {
     fn thought_attention_forward(inputs: &Inputs<Self>) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let x = contiguous(inputs);
         let d = Dims::of(&x);
-        let out = empty(&x.q, vec![d.b, d.h, d.sq, d.l, d.hd]);
-        let lse = empty(&x.q, vec![d.b, d.h, d.sq, d.l]);
+        let out = empty(&x.q, vec![d.b, d.h, d.sq, d.lq, d.hd]);
+        let lse = empty(&x.q, vec![d.b, d.h, d.sq, d.lq]);
         let kernel = ThoughtKernel { name: "fwd", source: FWD, head_dim: d.hd };
         launch(
             &x.q,
             kernel,
-            d.b * d.h * d.sq * d.l,
+            d.b * d.h * d.sq * d.lq,
             &[&x.q, &x.k_real, &x.v_real, &x.k_diag, &x.v_diag, &out, &lse],
-            d.info(&x.pad_left),
+            d.info(&x.layout),
         );
         (out, lse)
     }
@@ -214,33 +226,33 @@ impl ThoughtAttentionKernels for Cube {
         let x = contiguous(inputs);
         let d = Dims::of(&x);
         let (out, lse, dout) = (into_contiguous(out), into_contiguous(lse), into_contiguous(grad_out));
-        let dq = empty(&x.q, vec![d.b, d.h, d.sq, d.l, d.hd]);
-        let delta = empty(&x.q, vec![d.b, d.h, d.sq, d.l]);
+        let dq = empty(&x.q, vec![d.b, d.h, d.sq, d.lq, d.hd]);
+        let delta = empty(&x.q, vec![d.b, d.h, d.sq, d.lq]);
         let dk_real = empty(&x.q, vec![d.b, d.kvh, d.l, d.hd]);
         let dv_real = empty(&x.q, vec![d.b, d.kvh, d.l, d.hd]);
-        let dk_diag = empty(&x.q, vec![d.b, d.kvh, d.sk, d.l, d.hd]);
-        let dv_diag = empty(&x.q, vec![d.b, d.kvh, d.sk, d.l, d.hd]);
+        let dk_diag = empty(&x.q, vec![d.b, d.kvh, d.sk, d.lq, d.hd]);
+        let dv_diag = empty(&x.q, vec![d.b, d.kvh, d.sk, d.lq, d.hd]);
         let kernel = |name, source| ThoughtKernel { name, source, head_dim: d.hd };
         launch(
             &x.q,
             kernel("bwd_dq", BWD_DQ),
-            d.b * d.h * d.sq * d.l,
+            d.b * d.h * d.sq * d.lq,
             &[&x.q, &x.k_real, &x.v_real, &x.k_diag, &x.v_diag, &out, &lse, &dout, &dq, &delta],
-            d.info(&x.pad_left),
+            d.info(&x.layout),
         );
         launch(
             &x.q,
             kernel("bwd_dkv_real", BWD_DKV_REAL),
             d.b * d.kvh * d.l,
             &[&x.q, &x.k_real, &x.v_real, &lse, &dout, &delta, &dk_real, &dv_real],
-            d.info(&x.pad_left),
+            d.info(&x.layout),
         );
         launch(
             &x.q,
             kernel("bwd_dkv_diag", BWD_DKV_DIAG),
-            d.b * d.kvh * d.sk * d.l,
+            d.b * d.kvh * d.sk * d.lq,
             &[&x.q, &x.k_diag, &x.v_diag, &lse, &dout, &delta, &dk_diag, &dv_diag],
-            d.info(&x.pad_left),
+            d.info(&x.layout),
         );
         [dq, dk_real, dv_real, dk_diag, dv_diag]
     }
@@ -256,7 +268,7 @@ fn contiguous(x: &Inputs<Cube>) -> Inputs<Cube> {
         v_real: into_contiguous(x.v_real.clone()),
         k_diag: into_contiguous(x.k_diag.clone()),
         v_diag: into_contiguous(x.v_diag.clone()),
-        pad_left: x.pad_left.clone(),
+        layout: x.layout.clone(),
     }
 }
 
@@ -287,7 +299,7 @@ impl<B: ThoughtAttentionBackend + ThoughtAttentionKernels, C: CheckpointStrategy
         v_real: FloatTensor<Self>,
         k_diag: FloatTensor<Self>,
         v_diag: FloatTensor<Self>,
-        pad_left: Vec<u32>,
+        layout: Vec<u32>,
     ) -> FloatTensor<Self> {
         let inputs = Inputs::<B> {
             q: q.primitive().clone(),
@@ -295,7 +307,7 @@ impl<B: ThoughtAttentionBackend + ThoughtAttentionKernels, C: CheckpointStrategy
             v_real: v_real.primitive().clone(),
             k_diag: k_diag.primitive().clone(),
             v_diag: v_diag.primitive().clone(),
-            pad_left,
+            layout,
         };
         let parents = [q.node(), k_real.node(), v_real.node(), k_diag.node(), v_diag.node()];
         match ThoughtAttentionBackward.prepare::<C>(parents).compute_bound().stateful() {

@@ -13,9 +13,11 @@
 //! - [`Kernel::Dense`]: the formulation of the official code, one explicit mask over all
 //!   L·(Sk+1) keys — the test oracle and the benchmark baseline.
 //!
-//! Shapes: queries `[B, H, Sq, L, hd]` for Sq steps (the last Sq of Sk), real keys/values
-//! `[B, KVH, L, hd]`, thought keys/values `[B, KVH, Sk, L, hd]` (H a multiple of KVH: grouped-
-//! query attention), output `[B, H, Sq, L, hd]`. `pad_left[b]` real slots of row b are padding.
+//! Shapes: queries `[B, H, Sq, Lq, hd]` for Sq steps (the last Sq of Sk), real keys/values
+//! `[B, KVH, L, hd]`, thought keys/values `[B, KVH, Sk, Lq, hd]` (H a multiple of KVH: grouped-
+//! query attention), output `[B, H, Sq, Lq, hd]`. The [`Visibility`] says which positions carry
+//! thoughts (Lq consecutive ones from `first`: at evaluation only those that are scored), which
+//! slots are padding, and the sliding window.
 
 mod fused;
 pub mod reference;
@@ -95,21 +97,62 @@ pub fn check_kernel(kernel: Kernel, device: &Device, head_dim: usize) -> Result<
 /// invocation in private memory).
 pub const MAX_FUSED_HEAD_DIM: usize = 256;
 
-/// Thought-parallel attention; see the crate docs for shapes and visibility.
+/// Which keys a thought query sees, besides the thought structure itself (its own position's
+/// thought, steps up to its own). The rules are written here once; the WGSL kernels repeat them
+/// (`shaders/thought_attention_common.wgsl`) and the tests hold the two to each other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Visibility {
+    /// Padding slots at the start of each row: never visible.
+    pub pad_left: Vec<usize>,
+    /// The first position that carries a thought: queries and thought keys cover positions
+    /// `first..first + Lq` (Lq from their shapes, `first + Lq ≤ L`). 0 in training (Lq = L); at
+    /// evaluation the first scored position, so a prompt costs one ordinary pass and only the
+    /// answer's positions think.
+    pub first: usize,
+    /// Mistral's sliding window: a query sees keys at most `window − 1` slots back, where the
+    /// token of thought step `a` after position `p` sits at slot `p + a + 1` (where it is
+    /// inserted, as its RoPE position says).
+    pub window: Option<usize>,
+}
+
+impl Visibility {
+    /// Every position thinks, no window.
+    pub fn full(pad_left: &[usize]) -> Self {
+        Self { pad_left: pad_left.to_vec(), first: 0, window: None }
+    }
+
+    /// The real keys `lo..=p` that the step-`step` query of position `p` in row `row` sees
+    /// (empty when `p` is padding).
+    pub fn real_keys(&self, row: usize, p: usize, step: usize) -> std::ops::Range<usize> {
+        let pad = self.pad_left[row];
+        let lo = match self.window {
+            Some(w) => pad.max((p + step + 2).saturating_sub(w)),
+            None => pad,
+        };
+        lo..p + 1
+    }
+
+    /// The first thought step whose key the step-`step` query sees (it sees `lo..=step`).
+    pub fn first_thought_key(&self, step: usize) -> usize {
+        self.window.map_or(0, |w| (step + 1).saturating_sub(w))
+    }
+}
+
+/// Thought-parallel attention; see the crate docs for shapes and [`Visibility`].
 pub fn thought_attention(
     q: Tensor<5>,
     k_real: Tensor<4>,
     v_real: Tensor<4>,
     k_diag: Tensor<5>,
     v_diag: Tensor<5>,
-    pad_left: &[usize],
+    vis: &Visibility,
     kernel: Kernel,
 ) -> Tensor<5> {
-    check_shapes(&q, &k_real, &v_real, &k_diag, &v_diag, pad_left);
+    check_shapes(&q, &k_real, &v_real, &k_diag, &v_diag, vis);
     match kernel.resolve(&q.device()) {
-        Kernel::Fused => fused::thought_attention_fused(q, k_real, v_real, k_diag, v_diag, pad_left),
-        Kernel::Dense => reference::dense(q, k_real, v_real, k_diag, v_diag, pad_left),
-        _ => reference::split(q, k_real, v_real, k_diag, v_diag, pad_left),
+        Kernel::Fused => fused::thought_attention_fused(q, k_real, v_real, k_diag, v_diag, vis),
+        Kernel::Dense => reference::dense(q, k_real, v_real, k_diag, v_diag, vis),
+        _ => reference::split(q, k_real, v_real, k_diag, v_diag, vis),
     }
 }
 
@@ -119,15 +162,15 @@ fn check_shapes(
     v_real: &Tensor<4>,
     k_diag: &Tensor<5>,
     v_diag: &Tensor<5>,
-    pad: &[usize],
+    vis: &Visibility,
 ) {
-    let [b, h, sq, l, hd] = q.dims();
+    let [b, h, sq, lq, hd] = q.dims();
     let [kb, kvh, kl, khd] = k_real.dims();
     let [db, dkvh, sk, dl, dhd] = k_diag.dims();
     assert_eq!(k_real.dims(), v_real.dims(), "real keys and values differ in shape");
     assert_eq!(k_diag.dims(), v_diag.dims(), "thought keys and values differ in shape");
     assert!(
-        kb == b && db == b && kl == l && dl == l && khd == hd && dhd == hd && dkvh == kvh,
+        kb == b && db == b && dl == lq && khd == hd && dhd == hd && dkvh == kvh,
         "thought attention shapes disagree: q {:?}, real k {:?}, thought k {:?}",
         q.dims(),
         k_real.dims(),
@@ -135,11 +178,44 @@ fn check_shapes(
     );
     assert!(kvh > 0 && h % kvh == 0, "{h} query heads are not a multiple of {kvh} key/value heads");
     assert!(sq >= 1 && sq <= sk, "{sq} query steps but only {sk} thought key steps");
-    assert_eq!(pad.len(), b, "one padding count per row");
-    assert!(pad.iter().all(|&p| p <= l), "padding longer than the sequence");
+    assert!(vis.first + lq <= kl, "{lq} thinking positions from {} run past the {kl} positions", vis.first);
+    assert_eq!(vis.pad_left.len(), b, "one padding count per row");
+    assert!(vis.pad_left.iter().all(|&p| p <= kl), "padding longer than the sequence");
+    assert!(vis.window != Some(0), "a sliding window of 0 slots sees nothing");
 }
 
 /// Softmax scale 1/√hd.
 pub(crate) fn scale(head_dim: usize) -> f32 {
     1.0 / (head_dim as f32).sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn visibility_without_window_is_causal_from_the_padding() {
+        let v = Visibility::full(&[0, 2]);
+        assert_eq!(v.real_keys(0, 4, 7), 0..5);
+        assert_eq!(v.real_keys(1, 4, 0), 2..5);
+        // A padding position sees no real key (only its own thought).
+        assert!(v.real_keys(1, 1, 0).is_empty());
+        assert_eq!(v.first_thought_key(9), 0);
+    }
+
+    #[test]
+    fn window_counts_the_thought_slots() {
+        // Window 4: the slot-s token sees slots s−3..=s. Step a after position p sits at slot
+        // p + a + 1, so step 0 after p = 5 (slot 6) sees real keys 3..=5, step 2 (slot 8) only 5.
+        let v = Visibility { pad_left: vec![0], first: 0, window: Some(4) };
+        assert_eq!(v.real_keys(0, 5, 0), 3..6);
+        assert_eq!(v.real_keys(0, 5, 2), 5..6);
+        assert!(v.real_keys(0, 5, 3).is_empty());
+        // Thought keys: step 5 sees steps 2..=5 (slots p+3..=p+6).
+        assert_eq!(v.first_thought_key(5), 2);
+        assert_eq!(v.first_thought_key(2), 0);
+        // The padding still bounds it from below.
+        let v = Visibility { pad_left: vec![4], first: 0, window: Some(4) };
+        assert_eq!(v.real_keys(0, 5, 0), 4..6);
+    }
 }

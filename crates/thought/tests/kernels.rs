@@ -5,7 +5,7 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use starling_thought::{Kernel, thought_attention};
+use starling_thought::{Kernel, Visibility, thought_attention};
 
 #[derive(Debug, Clone, Copy)]
 struct Case {
@@ -16,17 +16,55 @@ struct Case {
     sk: usize,
     l: usize,
     hd: usize,
+    /// First thinking position (0: all L think).
+    first: usize,
+    /// Positions after the thinking ones.
+    tail: usize,
+    window: Option<usize>,
+}
+
+impl Case {
+    /// Thinking positions.
+    fn lq(&self) -> usize {
+        self.l - self.first - self.tail
+    }
+
+    fn q_shape(&self) -> [usize; 5] {
+        [self.b, self.h, self.sq, self.lq(), self.hd]
+    }
+
+    fn real_shape(&self) -> [usize; 4] {
+        [self.b, self.kvh, self.l, self.hd]
+    }
+
+    fn diag_shape(&self) -> [usize; 5] {
+        [self.b, self.kvh, self.sk, self.lq(), self.hd]
+    }
+
+    fn vis(&self, pad: &[usize]) -> Visibility {
+        Visibility { pad_left: pad.to_vec(), first: self.first, window: self.window }
+    }
+}
+
+const fn case(b: usize, h: usize, kvh: usize, sq: usize, sk: usize, l: usize, hd: usize) -> Case {
+    Case { b, h, kvh, sq, sk, l, hd, first: 0, tail: 0, window: None }
 }
 
 const CASES: &[(Case, &[usize])] = &[
     // Training shape: every step queried at once, GQA 2:1, one padded row.
-    (Case { b: 2, h: 4, kvh: 2, sq: 3, sk: 3, l: 7, hd: 8 }, &[0, 2]),
+    (case(2, 4, 2, 3, 3, 7, 8), &[0, 2]),
     // Sampling shape: one new step over 5 cached ones; odd sizes, 3 query heads on 1 KV head.
-    (Case { b: 1, h: 3, kvh: 1, sq: 1, sk: 5, l: 13, hd: 5 }, &[0]),
+    (case(1, 3, 1, 1, 5, 13, 5), &[0]),
     // Some steps queried, plain multi-head.
-    (Case { b: 2, h: 2, kvh: 2, sq: 4, sk: 6, l: 5, hd: 16 }, &[1, 0]),
+    (case(2, 2, 2, 4, 6, 5, 16), &[1, 0]),
     // SmolLM2's head size, a longer sequence, the whole row but one padded.
-    (Case { b: 1, h: 3, kvh: 1, sq: 2, sk: 2, l: 33, hd: 64 }, &[32]),
+    (case(1, 3, 1, 2, 2, 33, 64), &[32]),
+    // Evaluation shape: only the last 3 positions think; one row's padding reaches into them.
+    (Case { first: 6, ..case(2, 4, 2, 5, 5, 9, 8) }, &[0, 7]),
+    // A sliding window narrower than the sequence and the thought: it cuts real and thought keys.
+    (Case { window: Some(4), ..case(2, 2, 1, 3, 5, 10, 8) }, &[0, 3]),
+    // Both at once, and the last two positions do not think.
+    (Case { first: 4, tail: 2, window: Some(5), ..case(1, 2, 2, 2, 4, 11, 16) }, &[1]),
 ];
 
 struct Inputs {
@@ -47,12 +85,12 @@ impl Inputs {
     fn new(c: Case, seed: u64) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         Inputs {
-            q: random(c.b * c.h * c.sq * c.l * c.hd, &mut rng),
+            q: random(c.b * c.h * c.sq * c.lq() * c.hd, &mut rng),
             k_real: random(c.b * c.kvh * c.l * c.hd, &mut rng),
             v_real: random(c.b * c.kvh * c.l * c.hd, &mut rng),
-            k_diag: random(c.b * c.kvh * c.sk * c.l * c.hd, &mut rng),
-            v_diag: random(c.b * c.kvh * c.sk * c.l * c.hd, &mut rng),
-            w: random(c.b * c.h * c.sq * c.l * c.hd, &mut rng),
+            k_diag: random(c.b * c.kvh * c.sk * c.lq() * c.hd, &mut rng),
+            v_diag: random(c.b * c.kvh * c.sk * c.lq() * c.hd, &mut rng),
+            w: random(c.b * c.h * c.sq * c.lq() * c.hd, &mut rng),
         }
     }
 }
@@ -72,13 +110,13 @@ fn vec_of<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 /// Output and the gradients of Σ out·w with respect to (q, k_real, v_real, k_diag, v_diag).
 fn run(c: Case, pad: &[usize], x: &Inputs, device: &Device, kernel: Kernel) -> (Vec<f32>, Vec<Vec<f32>>) {
     let ad = device.clone().autodiff();
-    let q = t5(&x.q, [c.b, c.h, c.sq, c.l, c.hd], &ad).require_grad();
-    let kr = t4(&x.k_real, [c.b, c.kvh, c.l, c.hd], &ad).require_grad();
-    let vr = t4(&x.v_real, [c.b, c.kvh, c.l, c.hd], &ad).require_grad();
-    let kd = t5(&x.k_diag, [c.b, c.kvh, c.sk, c.l, c.hd], &ad).require_grad();
-    let vd = t5(&x.v_diag, [c.b, c.kvh, c.sk, c.l, c.hd], &ad).require_grad();
-    let w = t5(&x.w, [c.b, c.h, c.sq, c.l, c.hd], &ad);
-    let out = thought_attention(q.clone(), kr.clone(), vr.clone(), kd.clone(), vd.clone(), pad, kernel);
+    let q = t5(&x.q, c.q_shape(), &ad).require_grad();
+    let kr = t4(&x.k_real, c.real_shape(), &ad).require_grad();
+    let vr = t4(&x.v_real, c.real_shape(), &ad).require_grad();
+    let kd = t5(&x.k_diag, c.diag_shape(), &ad).require_grad();
+    let vd = t5(&x.v_diag, c.diag_shape(), &ad).require_grad();
+    let w = t5(&x.w, c.q_shape(), &ad);
+    let out = thought_attention(q.clone(), kr.clone(), vr.clone(), kd.clone(), vd.clone(), &c.vis(pad), kernel);
     let grads = (out.clone() * w).sum().backward();
     let g = vec![
         vec_of(q.grad(&grads).unwrap()),
@@ -169,30 +207,115 @@ fn fused_gradients_match_finite_differences() {
     let (_, grads) = run(c, pad, &x, &device, Kernel::Fused);
     let loss = |x: &Inputs| -> f64 {
         let out = thought_attention(
-            t5(&x.q, [c.b, c.h, c.sq, c.l, c.hd], &device),
-            t4(&x.k_real, [c.b, c.kvh, c.l, c.hd], &device),
-            t4(&x.v_real, [c.b, c.kvh, c.l, c.hd], &device),
-            t5(&x.k_diag, [c.b, c.kvh, c.sk, c.l, c.hd], &device),
-            t5(&x.v_diag, [c.b, c.kvh, c.sk, c.l, c.hd], &device),
-            pad,
+            t5(&x.q, c.q_shape(), &device),
+            t4(&x.k_real, c.real_shape(), &device),
+            t4(&x.v_real, c.real_shape(), &device),
+            t5(&x.k_diag, c.diag_shape(), &device),
+            t5(&x.v_diag, c.diag_shape(), &device),
+            &c.vis(pad),
             Kernel::Fused,
         );
         vec_of(out).iter().zip(&x.w).map(|(o, w)| (*o as f64) * (*w as f64)).sum()
     };
+    fd_check(c, &grads, loss, 23);
+}
+
+#[test]
+fn fused_gradients_match_finite_differences_with_window_and_scored_positions() {
+    let device = wgpu();
+    let (c, pad) = CASES[6];
+    let x = Inputs::new(c, 29);
+    let (_, grads) = run(c, pad, &x, &device, Kernel::Fused);
+    let loss = |x: &Inputs| -> f64 {
+        let out = thought_attention(
+            t5(&x.q, c.q_shape(), &device),
+            t4(&x.k_real, c.real_shape(), &device),
+            t4(&x.v_real, c.real_shape(), &device),
+            t5(&x.k_diag, c.diag_shape(), &device),
+            t5(&x.v_diag, c.diag_shape(), &device),
+            &c.vis(pad),
+            Kernel::Fused,
+        );
+        vec_of(out).iter().zip(&x.w).map(|(o, w)| (*o as f64) * (*w as f64)).sum()
+    };
+    fd_check(c, &grads, loss, 29);
+}
+
+/// Central differences of `loss` at six random coordinates of each input (the inputs of `seed`)
+/// against `grads`.
+fn fd_check(c: Case, grads: &[Vec<f32>], loss: impl Fn(&Inputs) -> f64, seed: u64) {
     let eps = 1e-2f32;
     let mut rng = ChaCha8Rng::seed_from_u64(99);
+    let x = Inputs::new(c, seed);
     for (k, name) in NAMES.iter().enumerate() {
         for _ in 0..6 {
             let n = [&x.q, &x.k_real, &x.v_real, &x.k_diag, &x.v_diag][k].len();
             let idx = rng.random_range(0..n);
-            let mut plus = Inputs::new(c, 23);
-            let mut minus = Inputs::new(c, 23);
+            let mut plus = Inputs::new(c, seed);
+            let mut minus = Inputs::new(c, seed);
             field(&mut plus, k)[idx] += eps;
             field(&mut minus, k)[idx] -= eps;
             let fd = (loss(&plus) - loss(&minus)) / (2.0 * eps as f64);
             let an = grads[k][idx] as f64;
             assert!((fd - an).abs() <= 2e-2 * (1.0 + an.abs()), "{name}[{idx}]: finite difference {fd}, kernel {an}");
         }
+    }
+}
+
+/// Positions `first..first + lq` of `[.., L, hd]` data laid out as `outer` blocks of `l·hd`.
+fn window_of(v: &[f32], outer: usize, l: usize, first: usize, lq: usize, hd: usize) -> Vec<f32> {
+    (0..outer).flat_map(|o| v[(o * l + first) * hd..(o * l + first + lq) * hd].to_vec()).collect()
+}
+
+/// Thoughts only at the scored positions (`first` > 0) give exactly what the full op gives at
+/// those positions — values and all five gradients — on the CPU (split) and on wgpu (fused).
+#[test]
+fn scored_positions_equal_the_full_op_there() {
+    let full = Case { window: Some(6), ..case(2, 4, 2, 3, 4, 10, 8) };
+    let part = Case { first: 6, tail: 1, ..full };
+    let pad: &[usize] = &[0, 2];
+    let mut x = Inputs::new(full, 41);
+    // The loss weighs only the scored positions, so the gradients must agree everywhere.
+    let (lq, l, hd, first) = (part.lq(), full.l, full.hd, part.first);
+    for chunk in x.w.chunks_mut(l * hd) {
+        for (i, v) in chunk.iter_mut().enumerate() {
+            if !(first..first + lq).contains(&(i / hd)) {
+                *v = 0.0;
+            }
+        }
+    }
+    let part_of = |v: &[f32], outer: usize, l: usize, lq: usize, hd: usize| window_of(v, outer, l, first, lq, hd);
+    let y = Inputs {
+        q: part_of(&x.q, full.b * full.h * full.sq, l, lq, hd),
+        k_real: x.k_real.clone(),
+        v_real: x.v_real.clone(),
+        k_diag: part_of(&x.k_diag, full.b * full.kvh * full.sk, l, lq, hd),
+        v_diag: part_of(&x.v_diag, full.b * full.kvh * full.sk, l, lq, hd),
+        w: part_of(&x.w, full.b * full.h * full.sq, l, lq, hd),
+    };
+    for (device, kernel) in [(Device::flex(), Kernel::Split), (wgpu(), Kernel::Fused)] {
+        let (out_full, g_full) = run(full, pad, &x, &device, kernel);
+        let (out_part, g_part) = run(part, pad, &y, &device, kernel);
+        assert_close(
+            &format!("{kernel:?} output"),
+            &out_part,
+            &part_of(&out_full, full.b * full.h * full.sq, l, lq, hd),
+            1e-5,
+        );
+        assert_close(
+            &format!("{kernel:?} dq"),
+            &g_part[0],
+            &part_of(&g_full[0], full.b * full.h * full.sq, l, lq, hd),
+            1e-4,
+        );
+        assert_close(&format!("{kernel:?} dk_real"), &g_part[1], &g_full[1], 1e-4);
+        assert_close(&format!("{kernel:?} dv_real"), &g_part[2], &g_full[2], 1e-4);
+        for k in 3..5 {
+            let want = part_of(&g_full[k], full.b * full.kvh * full.sk, l, lq, hd);
+            assert_close(&format!("{kernel:?} {}", NAMES[k]), &g_part[k], &want, 1e-4);
+        }
+        // The real keys' gradients are not all zero: the check compares something.
+        assert!(g_part[1].iter().any(|v| v.abs() > 1e-3), "{kernel:?}: real-key gradients vanished");
     }
 }
 
