@@ -7,7 +7,7 @@ use serde::Serialize;
 use starling_thought::Kernel;
 
 use crate::model::{QuietModel, ThoughtState};
-use crate::sample::sample_into;
+use crate::sample::think_and_end;
 use starling_model::cache::KvCache;
 use starling_model::generate::left_padded;
 use starling_model::mask::{AttentionBias, positions};
@@ -147,11 +147,7 @@ fn deltas_after_base(
     let end = seqs.iter().zip(pad).map(|(s, &p)| p + s.len().max(1) - 1).max().unwrap_or(l).max(first + 1);
     let lq = end - first;
     let mut state = ThoughtState::new(cache, model.lm.config().num_layers, pad, 1, kernel).thinking_at(first, lq);
-    let thoughts = sample_into(model, &mut state, temperature); // [B, nt, Lq]
-    // Continue the sampling pass: the last thought token, then the end marker.
-    let last = model.lm.embed(thoughts.clone().narrow(1, nt - 1, 1).reshape([b, lq])).reshape([b, 1, lq, d]);
-    let block = Tensor::cat(vec![last, model.marker_block(true, b, lq)], 1);
-    let h_post = model.thought_steps(block, &mut state).narrow(1, 1, 1); // [B, 1, Lq, d]
+    let (thoughts, h_post) = think_and_end(model, &mut state, temperature); // [B, nt, Lq], [B, 1, Lq, d]
     let h_base = h_base.narrow(1, first, lq).reshape([b, 1, lq, d]);
     let (mixed, w) = model.mix(h_base.clone(), h_post.clone());
     // Thinking position q (padded position first + q) of row r predicts the padded row's next token.

@@ -21,7 +21,7 @@ use starling_thought::Kernel;
 
 use crate::analyze::{TokenDelta, continuation_deltas, token_deltas_from};
 use crate::model::{QuietModel, ThoughtState};
-use crate::sample::sample_into;
+use crate::sample::think_and_end;
 use crate::{QuietError, Result};
 
 #[derive(Debug, Clone)]
@@ -230,13 +230,13 @@ struct OfficialItem {
 }
 
 /// The token that carries `symbol` when the tokenizer writes `text` (its last token).
-fn symbol_token(tokenizer: &starling_model::Tokenizer, text: &str) -> Result<u32> {
+fn symbol_token(tokenizer: &Tokenizer, text: &str) -> Result<u32> {
     tokenizer.encode(text, false)?.last().copied().ok_or_else(|| {
         QuietError::Input(format!("the tokenizer encodes {text:?} as nothing, so the answer alphabet is undefined"))
     })
 }
 
-fn official_item(tokenizer: &starling_model::Tokenizer, item: &Item) -> Result<OfficialItem> {
+fn official_item(tokenizer: &Tokenizer, item: &Item) -> Result<OfficialItem> {
     let text = official_text(item);
     let mut ids = tokenizer.encode(&text.prompt, false)?;
     let answer_at = ids.len();
@@ -272,7 +272,7 @@ fn alphabet_logp(row: &[f32], columns: &[u32], alphabet: &[u32], gold: u32) -> f
 /// each item as soon as it is scored.
 pub fn official_scores(
     model: &QuietModel,
-    tokenizer: &starling_model::Tokenizer,
+    tokenizer: &Tokenizer,
     items: &[Item],
     opts: &OfficialOptions,
     on_item: &mut dyn FnMut(&OfficialScore),
@@ -302,7 +302,6 @@ fn official_batch(model: &QuietModel, batch: &[OfficialItem], opts: &OfficialOpt
     let b = batch.len();
     let samples = opts.samples.max(1);
     let d = model.hidden_size();
-    let nt = model.config.n_thought;
     let seqs: Vec<Vec<u32>> = batch.iter().map(|x| x.ids.clone()).collect();
     let (tokens, pad) = left_padded(&seqs, model.lm.config().pad_id(), &device);
     let l = tokens.dims()[1];
@@ -313,13 +312,9 @@ fn official_batch(model: &QuietModel, batch: &[OfficialItem], opts: &OfficialOpt
     };
     let lq = l - 1 - first; // the last position predicts nothing
     let (h_base, cache) = model.base_pass(tokens, &pad);
-    let rows = samples * b;
     let mut state =
         ThoughtState::new(&cache, model.lm.config().num_layers, &pad, samples, opts.kernel).thinking_at(first, lq);
-    let thoughts = sample_into(model, &mut state, opts.temperature);
-    let last = model.lm.embed(thoughts.narrow(1, nt - 1, 1).reshape([rows, lq])).reshape([rows, 1, lq, d]);
-    let block = Tensor::cat(vec![last, model.marker_block(true, rows, lq)], 1);
-    let h_post = model.thought_steps(block, &mut state).narrow(1, 1, 1); // [rows, 1, Lq, d]
+    let (_, h_post) = think_and_end(model, &mut state, opts.temperature); // [rows, 1, Lq, d]
     let h_base = h_base.narrow(1, first, lq).reshape([b, 1, lq, d]);
     let (mixed, _) = model.mix(Tensor::cat(vec![h_base.clone(); samples], 0), h_post);
     // Only the alphabet's columns leave the device.

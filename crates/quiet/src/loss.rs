@@ -153,6 +153,31 @@ struct States {
     thoughts: Tensor<3, Int>,
 }
 
+/// What the loss terms of positions `at` read: the base states from `at.start` to `talk − 1`
+/// positions past `at.end` (the base predictions of the talk targets; cut at the sequence's
+/// end), and the thought block's states and sampled thoughts at `at`.
+struct Chunk {
+    at: Range<usize>,
+    /// `[batch, ≤ n + talk − 1, d]`
+    h_base: Tensor<3>,
+    /// `[rows, thought + 1 + talk, n, d]`
+    h_diag: Tensor<4>,
+    /// `[rows, thought, n]`
+    thoughts: Tensor<3, Int>,
+}
+
+impl States {
+    fn chunk(&self, at: Range<usize>) -> Chunk {
+        let reach = (at.end + self.dims.talk - 1).min(self.dims.len) - at.start;
+        Chunk {
+            h_base: self.h_base.clone().narrow(1, at.start, reach),
+            h_diag: self.h_diag.clone().narrow(2, at.start, at.len()),
+            thoughts: self.thoughts.clone().narrow(2, at.start, at.len()),
+            at,
+        }
+    }
+}
+
 /// How many positions each loss term averages over (host counts, so that chunks' parts add up
 /// to the whole batch's means).
 #[derive(Debug, Clone, Copy)]
@@ -205,22 +230,17 @@ fn forward_states(model: &QuietModel, sampler_model: &QuietModel, seqs: &[Vec<u3
     States { dims, h_base, h_diag, thoughts }
 }
 
-/// The loss terms of positions `at` (each divided by the whole batch's count, so the parts of
-/// disjoint ranges add up to the loss), from the hidden states.
-fn head_loss(
-    model: &QuietModel,
-    seqs: &[Vec<u32>],
-    st: &States,
-    at: Range<usize>,
-    counts: Counts,
-) -> (Tensor<1>, StatTensors) {
+/// The loss terms of the chunk's positions (each divided by the whole batch's count, so the
+/// parts of disjoint chunks add up to the loss), from its hidden states.
+fn head_loss(model: &QuietModel, seqs: &[Vec<u32>], dims: Dims, x: &Chunk, counts: Counts) -> (Tensor<1>, StatTensors) {
     let cfg = &model.config;
     let device = model.device();
-    let Dims { batch, len, passes, rows, thought, talk, .. } = st.dims;
+    let Dims { batch, len, passes, rows, thought, talk, .. } = dims;
+    let at = x.at.clone();
     let n = at.len();
 
     // Base loss: next-token NLL.
-    let h_base = st.h_base.clone().narrow(1, at.start, n);
+    let h_base = x.h_base.clone().narrow(1, 0, n);
     let base_logp = log_softmax(model.lm.logits(h_base), 2);
     let next = Tensor::<3, Int>::from_data(TensorData::new(shifted(seqs, at.clone(), 1), [batch, n, 1]), &device);
     let has_next = Tensor::<2>::from_data(TensorData::new(ahead_mask(batch, len, at.clone(), 1), [batch, n]), &device);
@@ -228,8 +248,8 @@ fn head_loss(
     let base_nll = -(base_tok * has_next.clone()).sum().div_scalar(counts.next);
 
     // Policy log-probabilities of the sampled thought tokens (steps 0..thought predict tokens 1..=thought).
-    let h_diag = st.h_diag.clone().narrow(2, at.start, n);
-    let thoughts = st.thoughts.clone().narrow(2, at.start, n);
+    let h_diag = x.h_diag.clone();
+    let thoughts = x.thoughts.clone();
     let thought_logits = model.logits4(h_diag.clone().narrow(1, 0, thought)).div_scalar(cfg.reinforce_temperature);
     let thought_logp = log_softmax(thought_logits, 3)
         .gather(3, thoughts.reshape([rows, thought, n, 1]))
@@ -244,7 +264,7 @@ fn head_loss(
     // Mixed predictions of x_{i+1+k}, k < talk: post-thought state at step thought+1+k, base
     // state at i+k.
     let h_post = h_diag.narrow(1, thought + 1, talk); // [rows, talk, n, d]
-    let h_base_ahead = base_states_ahead(&st.h_base, at.clone(), st.dims); // [rows, talk, n, d]
+    let h_base_ahead = base_states_ahead(&x.h_base, n, dims); // [rows, talk, n, d]
     let (mixed, w) = model.mix(h_base_ahead.clone(), h_post.clone());
     // Row r = (pass, sequence b): for k = 1..=talk, x_{i+k} at every position i.
     let targets: Vec<i64> = (0..passes)
@@ -313,7 +333,7 @@ pub fn quiet_loss(
     kernel: Kernel,
 ) -> (Tensor<1>, LossStats) {
     let st = forward_states(model, sampler_model, seqs, kernel);
-    let (loss, stats) = head_loss(model, seqs, &st, 0..st.dims.len, st.dims.counts());
+    let (loss, stats) = head_loss(model, seqs, st.dims, &st.chunk(0..st.dims.len), st.dims.counts());
     (loss, stats.read())
 }
 
@@ -344,51 +364,42 @@ pub fn quiet_gradients(
 ) -> (GradientsParams, LossStats) {
     let st = forward_states(model, sampler_model, seqs, kernel);
     let counts = st.dims.counts();
-    let len = st.dims.len;
-    // The hidden states as leaves of the chunks' graphs.
-    let (h_base, h_diag) = (st.h_base.clone(), st.h_diag.clone());
-    let leaves = States {
-        dims: st.dims,
-        h_base: h_base.clone().detach().require_grad(),
-        h_diag: h_diag.clone().detach().require_grad(),
-        thoughts: st.thoughts.clone(),
-    };
     let mut accumulator = GradientsAccumulator::<QuietModel>::new();
-    let plain = model.device().without_autodiff();
-    let mut g_base: Option<Tensor<3>> = None;
-    let mut g_diag = Vec::new();
     let mut stats: Option<StatTensors> = None;
+    let plain = model.device().without_autodiff();
+    // What the chunks send back to the hidden states: the thought block's gradient in pieces (the
+    // chunks' positions are disjoint), the base states' as terms of the transformer's surrogate
+    // loss (their windows overlap by talk − 1 positions).
+    let mut g_diag = Vec::new();
+    let mut base_terms: Option<Tensor<1>> = None;
     let mut start = 0;
-    while start < len {
-        let at = start..(start + chunk.max(1)).min(len);
-        let (loss, part) = head_loss(model, seqs, &leaves, at.clone(), counts);
+    while start < st.dims.len {
+        let x = st.chunk(start..(start + chunk.max(1)).min(st.dims.len));
+        // The chunk's states as leaves of a graph of its own, of the chunk's size.
+        let leaves = Chunk {
+            at: x.at.clone(),
+            h_base: x.h_base.clone().detach().require_grad(),
+            h_diag: x.h_diag.clone().detach().require_grad(),
+            thoughts: x.thoughts.clone(),
+        };
+        let (loss, part) = head_loss(model, seqs, st.dims, &leaves, counts);
         let mut grads = loss.mul_scalar(scale).backward();
-        // A position's loss reads the base states up to talk − 1 positions ahead: the chunks'
-        // gradients overlap there, so they are summed over the whole sequence.
-        let gb = leaves.h_base.grad_remove(&mut grads).unwrap_or_else(|| Tensor::zeros(h_base.dims(), &plain));
-        g_base = Some(match g_base {
-            Some(acc) => acc + gb,
-            None => gb,
-        });
-        let [r, s, _, d] = h_diag.dims();
-        g_diag.push(
-            leaves
-                .h_diag
-                .grad_remove(&mut grads)
-                .map_or_else(|| Tensor::zeros([r, s, at.len(), d], &plain), |g| g.narrow(2, at.start, at.len())),
-        );
+        if let Some(g) = leaves.h_base.grad_remove(&mut grads) {
+            let term = (x.h_base * g).sum();
+            base_terms = Some(base_terms.map_or(term.clone(), |t| t + term));
+        }
+        g_diag.push(leaves.h_diag.grad_remove(&mut grads).unwrap_or_else(|| Tensor::zeros(x.h_diag.dims(), &plain)));
         accumulator.accumulate(model, GradientsParams::from_grads(grads, model));
         stats = Some(match stats {
             Some(s) => s.add(part),
             None => part,
         });
-        start = at.end;
+        start = x.at.end;
     }
     // One backward of the transformer: the hidden states against the gradients the chunks sent
     // them (constants: they carry no graph).
-    let g_base = g_base.expect("at least one chunk");
-    let g_diag = Tensor::cat(g_diag, 2);
-    let surrogate = (h_base * g_base).sum() + (h_diag * g_diag).sum();
+    let diag_term = (st.h_diag * Tensor::cat(g_diag, 2)).sum();
+    let surrogate = base_terms.map_or(diag_term.clone(), |t| t + diag_term);
     accumulator.accumulate(model, GradientsParams::from_grads(surrogate.backward(), model));
     (accumulator.grads(), stats.expect("at least one chunk").read())
 }
@@ -419,14 +430,13 @@ fn talk_pass(
 }
 
 /// The base hidden state that predicts x_{i+1+k} (the state at position i+k; zeros past the
-/// end) for positions i in `at` and k < talk, repeated for every pass: `[rows, talk, n, d]`.
-fn base_states_ahead(h_base: &Tensor<3>, at: Range<usize>, dims: Dims) -> Tensor<4> {
-    let Dims { batch, len, passes, talk, width, .. } = dims;
-    let device = h_base.device();
-    let n = at.len();
-    // Positions at.start .. at.end + talk − 1, zeros past the end.
-    let have = (at.end + talk - 1).min(len) - at.start;
-    let mut window = h_base.clone().narrow(1, at.start, have);
+/// end) for the chunk's n positions and k < talk, repeated for every pass: `[rows, talk, n, d]`.
+/// `window` holds the base states from the chunk's first position on ([`Chunk::h_base`]).
+fn base_states_ahead(window: &Tensor<3>, n: usize, dims: Dims) -> Tensor<4> {
+    let Dims { batch, passes, talk, width, .. } = dims;
+    let have = window.dims()[1];
+    let device = window.device();
+    let mut window = window.clone();
     if have < n + talk - 1 {
         window = Tensor::cat(vec![window, Tensor::zeros([batch, n + talk - 1 - have, width], &device)], 1);
     }

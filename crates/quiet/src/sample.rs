@@ -48,3 +48,16 @@ pub fn sample_into(model: &QuietModel, state: &mut ThoughtState, temperature: f6
     }
     Tensor::cat(ids, 1)
 }
+
+/// Samples the thought at each thinking position of `state` (fresh) and ends it — the last
+/// thought token, then the end marker. Returns the thought ids `[N, n_thought, Lq]` and the
+/// hidden states after the end marker `[N, 1, Lq, d]` (those that predict the next real token).
+pub fn think_and_end(model: &QuietModel, state: &mut ThoughtState, temperature: f64) -> (Tensor<3, Int>, Tensor<4>) {
+    let thoughts = sample_into(model, state, temperature);
+    let [n, nt, l] = thoughts.dims();
+    let last =
+        model.lm.embed(thoughts.clone().narrow(1, nt - 1, 1).reshape([n, l])).reshape([n, 1, l, model.hidden_size()]);
+    let block = Tensor::cat(vec![last, model.marker_block(true, n, l)], 1);
+    let h_post = model.thought_steps(block, state).narrow(1, 1, 1);
+    (thoughts, h_post)
+}
