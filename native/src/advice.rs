@@ -68,6 +68,7 @@ fn model(e: &ModelError) -> Option<&'static str> {
         ModelError::MissingTokenizer { .. } => Some("or pass a tokenizer.json with --tokenizer"),
         ModelError::UnsupportedTokenizer { .. } => Some("pass a tokenizer.json with --tokenizer"),
         ModelError::NoGpu(_) => Some("or run on the CPU with --device cpu"),
+        ModelError::NoCuda(_) => Some("or use --device gpu (wgpu: Vulkan/Metal) or --device cpu"),
         _ => None,
     }
 }

@@ -9,7 +9,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use rand::{RngExt, SeedableRng};
 
 use starling_model::checkpoint::files::open_checkpoint;
-use starling_model::device::DeviceChoice;
+use starling_model::device::{DeviceChoice, describe_compiler};
 use starling_model::generate::{GenerateConfig, generate_ids};
 use starling_model::weights::load_transformer;
 use starling_train::data::{Example, make_batch};
@@ -40,6 +40,9 @@ pub struct Args {
     /// A JSON file with reference timings (`cpu_timing_reference.forward_no_grad.median_s`, …).
     #[arg(long)]
     reference: Option<PathBuf>,
+    /// Also write the measurements to this JSON file (for scripts such as bench/gpu.sh).
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -130,11 +133,28 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     };
     row(format!("forward {}×{} (no grad)", a.batch, a.seq_len), fwd, reference.as_ref().and_then(|r| r.0));
     row(format!("forward+backward {}×{}", a.batch, a.seq_len), fwd_bwd, reference.as_ref().and_then(|r| r.1));
-    for (b, tps, secs) in gen_rows {
+    for &(b, tps, secs) in &gen_rows {
         println!(
             "| generation, batch {b}, {} prompt + {} new tokens | {tps:.1} tokens/s ({secs:.2} s) | – | – |",
             a.prompt_len, a.new_tokens
         );
+    }
+    if let Some(path) = &a.json {
+        let report = serde_json::json!({
+            "device": dev.name,
+            "compiler": describe_compiler(&dev.device).runtime,
+            "model": loaded.path.display().to_string(),
+            "batch": a.batch,
+            "seq_len": a.seq_len,
+            "runs": a.runs,
+            "forward_s": fwd,
+            "forward_backward_s": fwd_bwd,
+            "generation": gen_rows.iter().map(|&(b, tps, secs)| serde_json::json!({
+                "batch": b, "prompt_len": a.prompt_len, "new_tokens": a.new_tokens,
+                "tokens_per_s": tps, "seconds": secs,
+            })).collect::<Vec<_>>(),
+        });
+        starling_model::checkpoint::files::write_atomic(path, &serde_json::to_vec_pretty(&report)?)?;
     }
     Ok(())
 }

@@ -60,6 +60,7 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
         DeviceChoice::Auto => "auto",
         DeviceChoice::Gpu => "gpu",
         DeviceChoice::Cpu => "cpu",
+        DeviceChoice::Cuda => "cuda",
     };
     if let Some(spec) = &a.single {
         return single(&a, spec, device);

@@ -7,7 +7,9 @@ use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use starling_model::checkpoint::files::{Checkpoint, open_checkpoint};
-use starling_model::device::{DeviceChoice, DeviceReason, SelectedDevice, select_device};
+use starling_model::device::{
+    BackendKind, DeviceChoice, DeviceReason, SelectedDevice, describe_compiler, select_device,
+};
 use starling_model::weights::load_transformer;
 use starling_model::{Tokenizer, Transformer};
 
@@ -17,10 +19,14 @@ pub fn pick_device(choice: DeviceChoice) -> Result<SelectedDevice> {
     let how_else = match &d.reason {
         DeviceReason::CpuAsked => " (--device cpu)",
         DeviceReason::GpuAsked { .. } => " (--device gpu)",
+        DeviceReason::CudaAsked => " (--device cuda)",
         DeviceReason::AutoSoftwareOnly { .. } => "; --device gpu forces it",
         DeviceReason::AutoHardware | DeviceReason::AutoNoAdapter { .. } => "",
     };
     eprintln!("device: {} — {}{how_else}", d.name, d.reason);
+    if d.backend != BackendKind::Flex {
+        eprintln!("device: {}", describe_compiler(&d.device));
+    }
     Ok(d)
 }
 

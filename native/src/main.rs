@@ -10,6 +10,7 @@ mod common;
 mod eval;
 mod generate;
 mod info;
+mod init_model;
 mod perplexity;
 mod quiet;
 mod quiet_demo;
@@ -32,7 +33,9 @@ use starling_model::device::DeviceChoice;
 #[command(name = "starling", version, about, long_about, after_help = EXAMPLES)]
 struct Cli {
     /// Where to run: `auto` (a hardware GPU through wgpu if present, else the CPU), `gpu` (the
-    /// first wgpu adapter, software ones like lavapipe included) or `cpu` (burn's flex backend).
+    /// first wgpu adapter, software ones like lavapipe included; its shader compiler is SPIR-V on
+    /// Vulkan in builds with `--features vulkan`, else WGSL), `cuda` (an NVIDIA GPU; builds with
+    /// `--features cuda`) or `cpu` (burn's flex backend). The device and its compiler are printed.
     #[arg(long, global = true, default_value = "auto")]
     device: DeviceChoice,
 
@@ -58,6 +61,8 @@ const EXAMPLES: &str = "Examples:
 enum Command {
     /// Describe a model: format, architecture, size, tokenizer, GGUF metadata.
     Info(info::Args),
+    /// Write a randomly initialised model of a config.json's shape (for benchmarks).
+    InitModel(init_model::Args),
     /// Generate text from one or more prompts (batched, KV-cached, streamed).
     Generate(generate::Args),
     /// Perplexity of a text file under a model.
@@ -73,7 +78,7 @@ enum Command {
     BenchRationales(bench_rationales::Args),
     /// Time forward, forward+backward and generation of a model on the chosen device.
     Bench(bench::Args),
-    /// Thought-parallel attention, forward + backward: fused WGSL kernels vs the dense-mask
+    /// Thought-parallel attention, forward + backward: the fused kernels vs the dense-mask
     /// reference (time and peak memory) over sequence × thought lengths.
     BenchThought(bench_thought::Args),
     /// Quiet-STaR: train a model to think before every token; generate and analyze with thoughts.
@@ -102,6 +107,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info(a) => info::run(a),
+        Command::InitModel(a) => init_model::run(a),
         Command::Generate(a) => generate::run(a, cli.device),
         Command::Perplexity(a) => perplexity::run(a, cli.device),
         Command::TrainLm(a) => train_lm::run(a, cli.device),

@@ -1,5 +1,10 @@
 //! Choosing where tensors live: a wgpu adapter (Vulkan / Metal / DX12 natively, WebGPU in the
-//! browser) or burn's pure-Rust CPU backend (flex).
+//! browser), an NVIDIA GPU through CUDA (builds with the `cuda` feature), or burn's pure-Rust CPU
+//! backend (flex).
+//!
+//! On wgpu the shader compiler follows the build and the adapter: SPIR-V on a Vulkan adapter with
+//! the features cubecl needs when built with `vulkan`, MSL on Metal with `metal`, WGSL otherwise
+//! (always in the browser). [`describe_compiler`] says which one a device got.
 
 use burn::backend::DispatchDevice;
 use burn::tensor::Device;
@@ -15,6 +20,9 @@ pub enum DeviceChoice {
     Gpu,
     /// burn's flex backend on the CPU.
     Cpu,
+    /// The first NVIDIA GPU through CUDA (a build with the `cuda` feature; the driver is loaded
+    /// at run time).
+    Cuda,
 }
 
 impl std::str::FromStr for DeviceChoice {
@@ -24,7 +32,8 @@ impl std::str::FromStr for DeviceChoice {
             "auto" => Ok(DeviceChoice::Auto),
             "gpu" | "wgpu" => Ok(DeviceChoice::Gpu),
             "cpu" | "flex" => Ok(DeviceChoice::Cpu),
-            other => Err(format!("unknown device `{other}` (expected auto, gpu or cpu)")),
+            "cuda" => Ok(DeviceChoice::Cuda),
+            other => Err(format!("unknown device `{other}` (expected auto, gpu, cuda or cpu)")),
         }
     }
 }
@@ -32,6 +41,7 @@ impl std::str::FromStr for DeviceChoice {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
     Wgpu,
+    Cuda,
     Flex,
 }
 
@@ -50,6 +60,8 @@ pub struct SelectedDevice {
 pub enum DeviceReason {
     /// The CPU was asked for.
     CpuAsked,
+    /// CUDA was asked for.
+    CudaAsked,
     /// A GPU was asked for; `software` when the adapter is a CPU implementation of the API.
     GpuAsked { software: bool },
     /// Automatic choice: the first hardware adapter.
@@ -64,6 +76,7 @@ impl std::fmt::Display for DeviceReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DeviceReason::CpuAsked => write!(f, "the CPU was asked for"),
+            DeviceReason::CudaAsked => write!(f, "CUDA was asked for"),
             DeviceReason::GpuAsked { software: false } => write!(f, "a GPU was asked for"),
             DeviceReason::GpuAsked { software: true } => {
                 write!(f, "a GPU was asked for; note this adapter is a software (CPU) implementation")
@@ -149,6 +162,7 @@ pub fn select_device(choice: DeviceChoice) -> Result<SelectedDevice> {
     };
     match choice {
         DeviceChoice::Cpu => Ok(flex(DeviceReason::CpuAsked)),
+        DeviceChoice::Cuda => start_cuda(),
         DeviceChoice::Gpu => match init_wgpu() {
             Ok((device, a)) => {
                 let software = a.is_software;
@@ -164,10 +178,79 @@ pub fn select_device(choice: DeviceChoice) -> Result<SelectedDevice> {
     }
 }
 
+#[cfg(all(feature = "cuda", not(target_family = "wasm")))]
+fn start_cuda() -> Result<SelectedDevice> {
+    // cudarc loads the driver on first use and panics when there is none.
+    let device = std::panic::catch_unwind(|| {
+        let device = Device::cuda(0);
+        describe_compiler(&device);
+        device
+    })
+    .map_err(|_| ModelError::NoCuda("no CUDA driver or GPU could be started".into()))?;
+    Ok(SelectedDevice {
+        device,
+        backend: BackendKind::Cuda,
+        name: "cuda: GPU 0".into(),
+        reason: DeviceReason::CudaAsked,
+    })
+}
+
+#[cfg(all(not(feature = "cuda"), not(target_family = "wasm")))]
+fn start_cuda() -> Result<SelectedDevice> {
+    Err(ModelError::NoCuda("this build has no CUDA runtime".into()))
+}
+
 /// Which backend a device runs on (autodiff wrappers looked through).
 pub fn backend_of(device: &Device) -> BackendKind {
     match device.clone().without_autodiff().as_dispatch() {
         DispatchDevice::Flex(_) => BackendKind::Flex,
+        DispatchDevice::Cube(cube) if cube.client().name().starts_with("cuda") => BackendKind::Cuda,
         _ => BackendKind::Wgpu,
+    }
+}
+
+/// What compiles a device's kernels and what its matmuls can use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompilerInfo {
+    /// cubecl's runtime name: `wgpu<wgsl>`, `wgpu<spirv>`, `wgpu<msl>`, `cuda`; `none` off cubecl.
+    pub runtime: String,
+    /// Cooperative-matrix (tensor-core) multiply-accumulate shapes the compiler can emit.
+    pub tensor_core_shapes: usize,
+    /// Element types those shapes take as inputs, e.g. `f16, bf16`.
+    pub tensor_core_inputs: Vec<String>,
+}
+
+impl std::fmt::Display for CompilerInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "compiler {}", self.runtime)?;
+        if self.tensor_core_shapes == 0 {
+            write!(f, ", no cooperative-matrix (tensor-core) matmul")
+        } else {
+            write!(
+                f,
+                ", cooperative-matrix matmul: {} shapes ({})",
+                self.tensor_core_shapes,
+                self.tensor_core_inputs.join(", ")
+            )
+        }
+    }
+}
+
+/// The compiler a device's kernels go through, and its tensor-core support.
+pub fn describe_compiler(device: &Device) -> CompilerInfo {
+    match device.clone().without_autodiff().as_dispatch() {
+        DispatchDevice::Cube(cube) => {
+            let client = cube.client();
+            let cmma = &client.properties().features.matmul.cmma;
+            let mut inputs: Vec<String> = cmma.iter().map(|c| format!("{:?}", c.a_type).to_lowercase()).collect();
+            inputs.sort();
+            inputs.dedup();
+            CompilerInfo {
+                runtime: client.name().to_string(),
+                tensor_core_shapes: cmma.len(),
+                tensor_core_inputs: inputs,
+            }
+        }
+        _ => CompilerInfo { runtime: "none (CPU backend)".into(), tensor_core_shapes: 0, tensor_core_inputs: vec![] },
     }
 }

@@ -61,6 +61,13 @@ pub enum ModelError {
          apt install mesa-vulkan-drivers)"
     )]
     NoGpu(String),
+
+    /// `--device cuda` in a build without CUDA, or on a machine without an NVIDIA driver.
+    #[error(
+        "CUDA is not available: {0}; CUDA needs an NVIDIA driver and a build with the `cuda` feature \
+         (cargo build --release -p starling-cli --features cuda)"
+    )]
+    NoCuda(String),
 }
 
 impl ModelError {

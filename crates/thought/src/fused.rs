@@ -1,25 +1,32 @@
-//! The WGSL kernels, launched through burn's backend-extension mechanism, and their autodiff
-//! wiring: the forward saves each query row's log-sum-exp; the backward recomputes the
-//! probabilities from it (flash-attention style) in three kernels — dQ (+ delta), dK/dV of the
-//! real keys, dK/dV of the thought keys.
+//! The CubeCL kernels of `starling-shaders`, launched through burn's backend-extension mechanism
+//! on any cubecl runtime (wgpu with WGSL, SPIR-V or MSL; CUDA), and their autodiff wiring: the
+//! forward saves each query row's log-sum-exp; the backward recomputes the probabilities from it
+//! (flash-attention style) — per-row statistics, dQ, dK/dV of the real keys, dK/dV of the
+//! thought keys.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::wgpu::{CubeTensor, KernelSource, SourceKernel, SourceTemplate, into_contiguous};
 use burn::backend::{Autodiff, Backend, Cube, backend_extension};
-use burn::tensor::{DType, Shape, Tensor};
-use cubecl::prelude::{CubeCount, CubeDim, KernelId};
-use cubecl::server::{KernelArguments, MetadataBindingInfo};
+use burn::tensor::{DType, Shape, Slice, Tensor};
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
+use burn_cubecl::tensor::CubeTensor;
+use cubecl::calculate_cube_count_elemwise;
+use cubecl::prelude::{BufferArg, CubeCount, CubeDim, CubeElement};
+use starling_shaders::{
+    DimsLaunch, thought_attention_bwd_dkv_diag, thought_attention_bwd_dkv_real, thought_attention_bwd_dq,
+    thought_attention_fwd, thought_attention_stats,
+};
 
 use crate::Visibility;
 
 const WORKGROUP: u32 = 64;
-const COMMON: &str = include_str!("../../../shaders/thought_attention_common.wgsl");
 
-/// The op as a backend extension: implemented by the cubecl backend (WGSL) and by autodiff over
+/// The op as a backend extension: implemented by the cubecl backend (every runtime) and by autodiff over
 /// it (custom backward).
 #[backend_extension(Cube, Autodiff)]
 pub trait ThoughtAttentionBackend: Backend {
@@ -96,36 +103,8 @@ impl ThoughtAttentionBackend for Cube {
     }
 }
 
-/// One of the four kernels: the WGSL file and the sizes baked into it.
-struct ThoughtKernel {
-    name: &'static str,
-    source: &'static str,
-    head_dim: usize,
-}
-
-impl KernelSource for ThoughtKernel {
-    fn source(&self) -> SourceTemplate {
-        SourceTemplate::new(self.source.replace("{{common}}", COMMON))
-            .register("head_dim", self.head_dim.to_string())
-            .register("workgroup_size", WORKGROUP.to_string())
-    }
-
-    fn id(&self) -> KernelId {
-        KernelId::new::<Self>().info((self.name, self.head_dim))
-    }
-
-    fn lang(&self) -> &'static str {
-        "wgsl"
-    }
-}
-
-const FWD: &str = include_str!("../../../shaders/thought_attention_fwd.wgsl");
-const BWD_DQ: &str = include_str!("../../../shaders/thought_attention_bwd_dq.wgsl");
-const BWD_DKV_REAL: &str = include_str!("../../../shaders/thought_attention_bwd_dkv_real.wgsl");
-const BWD_DKV_DIAG: &str = include_str!("../../../shaders/thought_attention_bwd_dkv_diag.wgsl");
-
-/// Sizes of one call, and the info words every kernel reads.
-struct Dims {
+/// Sizes of one call.
+struct Sizes {
     b: usize,
     h: usize,
     kvh: usize,
@@ -138,82 +117,104 @@ struct Dims {
     hd: usize,
 }
 
-impl Dims {
+impl Sizes {
     fn of(inputs: &Inputs<Cube>) -> Self {
         let q = inputs.q.meta.shape();
         let kd = inputs.k_diag.meta.shape();
         let kr = inputs.k_real.meta.shape();
-        Dims { b: q[0], h: q[1], kvh: kd[1], sq: q[2], sk: kd[2], lq: q[3], l: kr[2], hd: q[4] }
+        Sizes { b: q[0], h: q[1], kvh: kd[1], sq: q[2], sk: kd[2], lq: q[3], l: kr[2], hd: q[4] }
     }
 
-    /// Info words, in the order `thought_attention_common.wgsl` reads them.
-    fn info(&self, layout: &[u32]) -> MetadataBindingInfo {
-        let mut words = vec![
-            self.b as u64,
-            self.h as u64,
-            self.kvh as u64,
-            self.sq as u64,
-            self.sk as u64,
-            self.lq as u64,
-            crate::scale(self.hd).to_bits() as u64,
-            self.l as u64,
-        ];
-        words.extend(layout.iter().map(|&w| w as u64));
-        MetadataBindingInfo::custom(words)
+    fn query_rows(&self) -> usize {
+        self.b * self.h * self.sq * self.lq
+    }
+
+    /// The kernels' view of the sizes and the [`Visibility`] (`layout` = first, window, pads).
+    fn launch_dims(&self, layout: &[u32]) -> DimsLaunch {
+        DimsLaunch::new(
+            self.b,
+            self.h,
+            self.kvh,
+            self.sq,
+            self.sk,
+            self.lq,
+            self.l,
+            layout[0] as usize,
+            layout[1] as usize,
+        )
     }
 }
 
 fn empty(like: &CubeTensor, shape: Vec<usize>) -> CubeTensor {
-    let bytes = shape.iter().product::<usize>() * core::mem::size_of::<f32>();
-    CubeTensor::new_contiguous(
-        like.client.clone(),
-        like.device.clone(),
-        Shape::from(shape),
-        like.client.empty(bytes.max(4)),
-        DType::F32,
-    )
+    empty_device_contiguous_dtype(like.client.clone(), like.device.clone(), Shape::from(shape), DType::F32)
 }
 
-/// Launches `kernel` over `invocations` threads (a 2-D grid when the count exceeds one axis).
-fn launch(
-    like: &CubeTensor,
-    kernel: ThoughtKernel,
-    invocations: usize,
-    buffers: &[&CubeTensor],
-    info: MetadataBindingInfo,
-) {
-    let groups = invocations.div_ceil(WORKGROUP as usize).max(1) as u32;
-    let x = groups.min(65_535);
-    let y = groups.div_ceil(x);
-    let mut args = KernelArguments::new();
-    for t in buffers {
-        args = args.with_buffer(t.handle.clone().binding());
-    }
-    like.client.launch(
-        Box::new(SourceKernel::new(kernel, CubeDim::new_1d(WORKGROUP))),
-        CubeCount::Static(x, y, 1),
-        args.with_info(info),
-    );
+/// Keys and values in one buffer, `[2, ...]`: the kernels then bind one buffer for both.
+fn pack(k: &CubeTensor, v: &CubeTensor) -> CubeTensor {
+    let one = |t: &CubeTensor| {
+        let mut dims = vec![1];
+        dims.extend(t.meta.shape().iter().copied());
+        Cube::float_reshape(t.clone(), Shape::from(dims))
+    };
+    into_contiguous(Cube::float_cat(vec![one(k), one(v)], 0))
+}
+
+/// The two halves of a packed `[2, ...]` tensor, each of shape `dims`.
+fn unpack(kv: CubeTensor, dims: &[usize]) -> (CubeTensor, CubeTensor) {
+    let half = |i: usize| {
+        let mut ranges = vec![Slice::new(i as isize, Some(i as isize + 1), 1)];
+        ranges.extend(dims.iter().map(|&n| Slice::new(0, Some(n as isize), 1)));
+        Cube::float_reshape(Cube::float_slice(kv.clone(), &ranges), Shape::from(dims.to_vec()))
+    };
+    (half(0), half(1))
+}
+
+/// Each row's padding, as the kernels read it.
+fn pads_arg(like: &CubeTensor, layout: &[u32]) -> BufferArg {
+    let pads = &layout[2..];
+    let handle = like.client.create_from_slice(u32::as_bytes(pads));
+    // SAFETY: the handle was just created from `pads.len()` u32 values.
+    unsafe { BufferArg::from_raw_parts(handle, pads.len()) }
 }
 
 fn check_f32(t: &CubeTensor) {
     assert_eq!(t.dtype, DType::F32, "the fused thought-attention kernels take f32 tensors");
 }
 
+/// One unit per item, 64 to a cube.
+fn grid(like: &CubeTensor, items: usize) -> (CubeCount, CubeDim) {
+    let dim = CubeDim::new_1d(WORKGROUP);
+    (calculate_cube_count_elemwise(&like.client, items, dim), dim)
+}
+
 impl ThoughtAttentionKernels for Cube {
     fn thought_attention_forward(inputs: &Inputs<Self>) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let x = contiguous(inputs);
-        let d = Dims::of(&x);
+        let d = Sizes::of(&x);
         let out = empty(&x.q, vec![d.b, d.h, d.sq, d.lq, d.hd]);
         let lse = empty(&x.q, vec![d.b, d.h, d.sq, d.lq]);
-        let kernel = ThoughtKernel { name: "fwd", source: FWD, head_dim: d.hd };
-        launch(
-            &x.q,
-            kernel,
-            d.b * d.h * d.sq * d.lq,
-            &[&x.q, &x.k_real, &x.v_real, &x.k_diag, &x.v_diag, &out, &lse],
-            d.info(&x.layout),
-        );
+        if d.query_rows() == 0 {
+            return (out, lse);
+        }
+        let (count, dim) = grid(&x.q, d.query_rows());
+        // SAFETY: every buffer is contiguous with the shapes the kernel indexes by (`Sizes`),
+        // and each unit returns before touching memory when its row is out of range.
+        unsafe {
+            thought_attention_fwd::launch_unchecked(
+                &x.q.client,
+                count,
+                dim,
+                x.q.clone().into_buffer_arg(),
+                pack(&x.k_real, &x.v_real).into_buffer_arg(),
+                pack(&x.k_diag, &x.v_diag).into_buffer_arg(),
+                pads_arg(&x.q, &x.layout),
+                out.clone().into_buffer_arg(),
+                lse.clone().into_buffer_arg(),
+                d.launch_dims(&x.layout),
+                crate::scale(d.hd),
+                d.hd,
+            );
+        }
         (out, lse)
     }
 
@@ -224,36 +225,90 @@ impl ThoughtAttentionKernels for Cube {
         grad_out: FloatTensor<Self>,
     ) -> [FloatTensor<Self>; 5] {
         let x = contiguous(inputs);
-        let d = Dims::of(&x);
+        let d = Sizes::of(&x);
         let (out, lse, dout) = (into_contiguous(out), into_contiguous(lse), into_contiguous(grad_out));
+        let real_dims = [d.b, d.kvh, d.l, d.hd];
+        let diag_dims = [d.b, d.kvh, d.sk, d.lq, d.hd];
         let dq = empty(&x.q, vec![d.b, d.h, d.sq, d.lq, d.hd]);
-        let delta = empty(&x.q, vec![d.b, d.h, d.sq, d.lq]);
-        let dk_real = empty(&x.q, vec![d.b, d.kvh, d.l, d.hd]);
-        let dv_real = empty(&x.q, vec![d.b, d.kvh, d.l, d.hd]);
-        let dk_diag = empty(&x.q, vec![d.b, d.kvh, d.sk, d.lq, d.hd]);
-        let dv_diag = empty(&x.q, vec![d.b, d.kvh, d.sk, d.lq, d.hd]);
-        let kernel = |name, source| ThoughtKernel { name, source, head_dim: d.hd };
-        launch(
-            &x.q,
-            kernel("bwd_dq", BWD_DQ),
-            d.b * d.h * d.sq * d.lq,
-            &[&x.q, &x.k_real, &x.v_real, &x.k_diag, &x.v_diag, &out, &lse, &dout, &dq, &delta],
-            d.info(&x.layout),
-        );
-        launch(
-            &x.q,
-            kernel("bwd_dkv_real", BWD_DKV_REAL),
-            d.b * d.kvh * d.l,
-            &[&x.q, &x.k_real, &x.v_real, &lse, &dout, &delta, &dk_real, &dv_real],
-            d.info(&x.layout),
-        );
-        launch(
-            &x.q,
-            kernel("bwd_dkv_diag", BWD_DKV_DIAG),
-            d.b * d.kvh * d.sk * d.lq,
-            &[&x.q, &x.k_diag, &x.v_diag, &lse, &dout, &delta, &dk_diag, &dv_diag],
-            d.info(&x.layout),
-        );
+        let dkv_real = empty(&x.q, [&[2][..], &real_dims].concat());
+        let dkv_diag = empty(&x.q, [&[2][..], &diag_dims].concat());
+        let stats = empty(&x.q, vec![d.query_rows(), 2]);
+        let kv_real = pack(&x.k_real, &x.v_real);
+        let kv_diag = pack(&x.k_diag, &x.v_diag);
+        let client = &x.q.client;
+        let scale = crate::scale(d.hd);
+        let rows = d.query_rows();
+        // SAFETY: as in the forward: contiguous buffers of the shapes `Sizes` describes, and
+        // units out of range return first.
+        unsafe {
+            if rows > 0 {
+                let (count, dim) = grid(&x.q, rows);
+                thought_attention_stats::launch_unchecked(
+                    client,
+                    count,
+                    dim,
+                    out.into_buffer_arg(),
+                    dout.clone().into_buffer_arg(),
+                    lse.into_buffer_arg(),
+                    stats.clone().into_buffer_arg(),
+                    rows,
+                    d.hd,
+                );
+                let (count, dim) = grid(&x.q, rows);
+                thought_attention_bwd_dq::launch_unchecked(
+                    client,
+                    count,
+                    dim,
+                    x.q.clone().into_buffer_arg(),
+                    kv_real.clone().into_buffer_arg(),
+                    kv_diag.clone().into_buffer_arg(),
+                    pads_arg(&x.q, &x.layout),
+                    stats.clone().into_buffer_arg(),
+                    dout.clone().into_buffer_arg(),
+                    dq.clone().into_buffer_arg(),
+                    d.launch_dims(&x.layout),
+                    scale,
+                    d.hd,
+                );
+            }
+            let real_keys = d.b * d.kvh * d.l;
+            if real_keys > 0 {
+                let (count, dim) = grid(&x.q, real_keys);
+                thought_attention_bwd_dkv_real::launch_unchecked(
+                    client,
+                    count,
+                    dim,
+                    x.q.clone().into_buffer_arg(),
+                    kv_real.into_buffer_arg(),
+                    pads_arg(&x.q, &x.layout),
+                    stats.clone().into_buffer_arg(),
+                    dout.clone().into_buffer_arg(),
+                    dkv_real.clone().into_buffer_arg(),
+                    d.launch_dims(&x.layout),
+                    scale,
+                    d.hd,
+                );
+            }
+            let thought_keys = d.b * d.kvh * d.sk * d.lq;
+            if thought_keys > 0 {
+                let (count, dim) = grid(&x.q, thought_keys);
+                thought_attention_bwd_dkv_diag::launch_unchecked(
+                    client,
+                    count,
+                    dim,
+                    x.q.clone().into_buffer_arg(),
+                    kv_diag.into_buffer_arg(),
+                    stats.into_buffer_arg(),
+                    dout.into_buffer_arg(),
+                    dkv_diag.clone().into_buffer_arg(),
+                    d.launch_dims(&x.layout),
+                    scale,
+                    d.hd,
+                );
+            }
+        }
+        let (dk_real, dv_real) = unpack(dkv_real, &real_dims);
+        let (dk_diag, dv_diag) = unpack(dkv_diag, &diag_dims);
         [dq, dk_real, dv_real, dk_diag, dv_diag]
     }
 }

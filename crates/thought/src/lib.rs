@@ -6,8 +6,9 @@
 //! position's thought. All L thoughts therefore advance together, one step per forward pass.
 //!
 //! Three implementations, same results:
-//! - [`Kernel::Fused`]: WGSL compute shaders (`shaders/thought_attention_*.wgsl`), forward and a
-//!   hand-written backward, online softmax, memory O(L·S·d) — on wgpu devices.
+//! - [`Kernel::Fused`]: CubeCL kernels (`starling-shaders`, compiled to WGSL, SPIR-V, MSL or CUDA
+//!   by the device's runtime), forward and a
+//!   hand-written backward, online softmax, memory O(L·S·d) — on wgpu and CUDA devices.
 //! - [`Kernel::Split`]: plain burn tensor ops that score the real keys (an L×L causal block) and
 //!   the position's own thought keys (an Sq×Sk block per position) separately — every backend.
 //! - [`Kernel::Dense`]: the formulation of the official code, one explicit mask over all
@@ -30,7 +31,7 @@ pub use fused::{ThoughtAttentionBackend, ThoughtAttentionKernels};
 /// Which implementation computes the op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Kernel {
-    /// Fused WGSL on wgpu devices, [`Kernel::Split`] elsewhere.
+    /// Fused kernels on GPU (cubecl) devices, [`Kernel::Split`] elsewhere.
     #[default]
     Auto,
     Fused,
@@ -52,14 +53,17 @@ impl std::str::FromStr for Kernel {
 }
 
 impl Kernel {
-    /// The implementation that runs on `device`. Asking for `Fused` off wgpu is a programming
-    /// error (the kernels exist only as WGSL).
+    /// The implementation that runs on `device`. Asking for `Fused` off a GPU device is a programming
+    /// error (the kernels run on cubecl's GPU runtimes).
     pub fn resolve(self, device: &Device) -> Kernel {
         match self {
             Kernel::Auto if fused_available(device) => Kernel::Fused,
             Kernel::Auto => Kernel::Split,
             Kernel::Fused => {
-                assert!(fused_available(device), "the fused thought-attention kernel needs a wgpu device");
+                assert!(
+                    fused_available(device),
+                    "the fused thought-attention kernel needs a GPU (wgpu or CUDA) device"
+                );
                 Kernel::Fused
             }
             k => k,
@@ -67,7 +71,8 @@ impl Kernel {
     }
 }
 
-/// Whether the WGSL kernels can run on `device` (a wgpu device, with or without autodiff).
+/// Whether the fused kernels can run on `device` (a cubecl device — wgpu or CUDA — with or
+/// without autodiff).
 pub fn fused_available(device: &Device) -> bool {
     matches!(device.clone().without_autodiff().as_dispatch(), DispatchDevice::Cube(_))
 }
@@ -75,7 +80,7 @@ pub fn fused_available(device: &Device) -> bool {
 /// Why a kernel cannot run where it was asked to (front ends say which setting to change).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KernelError {
-    #[error("the fused thought-attention kernel runs only on wgpu devices")]
+    #[error("the fused thought-attention kernel runs only on GPU devices (wgpu or CUDA)")]
     FusedNeedsWgpu,
     #[error("head dim {head_dim} is above the fused thought-attention kernel's limit of {limit}")]
     HeadDimTooLarge { head_dim: usize, limit: usize },
@@ -93,13 +98,13 @@ pub fn check_kernel(kernel: Kernel, device: &Device, head_dim: usize) -> Result<
     Ok(())
 }
 
-/// Largest head dimension the WGSL kernels accept (they keep a few head-sized rows per
+/// Largest head dimension the fused kernels accept (they keep a few head-sized rows per
 /// invocation in private memory).
 pub const MAX_FUSED_HEAD_DIM: usize = 256;
 
 /// Which keys a thought query sees, besides the thought structure itself (its own position's
-/// thought, steps up to its own). The rules are written here once; the WGSL kernels repeat them
-/// (`shaders/thought_attention_common.wgsl`) and the tests hold the two to each other.
+/// thought, steps up to its own). The rules are written here once; the GPU kernels repeat them
+/// (`shaders/src/visibility.rs`) and the tests hold the two to each other.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Visibility {
     /// Padding slots at the start of each row: never visible.

@@ -173,6 +173,44 @@ fn fused_equals_dense_reference() {
     }
 }
 
+/// A wgpu device limited to WebGPU's default of 8 storage buffers per shader stage, as a browser
+/// gives the page unless it asks for more.
+fn wgpu_with_webgpu_buffer_limit() -> Device {
+    use burn::tensor::wgpu::{WgpuSetup, wgpu};
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = wgpu::Backends::VULKAN;
+    let instance = wgpu::Instance::new(desc);
+    let adapter = cubecl::future::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
+        .expect("these tests need a Vulkan adapter (on Debian: apt install mesa-vulkan-drivers)");
+    let mut limits = adapter.limits();
+    limits.max_storage_buffers_per_shader_stage = 8;
+    let (device, queue) = cubecl::future::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        required_features: adapter.features().difference(wgpu::Features::MAPPABLE_PRIMARY_BUFFERS),
+        required_limits: limits,
+        ..Default::default()
+    }))
+    .expect("a device with WebGPU's storage-buffer limit");
+    let backend = adapter.get_info().backend;
+    let setup = WgpuSetup { instance, adapter, device, queue, backend };
+    Device::wgpu_options().setup(setup).init().expect("registering the limited device")
+}
+
+/// No kernel binds more than WebGPU's default of 8 storage buffers (cubecl's metadata buffer
+/// included), so the browser can train with the fused kernels: forward and backward run on a
+/// device with that limit (wgpu refuses a pipeline over it) and agree with the reference.
+#[test]
+fn fused_kernels_fit_webgpu_default_buffer_limit() {
+    let device = wgpu_with_webgpu_buffer_limit();
+    let (c, pad) = CASES[4];
+    let x = Inputs::new(c, 5);
+    let (out_ref, g_ref) = run(c, pad, &x, &Device::flex(), Kernel::Dense);
+    let (out_f, g_f) = run(c, pad, &x, &device, Kernel::Fused);
+    assert_close("output", &out_f, &out_ref, 1e-4);
+    for k in 0..5 {
+        assert_close(NAMES[k], &g_f[k], &g_ref[k], 1e-3);
+    }
+}
+
 #[test]
 fn thoughts_never_see_other_positions() {
     // Changing position 3's thought keys/values changes only position 3's outputs.
