@@ -6,7 +6,8 @@
 #
 # Needs Rust >= 1.95 (rustup). What it installs when missing:
 #   - Debian packages: mesa-vulkan-drivers + libvulkan1 (a CPU Vulkan driver, so every wgpu test
-#     runs for real without a GPU), chromium, nodejs and npm (the browser tests). Installed with
+#     runs for real without a GPU), python3 (bench/gpu.sh), chromium, nodejs and npm (the browser
+#     tests). Installed with
 #     apt-get when run as root or with password-less sudo; otherwise it stops and prints the
 #     command to run.
 #   - rustup components clippy and rustfmt, and the wasm32-unknown-unknown target.
@@ -32,7 +33,7 @@ web=1
 [ "${STARLING_SKIP_WEB:-0}" = 1 ] && web=0
 
 # --- Debian packages ----------------------------------------------------------------------------
-packages=(mesa-vulkan-drivers libvulkan1)
+packages=(mesa-vulkan-drivers libvulkan1 python3)
 [ $web = 1 ] && packages+=(chromium nodejs)
 missing=()
 if command -v dpkg >/dev/null 2>&1; then
@@ -88,6 +89,22 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 # --- the test suite ------------------------------------------------------------------------------
 say "cargo test --release --workspace"
 cargo test --release --workspace
+say "bench/gpu.sh --small (the GPU benchmark, dry run on this machine's wgpu adapter)"
+gpu_bench=$(mktemp -d)
+STARLING="$CARGO_TARGET_DIR/release/starling" bench/gpu.sh --small --out "$gpu_bench" >/dev/null
+# Every Starling measurement of the WGSL column must hold a number (a failed one shows "–").
+python3 - "$gpu_bench/gpu-bench.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+wgsl = [c for c in r["columns"] if c.get("compiler") == "wgpu<wgsl>"]
+assert wgsl, "no WGSL column in the GPU benchmark"
+c = wgsl[0]
+missing = [k for k in ("thought_fused_s", "thought_split_s", "quiet_step_s") if not c.get(k)]
+missing += [k for k in ("forward_s", "forward_backward_s") if not (c.get("model") or {}).get(k)]
+assert not missing, f"gpu.sh --small measured nothing for {missing}: {c['status']}"
+print("gpu.sh --small: every measurement of the WGSL column present")
+PY
+rm -rf "$gpu_bench"
 if [ $web = 1 ]; then
   say "browser tests (web/test.sh)"
   web/test.sh
