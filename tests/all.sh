@@ -7,9 +7,8 @@
 # Needs Rust >= 1.95 (rustup). What it installs when missing:
 #   - Debian packages: mesa-vulkan-drivers + libvulkan1 (a CPU Vulkan driver, so every wgpu test
 #     runs for real without a GPU), python3 (bench/gpu.sh), chromium, nodejs and npm (the browser
-#     tests). Installed with
-#     apt-get when run as root or with password-less sudo; otherwise it stops and prints the
-#     command to run.
+#     tests). Installed with apt-get when run as root or with password-less sudo; otherwise it
+#     stops and prints the command to run.
 #   - rustup components clippy and rustfmt, and the wasm32-unknown-unknown target.
 #   - wasm-bindgen-cli at the version pinned in Cargo.lock (web/build.sh, into ~/.cargo/bin).
 #

@@ -6,11 +6,11 @@
 //!
 //! | kernel | one unit per | computes |
 //! |---|---|---|
-//! | [`thought_attention_fwd`] | query row (b, h, step, i) | output and log-sum-exp (online softmax) |
-//! | [`thought_attention_stats`] | query row | (log-sum-exp, delta = ⟨dO, O⟩), read by the three below |
-//! | [`thought_attention_bwd_dq`] | query row | dQ |
-//! | [`thought_attention_bwd_dkv_real`] | real key (b, kv head, j) | dK, dV of the real tokens |
-//! | [`thought_attention_bwd_dkv_diag`] | thought key (b, kv head, t, i) | dK, dV of the thought tokens |
+//! | [`fn@thought_attention_fwd`] | query row (b, h, step, i) | output and log-sum-exp (online softmax) |
+//! | [`fn@thought_attention_stats`] | query row | (log-sum-exp, delta = ⟨dO, O⟩), read by the three below |
+//! | [`fn@thought_attention_bwd_dq`] | query row | dQ |
+//! | [`fn@thought_attention_bwd_dkv_real`] | real key (b, kv head, j) | dK, dV of the real tokens |
+//! | [`fn@thought_attention_bwd_dkv_diag`] | thought key (b, kv head, t, i) | dK, dV of the thought tokens |
 //!
 //! Layout (contiguous f32, row-major), the same for every kernel:
 //! - `q` `[B, H, Sq, Lq, hd]`: Sq thought steps (the last Sq of Sk) of the Lq thinking positions,
