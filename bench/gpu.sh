@@ -102,6 +102,8 @@ measure() {
   local status=ok
   if [ $rc = 124 ] || [ $rc = 137 ]; then
     status="over its ${budget} s budget"
+  elif [ $rc -gt 128 ]; then
+    status="crashed (signal $((rc - 128)))"
   elif [ $rc = 3 ]; then
     status="skipped: $(tail -n 1 "$out/$name.err" | cut -c1-160)"
   elif [ $rc != 0 ]; then
@@ -114,10 +116,14 @@ measure() {
 for entry in "${builds[@]}"; do
   name=${entry%%=*}
   bin=${entry#*=}
-  # wgpu (`gpu`: WGSL, or SPIR-V in a `vulkan` build on a Vulkan adapter that supports it);
-  # CUDA in the `gpu` build (or a single binary, which may or may not have it).
+  # wgpu (`gpu`: WGSL, or SPIR-V in a `vulkan` build on a Vulkan adapter that supports it), and
+  # CUDA when the build has it (a build without it says so at once).
   devices=gpu
-  case $name in *gpu* | starling) devices="gpu cuda" ;; esac
+  probe=$("$bin" --device cuda bench-thought --lengths 4 --thoughts 1 --kernels split --runs 1 2>&1)
+  case $probe in
+    *"this build has no CUDA runtime"*) ;;
+    *) devices="gpu cuda" ;;
+  esac
   for device in $devices; do
     tag=$name.$device
     measure "$tag.model" $budget_bench "$bin" --device $device bench -m "$model" --batch $batch \

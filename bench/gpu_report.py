@@ -125,6 +125,11 @@ def main():
     for label, cell in rows:
         lines.append(f"| {label} | " + " | ".join(cell(c) for c in columns) + " |")
     problems = [f"- {name}: {st}" for name, st in sorted(status.items()) if st != "ok"]
+    # bench-thought runs each measurement in a child and reports a crashed child in its table.
+    for c in columns:
+        if "torch" not in c and c["status"].get("thought") == "ok" and c["thought_fused_s"] is None:
+            text = (read(os.path.join(d, f"{c['build']}.{c['device']}.thought.txt")) or "").strip()
+            problems.append(f"- {c['build']}.{c['device']}.thought: no time; it printed: {text.splitlines()[-1] if text else 'nothing'}")
     device = next((c.get("device_name") for c in columns if c.get("device_name")), None)
     header = [f"Starling GPU benchmark{' (--small)' if a.small else ''}; device: {device or '?'}"
               + (f"; PyTorch on {torch['gpu']}" if torch else "; PyTorch: not run (see torch status)")]

@@ -2,25 +2,30 @@
 # Builds what bench/gpu.sh needs on a GPU machine without Rust or network, into .gpu-bundle/
 # (git-ignored; under 64 MiB so it can travel with the working tree):
 #   starling-wgsl.gz  the default build (wgpu kernels compiled to WGSL), stripped
-#   starling-gpu.gz   built with --features gpu (SPIR-V on Vulkan, CUDA, autotune), stripped
+#   starling-gpu.gz   built with --features vulkan,autotune (SPIR-V on Vulkan), stripped; with
+#                     --cuda, --features gpu (CUDA too)
 #   tokenizer.json    SmolLM2's tokenizer (the benchmark model has its shape, random weights)
 # and, with --vulkan-loader, the Debian packages of the Vulkan/EGL loaders into .gl/ (a machine
 # without them has no Vulkan; unpack there with `dpkg -x`, see bench/README.md).
 #
-#   bench/pack-gpu.sh --tokenizer path/to/SmolLM2/tokenizer.json [--vulkan-loader]
+#   bench/pack-gpu.sh --tokenizer path/to/SmolLM2/tokenizer.json [--vulkan-loader] [--cuda]
 #
 # Both builds use the release profile and CARGO_TARGET_DIR (default ~/.cache/starling-target);
-# the first `gpu` build compiles burn again with the extra runtimes (~20 minutes on 2 cores).
+# the first GPU build compiles burn again with the extra runtimes (~20 minutes on 2 cores).
+# --cuda needs network access to GitHub at build time: cubecl-cuda 0.11.3 always pulls in
+# cubecl-llvm, whose build script downloads an LLVM bundle (tracel-ai/tracel-llvm releases).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 tokenizer=
 loader=0
+gpu_features=starling-cli/vulkan,starling-cli/autotune
 while [ $# -gt 0 ]; do
   case $1 in
     --tokenizer) tokenizer=$2; shift ;;
     --vulkan-loader) loader=1 ;;
-    *) echo "usage: $0 --tokenizer FILE [--vulkan-loader]" >&2; exit 2 ;;
+    --cuda) gpu_features=starling-cli/gpu ;;
+    *) echo "usage: $0 --tokenizer FILE [--vulkan-loader] [--cuda]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -40,8 +45,8 @@ pack() { # pack NAME CARGO_ARGS...: build, strip, compress
   gzip -9f "$bundle/$name"
   echo "packed $bundle/$name.gz ($(du -h "$bundle/$name.gz" | cut -f1))"
 }
-pack starling-wgsl
-pack starling-gpu --features starling-cli/gpu
+[ -e "$bundle/starling-wgsl.gz" ] || pack starling-wgsl
+pack starling-gpu --features "$gpu_features"
 # Leave the default binary in place for everything else that runs target/release/starling.
 cargo build --release --workspace
 cp "$tokenizer" "$bundle/tokenizer.json"
