@@ -180,6 +180,74 @@ pub fn thought_attention_bwd_dq(
     }
 }
 
+/// Loads key/value row `ko` (values `half` later) of a packed buffer into registers, and zeroes
+/// its gradient accumulators.
+#[cube]
+fn load_key(
+    kv_buf: &[f32],
+    ko: usize,
+    half: usize,
+    kv: &mut Array<f32>,
+    vv: &mut Array<f32>,
+    dk: &mut Array<f32>,
+    dv: &mut Array<f32>,
+    #[comptime] hd: usize,
+) {
+    for c in 0..hd {
+        kv[c] = kv_buf[ko + c];
+        vv[c] = kv_buf[half + ko + c];
+        dk[c] = 0.0;
+        dv[c] = 0.0;
+    }
+}
+
+/// Adds query row `row`'s share to a key's gradients: with p = softmax probability of the key
+/// (recomputed from the row's log-sum-exp) and ds = p·(⟨dO, v⟩ − delta), dK += ds·q, dV += p·dO.
+#[cube]
+fn add_query_to_key_grads(
+    q: &[f32],
+    dout: &[f32],
+    stats: &[f32],
+    row: usize,
+    kv: &Array<f32>,
+    vv: &Array<f32>,
+    dk: &mut Array<f32>,
+    dv: &mut Array<f32>,
+    scale: f32,
+    #[comptime] hd: usize,
+) {
+    let qo = row * hd;
+    let mut sc = 0.0f32;
+    let mut dp = 0.0f32;
+    for c in 0..hd {
+        sc += q[qo + c] * kv[c];
+        dp += dout[qo + c] * vv[c];
+    }
+    let p = f32::exp(sc * scale - stats[2 * row]);
+    let ds = p * (dp - stats[2 * row + 1]);
+    for c in 0..hd {
+        dk[c] += ds * q[qo + c];
+        dv[c] += p * dout[qo + c];
+    }
+}
+
+/// Writes a key's gradients into a packed `[2, ...]` output (dK scaled by the softmax scale).
+#[cube]
+fn store_key_grads(
+    out: &mut [f32],
+    ko: usize,
+    half: usize,
+    dk: &Array<f32>,
+    dv: &Array<f32>,
+    scale: f32,
+    #[comptime] hd: usize,
+) {
+    for c in 0..hd {
+        out[ko + c] = dk[c] * scale;
+        out[half + ko + c] = dv[c];
+    }
+}
+
 /// dK and dV of the real tokens, packed like `kv_real`: one unit per (b, kv head, j), summing
 /// over the group's query heads, every step, and the thinking positions that see key j (real
 /// position ≥ j, within the window).
@@ -210,12 +278,7 @@ pub fn thought_attention_bwd_dkv_real(
     let mut vv = Array::<f32>::new(hd);
     let mut dk = Array::<f32>::new(hd);
     let mut dv = Array::<f32>::new(hd);
-    for c in 0..hd {
-        kv[c] = kv_real[ko + c];
-        vv[c] = kv_real[v_real + ko + c];
-        dk[c] = 0.0;
-        dv[c] = 0.0;
-    }
+    load_key(kv_real, ko, v_real, &mut kv, &mut vv, &mut dk, &mut dv, hd);
     let pad = pads[b] as usize;
     if j >= pad {
         // Thinking positions before j cannot see it.
@@ -230,28 +293,13 @@ pub fn thought_attention_bwd_dkv_real(
                 for i in i_lo..d.len {
                     if real_lo(d, pad, d.first + i, step) <= j {
                         let row = query_row(d, b, h, s, i);
-                        let qo = row * hd;
-                        let mut sc = 0.0f32;
-                        let mut dp = 0.0f32;
-                        for c in 0..hd {
-                            sc += q[qo + c] * kv[c];
-                            dp += dout[qo + c] * vv[c];
-                        }
-                        let p = f32::exp(sc * scale - stats[2 * row]);
-                        let ds = p * (dp - stats[2 * row + 1]);
-                        for c in 0..hd {
-                            dk[c] += ds * q[qo + c];
-                            dv[c] += p * dout[qo + c];
-                        }
+                        add_query_to_key_grads(q, dout, stats, row, &kv, &vv, &mut dk, &mut dv, scale, hd);
                     }
                 }
             }
         }
     }
-    for c in 0..hd {
-        dkv_real[ko + c] = dk[c] * scale;
-        dkv_real[v_real + ko + c] = dv[c];
-    }
+    store_key_grads(dkv_real, ko, v_real, &dk, &dv, scale, hd);
 }
 
 /// dK and dV of the thought tokens, packed like `kv_diag`: one unit per (b, kv head, t, i); only
@@ -284,36 +332,16 @@ pub fn thought_attention_bwd_dkv_diag(
     let mut vv = Array::<f32>::new(hd);
     let mut dk = Array::<f32>::new(hd);
     let mut dv = Array::<f32>::new(hd);
-    for c in 0..hd {
-        kv[c] = kv_diag[ko + c];
-        vv[c] = kv_diag[v_diag + ko + c];
-        dk[c] = 0.0;
-        dv[c] = 0.0;
-    }
+    load_key(kv_diag, ko, v_diag, &mut kv, &mut vv, &mut dk, &mut dv, hd);
     for r in 0..rep {
         let h = g * rep + r;
         for s in 0..d.sq {
             let step = first_step + s;
             if step >= t && thought_lo(d, step) <= t {
                 let row = query_row(d, b, h, s, i);
-                let qo = row * hd;
-                let mut sc = 0.0f32;
-                let mut dp = 0.0f32;
-                for c in 0..hd {
-                    sc += q[qo + c] * kv[c];
-                    dp += dout[qo + c] * vv[c];
-                }
-                let p = f32::exp(sc * scale - stats[2 * row]);
-                let ds = p * (dp - stats[2 * row + 1]);
-                for c in 0..hd {
-                    dk[c] += ds * q[qo + c];
-                    dv[c] += p * dout[qo + c];
-                }
+                add_query_to_key_grads(q, dout, stats, row, &kv, &vv, &mut dk, &mut dv, scale, hd);
             }
         }
     }
-    for c in 0..hd {
-        dkv_diag[ko + c] = dk[c] * scale;
-        dkv_diag[v_diag + ko + c] = dv[c];
-    }
+    store_key_grads(dkv_diag, ko, v_diag, &dk, &dv, scale, hd);
 }

@@ -17,6 +17,7 @@ use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::calculate_cube_count_elemwise;
 use cubecl::prelude::{BufferArg, CubeCount, CubeDim, CubeElement};
+use cubecl::server::Handle;
 use starling_shaders::{
     DimsLaunch, thought_attention_bwd_dkv_diag, thought_attention_bwd_dkv_real, thought_attention_bwd_dq,
     thought_attention_fwd, thought_attention_stats,
@@ -169,12 +170,22 @@ fn unpack(kv: CubeTensor, dims: &[usize]) -> (CubeTensor, CubeTensor) {
     (half(0), half(1))
 }
 
-/// Each row's padding, as the kernels read it.
-fn pads_arg(like: &CubeTensor, layout: &[u32]) -> BufferArg {
-    let pads = &layout[2..];
-    let handle = like.client.create_from_slice(u32::as_bytes(pads));
-    // SAFETY: the handle was just created from `pads.len()` u32 values.
-    unsafe { BufferArg::from_raw_parts(handle, pads.len()) }
+/// Each row's padding on the device, as the kernels read it (`layout` = first, window, pads).
+struct Pads {
+    handle: Handle,
+    rows: usize,
+}
+
+impl Pads {
+    fn upload(like: &CubeTensor, layout: &[u32]) -> Self {
+        let pads = &layout[2..];
+        Pads { handle: like.client.create_from_slice(u32::as_bytes(pads)), rows: pads.len() }
+    }
+
+    fn arg(&self) -> BufferArg {
+        // SAFETY: the handle was created from `rows` u32 values.
+        unsafe { BufferArg::from_raw_parts(self.handle.clone(), self.rows) }
+    }
 }
 
 fn check_f32(t: &CubeTensor) {
@@ -207,7 +218,7 @@ impl ThoughtAttentionKernels for Cube {
                 x.q.clone().into_buffer_arg(),
                 pack(&x.k_real, &x.v_real).into_buffer_arg(),
                 pack(&x.k_diag, &x.v_diag).into_buffer_arg(),
-                pads_arg(&x.q, &x.layout),
+                Pads::upload(&x.q, &x.layout).arg(),
                 out.clone().into_buffer_arg(),
                 lse.clone().into_buffer_arg(),
                 d.launch_dims(&x.layout),
@@ -236,6 +247,7 @@ impl ThoughtAttentionKernels for Cube {
         let kv_real = pack(&x.k_real, &x.v_real);
         let kv_diag = pack(&x.k_diag, &x.v_diag);
         let client = &x.q.client;
+        let pads = Pads::upload(&x.q, &x.layout);
         let scale = crate::scale(d.hd);
         let rows = d.query_rows();
         // SAFETY: as in the forward: contiguous buffers of the shapes `Sizes` describes, and
@@ -262,7 +274,7 @@ impl ThoughtAttentionKernels for Cube {
                     x.q.clone().into_buffer_arg(),
                     kv_real.clone().into_buffer_arg(),
                     kv_diag.clone().into_buffer_arg(),
-                    pads_arg(&x.q, &x.layout),
+                    pads.arg(),
                     stats.clone().into_buffer_arg(),
                     dout.clone().into_buffer_arg(),
                     dq.clone().into_buffer_arg(),
@@ -280,7 +292,7 @@ impl ThoughtAttentionKernels for Cube {
                     dim,
                     x.q.clone().into_buffer_arg(),
                     kv_real.into_buffer_arg(),
-                    pads_arg(&x.q, &x.layout),
+                    pads.arg(),
                     stats.clone().into_buffer_arg(),
                     dout.clone().into_buffer_arg(),
                     dkv_real.clone().into_buffer_arg(),
