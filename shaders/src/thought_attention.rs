@@ -8,7 +8,9 @@
 
 use cubecl::prelude::*;
 
-use crate::visibility::{Dims, diag_half, diag_offset, query_row, real_half, real_lo, real_offset, thought_lo};
+use crate::visibility::{
+    Dims, QueryRow, diag_half, diag_offset, query_of, query_row, real_half, real_lo, real_offset, thought_lo,
+};
 
 /// Output `[B, H, Sq, Lq, hd]` and log-sum-exp `[B, H, Sq, Lq]` of every query row.
 #[cube(launch_unchecked)]
@@ -27,13 +29,7 @@ pub fn thought_attention_fwd(
     if row >= d.batch * d.heads * d.sq * d.len {
         terminate!();
     }
-    let i = row % d.len;
-    let s = (row / d.len) % d.sq;
-    let h = (row / (d.len * d.sq)) % d.heads;
-    let b = row / (d.len * d.sq * d.heads);
-    let g = h / (d.heads / d.kv_heads);
-    let step = d.sk - d.sq + s;
-    let pos = d.first + i;
+    let QueryRow { b, g, i, step, pos } = query_of(d, row);
     let v_real = real_half(d, hd);
     let v_diag = diag_half(d, hd);
 
@@ -127,13 +123,7 @@ pub fn thought_attention_bwd_dq(
     if row >= d.batch * d.heads * d.sq * d.len {
         terminate!();
     }
-    let i = row % d.len;
-    let s = (row / d.len) % d.sq;
-    let h = (row / (d.len * d.sq)) % d.heads;
-    let b = row / (d.len * d.sq * d.heads);
-    let g = h / (d.heads / d.kv_heads);
-    let step = d.sk - d.sq + s;
-    let pos = d.first + i;
+    let QueryRow { b, g, i, step, pos } = query_of(d, row);
     let v_real = real_half(d, hd);
     let v_diag = diag_half(d, hd);
 

@@ -60,6 +60,33 @@ pub fn diag_offset(d: Dims, b: usize, g: usize, t: usize, i: usize, #[comptime] 
     (((b * d.kv_heads + g) * d.sk + t) * d.len + i) * hd
 }
 
+/// Where query row `row` (b, h, s, i) sits: its batch, kv head, thinking position, absolute
+/// thought step and real position.
+#[derive(CubeType, Clone, Copy)]
+#[expand(derive(Clone, Copy))]
+pub struct QueryRow {
+    pub b: usize,
+    pub g: usize,
+    pub i: usize,
+    pub step: usize,
+    pub pos: usize,
+}
+
+/// Decomposes a query row index (the inverse of [`fn@query_row`]).
+#[cube]
+pub fn query_of(d: Dims, row: usize) -> QueryRow {
+    let i = row % d.len;
+    let s = (row / d.len) % d.sq;
+    let h = (row / (d.len * d.sq)) % d.heads;
+    QueryRow {
+        b: row / (d.len * d.sq * d.heads),
+        g: h / (d.heads / d.kv_heads),
+        i,
+        step: d.sk - d.sq + s,
+        pos: d.first + i,
+    }
+}
+
 /// Row index of query (b, h, s, i).
 #[cube]
 pub fn query_row(d: Dims, b: usize, h: usize, s: usize, i: usize) -> usize {
