@@ -10,6 +10,7 @@ use burn::module::Module;
 
 use starling_model::checkpoint::files::{open_checkpoint, save_hf_folder, write_atomic};
 use starling_model::device::DeviceChoice;
+use starling_model::prefix::PrefixStore;
 use starling_model::weights::load_transformer;
 use starling_star::Outcome;
 use starling_star::attempt::{RationaleRecord, training_examples};
@@ -105,7 +106,8 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
         model = tuned;
     }
 
-    let g = a.tune.generator(&task, a.task.task, &model, &tokenizer, Some(shots));
+    let prefixes = PrefixStore::default();
+    let g = a.tune.generator(&task, a.task.task, &model, &tokenizer, Some(shots), Some(&prefixes));
     let pb = bar(task.data.dev.len() as u64, "dev eval");
     let result = evaluate(&g, &task.data.dev, style, false, a.tune.gen_batch, &mut |d| pb.set_position(d as u64))?;
     pb.finish_and_clear();

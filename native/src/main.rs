@@ -7,6 +7,7 @@ mod bench_rationales;
 mod bench_thought;
 mod builtin_base;
 mod common;
+mod convert;
 mod eval;
 mod generate;
 mod info;
@@ -63,6 +64,8 @@ enum Command {
     Info(info::Args),
     /// Write a randomly initialised model of a config.json's shape (for benchmarks).
     InitModel(init_model::Args),
+    /// Write a model (GGUF or Hugging Face folder) as a Hugging Face folder of float32 weights.
+    Convert(convert::Args),
     /// Generate text from one or more prompts (batched, KV-cached, streamed).
     Generate(generate::Args),
     /// Perplexity of a text file under a model.
@@ -108,6 +111,7 @@ fn main() {
     let result = match cli.command {
         Command::Info(a) => info::run(a),
         Command::InitModel(a) => init_model::run(a),
+        Command::Convert(a) => convert::run(a),
         Command::Generate(a) => generate::run(a, cli.device),
         Command::Perplexity(a) => perplexity::run(a, cli.device),
         Command::TrainLm(a) => train_lm::run(a, cli.device),

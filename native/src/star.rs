@@ -8,6 +8,7 @@ use indicatif::ProgressBar;
 
 use starling_model::device::DeviceChoice;
 use starling_model::generate::GenerateConfig;
+use starling_model::prefix::PrefixStore;
 use starling_model::sampling::SamplingConfig;
 use starling_model::{Tokenizer, Transformer};
 use starling_star::Finish;
@@ -57,9 +58,13 @@ pub struct TuneArgs {
     /// Longest completion in tokens.
     #[arg(long)]
     pub max_new_tokens: Option<usize>,
-    /// Questions per generation batch.
+    /// Questions per generation step (progress and resume go by steps).
     #[arg(long, default_value_t = 64)]
     pub gen_batch: usize,
+    /// Rows decoding at once: a finished row takes the next question of the step (continuous
+    /// batching). Default: all of the step's questions at once.
+    #[arg(long)]
+    pub gen_rows: Option<usize>,
     /// Few-shot exemplars in prompts (default: 0 for the built-in model, which learned the
     /// format in pretraining; else all of them).
     #[arg(long)]
@@ -173,7 +178,8 @@ impl TuneArgs {
     }
 
     /// Greedy generation for `task` with `model`, prompted with `shots` exemplars (default: none
-    /// for the built-in model, all of them for a pretrained one).
+    /// for the built-in model, all of them for a pretrained one), the exemplars' keys and values
+    /// kept in `prefixes` (computed once for `model`).
     pub fn generator<'a>(
         &self,
         task: &'a Task,
@@ -181,6 +187,7 @@ impl TuneArgs {
         model: &'a Transformer,
         tokenizer: &'a Tokenizer,
         shots: Option<usize>,
+        prefixes: Option<&'a PrefixStore>,
     ) -> Generator<'a> {
         let exemplars = &task.data.exemplars;
         let shots = shots.unwrap_or(if self.builtin() { 0 } else { exemplars.len() });
@@ -194,6 +201,8 @@ impl TuneArgs {
                 eos_ids: model.config().eos_token_id.into_iter().collect(),
                 ..GenerateConfig::default()
             },
+            prefixes: prefixes.map(|p| (p, 0)),
+            max_rows: self.gen_rows,
         }
     }
 
@@ -307,6 +316,7 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
         sampling: a.tune.sampling(),
         max_new_tokens: a.tune.default_max_new_tokens(a.task.task),
         gen_batch: a.tune.gen_batch,
+        gen_rows: a.tune.gen_rows,
         patience: a.patience,
         seed: a.tune.seed,
         // The gate is written for sums: short ones solved, long ones not yet, the hint understood.
@@ -360,7 +370,8 @@ fn score_base(
     device: &burn::tensor::Device,
 ) -> Result<()> {
     let loaded = crate::common::load_model(path, None, device)?;
-    let g = a.tune.generator(task, a.task.task, &loaded.model, tokenizer, a.tune.shots);
+    let prefixes = PrefixStore::default();
+    let g = a.tune.generator(task, a.task.task, &loaded.model, tokenizer, a.tune.shots, Some(&prefixes));
     let mut scored = Vec::new();
     for (hinted, what) in [(false, "base dev eval"), (true, "with the hint")] {
         let pb = bar(task.data.dev.len() as u64, what);

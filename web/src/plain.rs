@@ -45,6 +45,14 @@ impl PlainModel {
         exemplars: &'a [Exemplar],
         max_new_tokens: usize,
     ) -> Generator<'a> {
-        Generator { model, tokenizer: self.tokenizer(), task, exemplars, decode: self.decode(max_new_tokens) }
+        Generator {
+            model,
+            tokenizer: self.tokenizer(),
+            task,
+            exemplars,
+            decode: self.decode(max_new_tokens),
+            prefixes: None,
+            max_rows: None,
+        }
     }
 }

@@ -81,6 +81,7 @@ impl LiveOptions {
             sampling: SamplingConfig::greedy(),
             max_new_tokens: self.max_new_tokens,
             gen_batch: self.gen_batch,
+            gen_rows: None,
             patience: 0,
             seed: self.seed,
             // The page shows the base model's numbers; it does not stop on them.

@@ -3,6 +3,7 @@
 //!
 //! No printing here; file access is confined to `checkpoint::files` (absent on wasm).
 
+pub mod batching;
 pub mod cache;
 pub mod checkpoint;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod hash;
 pub mod host;
 pub mod mask;
 pub mod model;
+pub mod prefix;
 pub mod sampling;
 pub mod score;
 pub mod tokenizer;

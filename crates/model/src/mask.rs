@@ -11,16 +11,25 @@ use burn::tensor::{Device, Tensor, TensorData};
 pub const MASKED: f32 = -1.0e30;
 
 /// Additive attention bias `[B, L_query, T_keys]`: 0 where visible, [`MASKED`] elsewhere.
+/// Rows that continue a shared prefix (see [`crate::prefix::SharedPrefix`]) have a second bias
+/// `[B, L_query, P]` over the prefix's keys — only where a sliding window hides some of them;
+/// without one every prefix key is visible and no bias is stored.
 #[derive(Debug, Clone)]
-pub struct AttentionBias(Tensor<3>);
+pub struct AttentionBias(Tensor<3>, Option<Tensor<3>>);
 
 impl AttentionBias {
     pub fn new(t: Tensor<3>) -> Self {
-        Self(t)
+        Self(t, None)
     }
 
+    /// The bias over the rows' own keys.
     pub fn tensor(&self) -> &Tensor<3> {
         &self.0
+    }
+
+    /// The bias over a shared prefix's keys (`None`: all visible).
+    pub fn prefix(&self) -> Option<&Tensor<3>> {
+        self.1.as_ref()
     }
 
     /// Causal mask for `new` queries in slots `past..past+new` over keys in slots
@@ -45,7 +54,37 @@ impl AttentionBias {
                 }
             }
         }
-        Self(Tensor::from_data(TensorData::new(data, [b, new, t]), device))
+        Self(Tensor::from_data(TensorData::new(data, [b, new, t]), device), None)
+    }
+
+    /// [`AttentionBias::causal`] for rows that continue a shared prefix of `prefix_len` tokens
+    /// (before slot 0 of every row): the own part is the same; the prefix's keys are visible
+    /// unless the sliding window has moved past them.
+    pub fn causal_after_prefix(
+        pad_left: &[usize],
+        past: usize,
+        new: usize,
+        window: Option<usize>,
+        prefix_len: usize,
+        device: &Device,
+    ) -> Self {
+        let own = Self::causal(pad_left, past, new, window, device);
+        let Some(w) = window else { return own };
+        // A query at position `pos` sees positions ≥ pos + 1 − w; prefix key k sits at position k.
+        let lowest = |pad: usize, qi: usize| (prefix_len + (past + qi).saturating_sub(pad) + 1).saturating_sub(w);
+        let hidden = pad_left.iter().any(|&pad| (0..new).any(|qi| lowest(pad, qi) > 0));
+        if prefix_len == 0 || !hidden {
+            return own;
+        }
+        let mut data = vec![0.0f32; pad_left.len() * new * prefix_len];
+        for (row, &pad) in pad_left.iter().enumerate() {
+            for qi in 0..new {
+                let base = (row * new + qi) * prefix_len;
+                data[base..base + lowest(pad, qi).min(prefix_len)].fill(MASKED);
+            }
+        }
+        let prefix = Tensor::from_data(TensorData::new(data, [pad_left.len(), new, prefix_len]), device);
+        Self(own.0, Some(prefix))
     }
 }
 
@@ -84,6 +123,19 @@ mod tests {
     fn sliding_window_limits_lookback() {
         let m = visible(&AttentionBias::causal(&[0], 0, 4, Some(2), &Device::flex()));
         assert_eq!(m[0][3], vec![0, 0, 1, 1]);
+    }
+
+    #[test]
+    fn a_window_hides_the_start_of_a_shared_prefix() {
+        let device = Device::flex();
+        // No window: the prefix needs no bias.
+        assert!(AttentionBias::causal_after_prefix(&[0], 0, 2, None, 4, &device).prefix().is_none());
+        // Window 3, prefix of 4: own slot 0 is position 4 and sees positions 2..=4.
+        let b = AttentionBias::causal_after_prefix(&[0, 1], 0, 2, Some(3), 4, &device);
+        let p: Vec<f32> = b.prefix().unwrap().clone().into_data().try_into_vec_as().unwrap();
+        let seen: Vec<u8> = p.iter().map(|&x| (x == 0.0) as u8).collect();
+        // Row 0: positions 4, 5; row 1 (one padding slot): a padding query, then position 4.
+        assert_eq!(seen, vec![0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 1, 1, 0, 0, 1, 1]);
     }
 
     #[test]

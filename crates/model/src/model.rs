@@ -94,12 +94,15 @@ impl Attention {
         cache: Option<&mut crate::cache::LayerCache>,
     ) -> Tensor<3> {
         let (q, k, v) = self.project(x, rope);
-        let (k, v) = match cache {
-            Some(c) => c.append(k, v),
-            None => (k, v),
+        let (prefix, (k, v)) = match cache {
+            Some(c) => (c.prefix().cloned(), c.append(k, v)),
+            None => (None, (k, v)),
         };
-        let out =
-            if use_fused_attention(&k) { fused_attention(q, k, v, bias) } else { grouped_attention(q, k, v, bias) };
+        let out = match prefix {
+            Some((pk, pv)) => prefixed_attention(q, (k, v), (pk, pv), bias),
+            None if use_fused_attention(&k) => fused_attention(q, k, v, bias),
+            None => grouped_attention(q, k, v, bias),
+        };
         self.o_proj.forward(out)
     }
 
@@ -143,6 +146,44 @@ fn grouped_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: &AttentionB
     let scores = scores + bias.tensor().clone().reshape([b, 1, 1, l, t]);
     let probs = softmax(scores, 4).reshape([b, kvh, rep * l, t]);
     let out = probs.matmul(v); // [B, kvh, rep·L, hd]
+    out.reshape([b, kvh, rep, l, hd]).permute([0, 3, 1, 2, 4]).reshape([b, l, h * hd])
+}
+
+/// Attention over a shared prefix's keys (`[1, kvh, P, hd]`, the same for every row) and each
+/// row's own keys (`[B, kvh, T, hd]`), as one softmax over both. The prefix is never copied per
+/// row: every row's queries are stacked along the query axis and meet the prefix in one
+/// product per KV head, `[1, kvh, B·rep·L, hd] × [1, kvh, hd, P]`.
+fn prefixed_attention(
+    q: Tensor<4>,
+    own: (Tensor<4>, Tensor<4>),
+    prefix: (Tensor<4>, Tensor<4>),
+    bias: &AttentionBias,
+) -> Tensor<3> {
+    let [b, l, h, hd] = q.dims();
+    let (k, v) = own;
+    let (pk, pv) = prefix;
+    let [_, kvh, t, _] = k.dims();
+    let p = pk.dims()[2];
+    let rep = h / kvh;
+    let rows = rep * l;
+    let q = q.reshape([b, l, kvh, rep, hd]).permute([0, 2, 3, 1, 4]).reshape([b, kvh, rows, hd]);
+    let q = q.mul_scalar(1.0 / (hd as f64).sqrt());
+    // [B, kvh, rows, hd] ↔ [1, kvh, B·rows, hd]: all rows' queries against the one prefix.
+    let stack = |x: Tensor<4>, width: usize| x.swap_dims(0, 1).reshape([1, kvh, b * rows, width]);
+    let unstack = |x: Tensor<4>, width: usize| x.reshape([kvh, b, rows, width]).swap_dims(0, 1);
+    let with_bias = |scores: Tensor<4>, bias: &Tensor<3>, keys: usize| {
+        (scores.reshape([b, kvh, rep, l, keys]) + bias.clone().reshape([b, 1, 1, l, keys]))
+            .reshape([b, kvh, rows, keys])
+    };
+    let prefix_scores = unstack(stack(q.clone(), hd).matmul(pk.swap_dims(2, 3)), p);
+    let prefix_scores = match bias.prefix() {
+        Some(pb) => with_bias(prefix_scores, pb, p),
+        None => prefix_scores,
+    };
+    let own_scores = with_bias(q.matmul(k.swap_dims(2, 3)), bias.tensor(), t);
+    let probs = softmax(Tensor::cat(vec![prefix_scores, own_scores], 3), 3);
+    let from_prefix = unstack(stack(probs.clone().narrow(3, 0, p), p).matmul(pv), hd);
+    let out = from_prefix + probs.narrow(3, p, t).matmul(v); // [B, kvh, rows, hd]
     out.reshape([b, kvh, rep, l, hd]).permute([0, 3, 1, 2, 4]).reshape([b, l, h * hd])
 }
 

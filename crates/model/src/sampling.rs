@@ -72,8 +72,26 @@ impl<'a> Sampler<'a> {
         Self { cfg, suppress_bias }
     }
 
-    /// One token id per row of `logits` (`[B, V]`), as a device tensor `[B]`.
+    /// One token id per row of `logits` (`[B, V]`), as a device tensor `[B]`, drawing the
+    /// noise from the device's RNG.
     pub fn sample(&self, logits: Tensor<2>) -> Tensor<1, Int> {
+        self.sample_with(logits, None)
+    }
+
+    /// How many uniform draws per row [`Sampler::sample_with`] needs (0 when greedy): one per
+    /// candidate token.
+    pub fn draws_per_row(&self, vocab_size: usize) -> usize {
+        match (self.cfg.is_greedy(), self.cfg.top_k) {
+            (true, _) => 0,
+            (false, Some(k)) if k < vocab_size => k,
+            _ => vocab_size,
+        }
+    }
+
+    /// [`Sampler::sample`] with the uniform draws (in (0, 1], `[B, draws_per_row]`) supplied by
+    /// the caller — who can then draw them per row from a seed of the row's own, so a row's
+    /// sample does not depend on which rows share its batch.
+    pub fn sample_with(&self, logits: Tensor<2>, uniforms: Option<Tensor<2>>) -> Tensor<1, Int> {
         let cfg = self.cfg;
         let [b, v] = logits.dims();
         let logits = match &self.suppress_bias {
@@ -107,7 +125,8 @@ impl<'a> Sampler<'a> {
             _ => values,
         };
         let [_, k] = values.dims();
-        let u = Tensor::<2>::random([b, k], Distribution::Uniform(1e-10, 1.0), &values.device());
+        let u = uniforms.unwrap_or_else(|| Tensor::random([b, k], Distribution::Uniform(1e-10, 1.0), &values.device()));
+        debug_assert_eq!(u.dims(), [b, k], "one uniform draw per candidate");
         let gumbel = u.log().neg().log().neg();
         let choice = (values + gumbel).argmax(1); // [B, 1]
         match indices {

@@ -8,15 +8,25 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use starling_model::ModelConfig;
 use starling_model::Tokenizer;
+use starling_model::batching::generate_continuous;
 use starling_model::cache::KvCache;
 use starling_model::checkpoint::files::{hf_folder_files, open_checkpoint, save_hf_folder};
 use starling_model::checkpoint::memory::open_from_memory;
-use starling_model::generate::{GenerateConfig, decode_step, generate_ids, prefill};
+use starling_model::generate::{GenerateConfig, decode_step, generate_after_prefix, generate_ids, prefill};
+use starling_model::host::{Blocking, block_on};
+use starling_model::prefix::SharedPrefix;
 use starling_model::sampling::SamplingConfig;
 use starling_model::weights::{init_transformer, load_transformer};
 
 fn tiny_config() -> ModelConfig {
     ModelConfig::builder(40).layers(2).hidden(48).heads(6, 2).ffn(96).context(64).qkv_bias(true).build().unwrap()
+}
+
+/// A random model with its own LM head: a tied one mostly repeats its last input token.
+fn untied_config() -> ModelConfig {
+    let mut c = tiny_config();
+    c.tie_word_embeddings = false;
+    c
 }
 
 fn to_vec(t: Tensor<2>) -> Vec<f32> {
@@ -165,6 +175,138 @@ fn context_overflow_is_an_error(device: Device) {
     assert!(err.contains("empty"), "{err}");
 }
 
+/// Rows that continue a shared prefix, computed once and attended from its cache, decode as if
+/// each prompt were run whole: the same logits up to rounding, the same greedy tokens — also
+/// with a sliding window that moves past the prefix's start, and when a prompt leaves the
+/// prefix early (only the part every prompt shares is used).
+fn shared_prefix_matches_whole_prompts(device: Device) {
+    for window in [None, Some(7)] {
+        let mut config = tiny_config();
+        config.sliding_window = window;
+        let model = init_transformer(&config, 9, &device).unwrap();
+        let prefix: Vec<u32> = vec![3, 17, 5, 9, 30, 11, 2, 8];
+        let shared = SharedPrefix::compute(&model, prefix.clone()).unwrap();
+        let suffixes: [&[u32]; 3] = [&[4, 8, 15], &[16], &[23, 35, 1, 2, 39]];
+        let prompts: Vec<Vec<u32>> = suffixes.iter().map(|s| prefix.iter().chain(*s).copied().collect()).collect();
+
+        // First-step logits and one decode step, row by row against a whole-prompt forward.
+        let (tokens, pad) =
+            starling_model::generate::left_padded(&suffixes.iter().map(|s| s.to_vec()).collect::<Vec<_>>(), 0, &device);
+        let mut cache = KvCache::after_prefix(&shared);
+        let logits = to_vec(prefill(&model, tokens, &pad, &mut cache, &device));
+        let v = config.vocab_size;
+        for (r, p) in prompts.iter().enumerate() {
+            let d = max_diff(&logits[r * v..(r + 1) * v], &full_last_logits(&model, p, &device));
+            assert!(d < 1e-4, "window {window:?}, row {r}: {d}");
+        }
+        let next = Tensor::<2, Int>::from_data(TensorData::new(vec![7i64, 7, 7], [3, 1]), &device);
+        let logits = to_vec(decode_step(&model, next, &pad, &mut cache, &device));
+        for (r, p) in prompts.iter().enumerate() {
+            let whole: Vec<u32> = p.iter().copied().chain([7]).collect();
+            let d = max_diff(&logits[r * v..(r + 1) * v], &full_last_logits(&model, &whole, &device));
+            assert!(d < 1e-4, "window {window:?}, row {r} after one step: {d}");
+        }
+
+        // Generation: the same tokens with and without the prefix, including a prompt that
+        // leaves the prefix after 5 tokens.
+        let mut prompts = prompts;
+        prompts.push(vec![3, 17, 5, 9, 30, 12, 12]);
+        let tok = Tokenizer::char_level("abcdefghijklmnopqrstuvwxyz0123456789", &[]).unwrap();
+        let cfg = GenerateConfig { max_new_tokens: 10, ..GenerateConfig::default() };
+        let run = |prefix: Option<&SharedPrefix>| {
+            block_on(generate_after_prefix(&model, &tok, &prompts, prefix, &cfg, &mut |_| {}, &mut Blocking))
+                .unwrap()
+                .into_iter()
+                .map(|g| g.ids)
+                .collect::<Vec<_>>()
+        };
+        let (plain, cached) = (run(None), run(Some(&shared)));
+        assert_eq!(plain, cached, "window {window:?}");
+        assert!(plain.iter().all(|ids| ids.len() == 10));
+        assert_eq!(shared.usable_len(&prompts), 5);
+    }
+}
+
+/// Prompts of several lengths with rows that end at different steps, so that finished rows are
+/// refilled, the batch grows its padding for a longer newcomer and sheds rows at the end.
+fn varied_prompts() -> (Vec<u32>, Vec<Vec<u32>>) {
+    let prefix: Vec<u32> = vec![3, 17, 5, 9, 30, 11];
+    let suffixes: [&[u32]; 7] = [
+        &[4, 8, 15],
+        &[16],
+        &[23, 35, 1, 2, 39, 6, 6, 7, 12],
+        &[2, 2],
+        &[38, 1, 9, 27],
+        &[5],
+        &[30, 31, 32, 33, 34, 35],
+    ];
+    (prefix.clone(), suffixes.iter().map(|s| prefix.iter().chain(*s).copied().collect()).collect())
+}
+
+/// Continuous batching writes what one static batch writes (greedy), whatever the number of
+/// rows, with and without a shared prefix.
+fn continuous_batching_matches_static(device: Device) {
+    let model = init_transformer(&untied_config(), 12, &device).unwrap();
+    let tok = Tokenizer::char_level("abcdefghijklmnopqrstuvwxyz0123456789", &[]).unwrap();
+    let (prefix, prompts) = varied_prompts();
+    // Several end-of-text ids, so the rows of a random model end at different steps.
+    let cfg = GenerateConfig { max_new_tokens: 9, eos_ids: vec![2, 8, 15], ..GenerateConfig::default() };
+    let want: Vec<Vec<u32>> =
+        generate_ids(&model, &tok, &prompts, &cfg, &mut |_| {}).unwrap().into_iter().map(|g| g.ids).collect();
+    let lengths: std::collections::BTreeSet<usize> = want.iter().map(Vec::len).collect();
+    assert!(lengths.len() >= 3, "rows should end at different steps: {want:?}");
+    let shared = SharedPrefix::compute(&model, prefix).unwrap();
+    for rows in [1, 2, 3, 7, 10] {
+        for prefix in [None, Some(&shared)] {
+            let mut seen = vec![0; prompts.len()];
+            let got = block_on(generate_continuous(
+                &model,
+                &tok,
+                &prompts,
+                prefix,
+                &cfg,
+                rows,
+                &mut |t| seen[t.row] += 1,
+                &mut Blocking,
+            ))
+            .unwrap();
+            let got: Vec<Vec<u32>> = got.into_iter().map(|g| g.ids).collect();
+            assert_eq!(got, want, "{rows} rows, prefix {}", prefix.is_some());
+            assert_eq!(seen, want.iter().map(Vec::len).collect::<Vec<_>>(), "token events per prompt");
+        }
+    }
+}
+
+/// Sampled continuous batching: a prompt's text depends on the seed and the prompt alone, not
+/// on how many rows decode at once or which prompts share its batch.
+fn continuous_sampling_is_per_prompt(device: Device) {
+    let model = init_transformer(&untied_config(), 13, &device).unwrap();
+    let tok = Tokenizer::char_level("abcdefghijklmnopqrstuvwxyz0123456789", &[]).unwrap();
+    let (_, prompts) = varied_prompts();
+    let cfg = GenerateConfig {
+        max_new_tokens: 8,
+        sampling: SamplingConfig { temperature: 1.0, top_k: Some(12), top_p: None, suppress: vec![] },
+        eos_ids: vec![0, 7],
+        seed: 5,
+        ..GenerateConfig::default()
+    };
+    let run = |prompts: &[Vec<u32>], rows: usize, seed: u64| {
+        let cfg = GenerateConfig { seed, ..cfg.clone() };
+        block_on(generate_continuous(&model, &tok, prompts, None, &cfg, rows, &mut |_| {}, &mut Blocking))
+            .unwrap()
+            .into_iter()
+            .map(|g| g.ids)
+            .collect::<Vec<_>>()
+    };
+    let all = run(&prompts, 7, 5);
+    assert_eq!(run(&prompts, 1, 5), all);
+    assert_eq!(run(&prompts, 3, 5), all);
+    assert_ne!(run(&prompts, 3, 6), all, "another seed draws other tokens");
+    // Identical prompts still draw independently (their seeds differ by index).
+    let same = run(&vec![prompts[0].clone(); 4], 4, 5);
+    assert!(same.iter().any(|ids| ids != &same[0]), "{same:?}");
+}
+
 /// A checkpoint split across two safetensors shards with an index, as large models ship.
 #[test]
 fn sharded_folder_loads_like_a_single_file() {
@@ -265,5 +407,8 @@ on_both_devices!(
     padded_batch_matches_single,
     save_and_reload,
     seeded_sampling_repeats,
-    context_overflow_is_an_error
+    context_overflow_is_an_error,
+    shared_prefix_matches_whole_prompts,
+    continuous_batching_matches_static,
+    continuous_sampling_is_per_prompt
 );

@@ -5,8 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use starling_model::generate::{GenerateConfig, Generation, TokenEvent, generate_ids, generate_with};
+use starling_model::batching::generate_continuous;
+use starling_model::generate::{GenerateConfig, Generation, TokenEvent};
 use starling_model::host::{Blocking, Host, block_on};
+use starling_model::prefix::{PrefixStore, SharedPrefix};
 use starling_model::{Tokenizer, Transformer};
 use starling_tasks::item::STOP_STRINGS;
 use starling_tasks::{Exemplar, Item, PromptStyle, TaskKind};
@@ -65,6 +67,12 @@ pub struct Generator<'a> {
     pub task: TaskKind,
     pub exemplars: &'a [Exemplar],
     pub decode: GenerateConfig,
+    /// Where the exemplars' keys and values are kept between batches, with the tag of `model`
+    /// in it (see [`PrefixStore`]); `None` computes the whole prompt for every row.
+    pub prefixes: Option<(&'a PrefixStore, u64)>,
+    /// Rows decoding at once: a finished row takes the next question (continuous batching);
+    /// `None`: every question of a call in one batch, rows leaving it as they finish.
+    pub max_rows: Option<usize>,
 }
 
 impl Generator<'_> {
@@ -90,8 +98,12 @@ impl Generator<'_> {
         on_token: &mut dyn FnMut(TokenEvent<'_>),
     ) -> starling_model::Result<Vec<String>> {
         let prompts = self.prompts(items, style, hinted)?;
+        let prefix = self.shared_prefix(style, hinted)?;
+        let cfg = self.decode_config(seed);
+        let rows = self.rows_for(prompts.len());
         let out =
-            generate_with(self.model, self.tokenizer, &prompts, &self.decode_config(seed), on_token, host).await?;
+            generate_continuous(self.model, self.tokenizer, &prompts, prefix.as_ref(), &cfg, rows, on_token, host)
+                .await?;
         Ok(out.into_iter().map(|g| g.text).collect())
     }
 
@@ -104,7 +116,35 @@ impl Generator<'_> {
         seed: u64,
     ) -> starling_model::Result<Vec<Generation>> {
         let prompts = self.prompts(items, style, hinted)?;
-        generate_ids(self.model, self.tokenizer, &prompts, &self.decode_config(seed), &mut |_| {})
+        let prefix = self.shared_prefix(style, hinted)?;
+        let cfg = self.decode_config(seed);
+        let rows = self.rows_for(prompts.len());
+        block_on(generate_continuous(
+            self.model,
+            self.tokenizer,
+            &prompts,
+            prefix.as_ref(),
+            &cfg,
+            rows,
+            &mut |_| {},
+            &mut Blocking,
+        ))
+    }
+
+    fn rows_for(&self, questions: usize) -> usize {
+        self.max_rows.unwrap_or(questions).clamp(1, questions.max(1))
+    }
+
+    /// The exemplars' cached keys and values (`None` without exemplars or a store). Each prompt
+    /// uses as much of it as its tokens share, so a tokenizer that merges across the boundary
+    /// costs speed, never correctness.
+    pub fn shared_prefix(&self, style: PromptStyle, hinted: bool) -> starling_model::Result<Option<SharedPrefix>> {
+        let Some((store, tag)) = self.prefixes else { return Ok(None) };
+        if self.exemplars.is_empty() {
+            return Ok(None);
+        }
+        let ids = self.tokenizer.encode(&self.task.exemplar_block(self.exemplars, style, hinted), true)?;
+        Ok(Some(store.get(self.model, tag, &ids)?))
     }
 
     /// The tokenized prompts of `items`, with or without the hint.

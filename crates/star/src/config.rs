@@ -28,8 +28,12 @@ pub struct StarConfig {
     /// Decoding for rationale generation and rationalization.
     pub sampling: SamplingConfig,
     pub max_new_tokens: usize,
-    /// Questions per generation batch.
+    /// Questions per generation step (the unit a killed run resumes from).
     pub gen_batch: usize,
+    /// Rows decoding at once within a step: a finished row takes the step's next question
+    /// (continuous batching); `None`: all `gen_batch` questions at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gen_rows: Option<usize>,
     /// Stop when dev accuracy has not improved on its best for this many iterations (0: never).
     pub patience: usize,
     pub seed: u64,
@@ -90,6 +94,9 @@ impl StarConfig {
         if self.gen_batch == 0 || self.max_new_tokens == 0 {
             return Err("generation batch and max new tokens must be at least 1".into());
         }
+        if self.gen_rows == Some(0) {
+            return Err("generation rows must be at least 1".into());
+        }
         if !(0.0..=1.0).contains(&self.p_show_hint_save) {
             return Err(format!("p_show_hint_save must be a share in [0, 1] (got {})", self.p_show_hint_save));
         }
@@ -121,6 +128,7 @@ mod tests {
             sampling: SamplingConfig::greedy(),
             max_new_tokens: 10,
             gen_batch: 8,
+            gen_rows: None,
             patience: 0,
             seed: 0,
             gate: None,

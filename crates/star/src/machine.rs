@@ -21,6 +21,7 @@ use web_time::Instant;
 use starling_model::checkpoint::Checkpoint;
 use starling_model::generate::GenerateConfig;
 use starling_model::host::Host;
+use starling_model::prefix::PrefixStore;
 use starling_model::sampling::SamplingConfig;
 use starling_model::weights::load_transformer;
 use starling_model::{Tokenizer, Transformer};
@@ -159,6 +160,8 @@ pub struct StarLoop {
     dev_order: Vec<usize>,
     /// Time spent in the current iteration's steps (pauses between steps excluded).
     seconds: f64,
+    /// The exemplars' keys and values for the model in use.
+    prefixes: PrefixStore,
 }
 
 impl StarLoop {
@@ -192,7 +195,17 @@ impl StarLoop {
         };
         let generation_order = length_order(&setup.data.train);
         let dev_order = length_order(&setup.data.dev);
-        let run = Self { setup, rows, phase, current, records, generation_order, dev_order, seconds: 0.0 };
+        let run = Self {
+            setup,
+            rows,
+            phase,
+            current,
+            records,
+            generation_order,
+            dev_order,
+            seconds: 0.0,
+            prefixes: PrefixStore::default(),
+        };
         run.check_records(&run.records)?;
         Ok(run)
     }
@@ -254,11 +267,13 @@ impl StarLoop {
         event
     }
 
-    /// Decoding with `model`: greedy for evaluation, the run's sampling for rationales. A
-    /// fine-tuned model is prompted without exemplars under `no_prompt` (the official code's
-    /// `--no_prompt`: generation from the second iteration on, evaluation of every M_n).
-    fn generator<'m>(&'m self, model: &'m Transformer, fine_tuned: bool, greedy: bool) -> Generator<'m> {
+    /// Decoding with `model` = M_`model_index`: greedy for evaluation, the run's sampling for
+    /// rationales. A fine-tuned model is prompted without exemplars under `no_prompt` (the
+    /// official code's `--no_prompt`: generation from the second iteration on, evaluation of
+    /// every M_n). The exemplars' keys and values are computed once per model.
+    fn generator<'m>(&'m self, model: &'m Transformer, model_index: usize, greedy: bool) -> Generator<'m> {
         let cfg = &self.setup.cfg;
+        let fine_tuned = model_index >= 1;
         let shots = if cfg.no_prompt && fine_tuned { 0 } else { cfg.shots };
         let exemplars = &self.setup.data.exemplars[..shots.min(self.setup.data.exemplars.len())];
         let mut sampling = cfg.sampling.clone();
@@ -278,6 +293,8 @@ impl StarLoop {
                 eos_ids: model.config().eos_token_id.into_iter().collect(),
                 seed: cfg.seed,
             },
+            prefixes: Some((&self.prefixes, model_index as u64)),
+            max_rows: cfg.gen_rows,
         }
     }
 
@@ -294,7 +311,7 @@ impl StarLoop {
         let total = self.setup.data.dev.len();
         let end = (next + batch).min(total);
         let items: Vec<&Item> = self.dev_order[next..end].iter().map(|&i| &self.setup.data.dev[i]).collect();
-        let g = self.generator(&model, iteration >= 1, true);
+        let g = self.generator(&model, iteration, true);
         let seed = (next / batch) as u64;
         let with_hint = hinted.is_some();
         let completions = g.complete_with(&items, PromptStyle::Rationale, with_hint, seed, host, &mut |_| {}).await?;
@@ -369,7 +386,7 @@ impl StarLoop {
         let items: Vec<&Item> =
             self.generation_order[batch_index * batch..end].iter().map(|&i| &self.setup.data.train[i]).collect();
         let seed = batch_seed(cfg.seed, iteration, batch_index);
-        let g = self.generator(&self.current, iteration >= 2, false);
+        let g = self.generator(&self.current, iteration - 1, false);
         let new = g.attempt_with(&items, cfg.rationalize, seed, host, &mut |_, _| {}).await?;
         self.records.extend(new.iter().cloned());
         if end < total {

@@ -96,6 +96,7 @@ fn config(iterations: usize) -> StarConfig {
         sampling: SamplingConfig::greedy(),
         max_new_tokens: 90,
         gen_batch: 16,
+        gen_rows: None,
         patience: 0,
         seed: 3,
         gate: None,

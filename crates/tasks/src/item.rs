@@ -106,13 +106,20 @@ impl TaskKind {
     /// `item`'s question; the model continues with its completion. With `hinted`, exemplars and
     /// item show the hint (rationalization).
     pub fn prompt(self, exemplars: &[Exemplar], item: &Item, style: PromptStyle, hinted: bool) -> String {
+        let mut s = self.exemplar_block(exemplars, style, hinted);
+        s.push_str(if hinted { &item.hinted_question } else { &item.question });
+        s
+    }
+
+    /// The part of every [`TaskKind::prompt`] before the question: the exemplars, solved. The
+    /// same for every question of a run, so its keys and values can be computed once.
+    pub fn exemplar_block(self, exemplars: &[Exemplar], style: PromptStyle, hinted: bool) -> String {
         let mut s = String::new();
         for ex in exemplars {
             s.push_str(if hinted { &ex.item.hinted_question } else { &ex.item.question });
             s.push_str(&self.completion(&ex.item, &ex.rationale, style));
             s.push('\n');
         }
-        s.push_str(if hinted { &item.hinted_question } else { &item.question });
         s
     }
 
