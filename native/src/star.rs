@@ -124,6 +124,11 @@ pub struct Args {
     /// Growth of the step count per iteration.
     #[arg(long, default_value_t = 1.2)]
     pub step_growth: f64,
+    /// Fine-tune each iteration for this many passes over its kept and rationalized examples,
+    /// instead of --first-steps/--step-growth (a small kept set is then not repeated for 40+
+    /// steps regardless of its size).
+    #[arg(long, conflicts_with_all = ["first_steps"])]
+    pub epochs: Option<f64>,
     /// Stop after this many iterations without a better dev accuracy (0: never).
     #[arg(long, default_value_t = 0)]
     pub patience: usize,
@@ -317,6 +322,7 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
         max_new_tokens: a.tune.default_max_new_tokens(a.task.task),
         gen_batch: a.tune.gen_batch,
         gen_rows: a.tune.gen_rows,
+        epochs: a.epochs,
         patience: a.patience,
         seed: a.tune.seed,
         // The gate is written for sums: short ones solved, long ones not yet, the hint understood.

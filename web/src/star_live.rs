@@ -82,6 +82,7 @@ impl LiveOptions {
             max_new_tokens: self.max_new_tokens,
             gen_batch: self.gen_batch,
             gen_rows: None,
+            epochs: None,
             patience: 0,
             seed: self.seed,
             // The page shows the base model's numbers; it does not stop on them.
@@ -212,7 +213,7 @@ fn page_event(run: &StarLoop, event: StarEvent) -> StepEvent {
             phase: "train",
             iteration,
             done: metrics.step,
-            total: run.config().steps_for(iteration),
+            total: run.training_steps(iteration),
             loss: Some(metrics.loss),
             ..StepEvent::default()
         },

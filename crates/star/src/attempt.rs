@@ -303,6 +303,16 @@ pub struct TrainingSet {
 }
 
 impl TrainingSet {
+    /// How many examples [`TrainingSet::examples`] makes of `records`.
+    pub fn count(&self, records: &[RationaleRecord]) -> usize {
+        records.iter().filter(|r| self.trains_on(r)).count()
+    }
+
+    /// Whether `record` becomes an example.
+    pub fn trains_on(&self, record: &RationaleRecord) -> bool {
+        record.training_completion().is_some() && (!self.require_sound || record.sound == Some(true))
+    }
+
     /// The examples of iteration `iteration`'s `records`, in record order.
     pub fn examples(
         &self,

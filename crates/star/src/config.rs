@@ -30,6 +30,10 @@ pub struct StarConfig {
     pub max_new_tokens: usize,
     /// Questions per generation step (the unit a killed run resumes from).
     pub gen_batch: usize,
+    /// Fine-tune each iteration for this many passes over its examples instead of the step
+    /// schedule (`first_steps`, `step_growth`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<f64>,
     /// Rows decoding at once within a step: a finished row takes the step's next question
     /// (continuous batching); `None`: all `gen_batch` questions at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,9 +80,36 @@ pub fn fine_tuning(batch_size: usize, lr: f64, warmup_steps: usize, max_len: usi
 
 impl StarConfig {
     /// Optimizer steps of iteration `n` (1-based).
+    /// How the records of an iteration become fine-tuning examples.
+    pub fn training_set(&self) -> crate::attempt::TrainingSet {
+        crate::attempt::TrainingSet {
+            require_sound: self.require_sound,
+            hint_share: self.p_show_hint_save,
+            seed: self.seed,
+        }
+    }
+
+    /// Optimizer steps of iteration `n` fine-tuning on `records`' examples.
+    pub fn steps_for_records(&self, n: usize, records: &[crate::attempt::RationaleRecord]) -> usize {
+        self.steps_for_examples(n, self.training_set().count(records))
+    }
+
     pub fn steps_for(&self, n: usize) -> usize {
         let s = self.first_steps as f64 * self.step_growth.powi(n.saturating_sub(1) as i32);
         s.round().max(1.0) as usize
+    }
+
+    /// Optimizer steps of iteration `n`, which fine-tunes on `examples` examples: with `epochs`,
+    /// that many passes over them (a small kept set is not repeated dozens of times); else the
+    /// official schedule, [`StarConfig::steps_for`].
+    pub fn steps_for_examples(&self, n: usize, examples: usize) -> usize {
+        match self.epochs {
+            Some(e) => {
+                let per_step = (self.train.batch_size * self.train.grad_accum.max(1)).max(1);
+                (e * examples as f64 / per_step as f64).ceil().max(1.0) as usize
+            }
+            None => self.steps_for(n),
+        }
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -93,6 +124,11 @@ impl StarConfig {
         }
         if self.gen_batch == 0 || self.max_new_tokens == 0 {
             return Err("generation batch and max new tokens must be at least 1".into());
+        }
+        if let Some(e) = self.epochs
+            && !(e > 0.0 && e.is_finite())
+        {
+            return Err(format!("epochs must be a positive number (got {e})"));
         }
         if self.gen_rows == Some(0) {
             return Err("generation rows must be at least 1".into());
@@ -129,6 +165,7 @@ mod tests {
             max_new_tokens: 10,
             gen_batch: 8,
             gen_rows: None,
+            epochs: None,
             patience: 0,
             seed: 0,
             gate: None,
@@ -137,6 +174,11 @@ mod tests {
             no_prompt: false,
         };
         assert_eq!((1..=5).map(|n| c.steps_for(n)).collect::<Vec<_>>(), vec![40, 48, 58, 69, 83]);
+        assert_eq!(c.steps_for_examples(2, 1000), 48, "without epochs the schedule decides");
+        let per_epoch = StarConfig { epochs: Some(2.0), ..c.clone() };
+        let batch = per_epoch.train.batch_size * per_epoch.train.grad_accum.max(1);
+        assert_eq!(per_epoch.steps_for_examples(2, 10 * batch), 20);
+        assert_eq!(per_epoch.steps_for_examples(1, 1), 1);
         assert!(c.validate().is_ok());
         assert!(StarConfig { step_growth: 0.5, ..c.clone() }.validate().is_err());
         assert!(StarConfig { iterations: 0, ..c.clone() }.validate().is_err());

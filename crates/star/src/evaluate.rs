@@ -27,6 +27,12 @@ pub struct EvalResult {
     pub by_group: BTreeMap<String, Tally>,
     /// Completions from which no answer could be read.
     pub unparsable: usize,
+    /// Multiple-choice tasks: how often each answer was given, and how often each is the gold
+    /// one — a model that answers one letter whatever the question shows here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub answers: BTreeMap<String, usize>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub golds: BTreeMap<String, usize>,
     /// A few completions, to look at.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub samples: Vec<EvalSample>,
@@ -50,6 +56,12 @@ impl EvalResult {
         let answer = task.extract(item, &completion);
         let ok = answer.as_deref() == Some(item.gold.as_str());
         self.unparsable += usize::from(answer.is_none());
+        if !item.choices.is_empty() {
+            *self.golds.entry(item.gold.clone()).or_default() += 1;
+            if let Some(a) = &answer {
+                *self.answers.entry(a.clone()).or_default() += 1;
+            }
+        }
         self.overall.total += 1;
         self.overall.correct += usize::from(ok);
         if let Some(group) = &item.group {

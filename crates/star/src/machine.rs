@@ -10,7 +10,7 @@
 //! the wrong ones with the hint, the original model M fine-tuned afresh on the union, M_n scored.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use burn::module::Module;
@@ -109,6 +109,8 @@ impl Phase {
     }
 }
 
+// One Phase value exists per run, moved once per step: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Phase {
     /// `model` (M_iteration) on the dev set, batch by batch; then, for the gate, with the hint.
     Evaluate {
@@ -221,6 +223,11 @@ impl StarLoop {
     /// The rows of the finished iterations, base first.
     pub fn rows(&self) -> &[IterationRow] {
         &self.rows
+    }
+
+    /// Optimizer steps of iteration `iteration`'s fine-tuning (on the current records).
+    pub fn training_steps(&self, iteration: usize) -> usize {
+        self.setup.cfg.steps_for_records(iteration, &self.records)
     }
 
     /// The current iteration's rationale records so far.
@@ -351,7 +358,8 @@ impl StarLoop {
             rejected: count(Outcome::Rejected),
             kept_sound: checkable.then(|| sound(Outcome::Kept)),
             rationalized_sound: checkable.then(|| sound(Outcome::Rationalized)),
-            steps: if iteration == 0 { 0 } else { cfg.steps_for(iteration) },
+            steps: if iteration == 0 { 0 } else { cfg.steps_for_records(iteration, &self.records) },
+            trained_answers: trained_answers(&self.records, &cfg.training_set(), &self.setup.data.train),
             dev,
             dev_hinted,
             seconds: self.seconds,
@@ -401,8 +409,7 @@ impl StarLoop {
         let cfg = &self.setup.cfg;
         let by_id: HashMap<&str, &Item> = self.setup.data.train.iter().map(|it| (it.id.as_str(), it)).collect();
         let eos = self.current.config().eos_token_id;
-        let set = TrainingSet { require_sound: cfg.require_sound, hint_share: cfg.p_show_hint_save, seed: cfg.seed };
-        let examples = set.examples(&self.records, &by_id, &self.setup.tokenizer, eos, iteration)?;
+        let examples = cfg.training_set().examples(&self.records, &by_id, &self.setup.tokenizer, eos, iteration)?;
         if examples.is_empty() {
             return Err(StarError::NothingKept {
                 iteration,
@@ -411,7 +418,7 @@ impl StarLoop {
                 rationales: None,
             });
         }
-        let steps = cfg.steps_for(iteration);
+        let steps = cfg.steps_for_examples(iteration, examples.len());
         let mut tc = cfg.train.clone();
         tc.steps = steps;
         tc.seed = cfg.seed.wrapping_add(iteration as u64);
@@ -505,4 +512,23 @@ fn check_setup(setup: &StarSetup) -> Result<(), StarError> {
         )));
     }
     Ok(())
+}
+
+/// The answers of the completions an iteration fine-tunes on, counted by answer, for
+/// multiple-choice questions (empty otherwise).
+fn trained_answers(records: &[RationaleRecord], set: &TrainingSet, train: &[Item]) -> BTreeMap<String, usize> {
+    if train.iter().all(|it| it.choices.is_empty()) {
+        return BTreeMap::new();
+    }
+    let mut counts = BTreeMap::new();
+    for r in records.iter().filter(|r| set.trains_on(r)) {
+        let answer = match r.outcome {
+            Outcome::Kept => r.answer.as_ref(),
+            _ => r.rationalization_answer.as_ref(),
+        };
+        if let Some(a) = answer {
+            *counts.entry(a.clone()).or_default() += 1;
+        }
+    }
+    counts
 }

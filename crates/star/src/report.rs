@@ -26,6 +26,10 @@ pub struct IterationRow {
     pub rationalized_sound: Option<usize>,
     /// Fine-tuning steps of this iteration's model.
     pub steps: usize,
+    /// Multiple-choice tasks: the answers of the completions fine-tuned on, by answer — a kept
+    /// set that over-represents the base model's favourite letter teaches that letter.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub trained_answers: std::collections::BTreeMap<String, usize>,
     /// Dev-set accuracy of this iteration's model.
     pub dev: EvalResult,
     /// The same with the hint (the base model, for the gate).
@@ -46,6 +50,7 @@ impl IterationRow {
             kept_sound: None,
             rationalized_sound: None,
             steps: 0,
+            trained_answers: Default::default(),
             dev,
             dev_hinted,
             seconds: 0.0,
@@ -119,6 +124,31 @@ pub fn markdown_table(rows: &[IterationRow]) -> String {
             }
             let _ = writeln!(s, " | {} |", r.steps);
         }
+    }
+    s.push_str(&answer_balance(rows));
+    s
+}
+
+/// For multiple-choice tasks, a second table: per iteration, how often each answer was trained
+/// on and given on the dev set, beside the dev set's gold answers (empty for other tasks).
+pub fn answer_balance(rows: &[IterationRow]) -> String {
+    let letters: BTreeSet<&String> = rows
+        .iter()
+        .flat_map(|r| r.trained_answers.keys().chain(r.dev.answers.keys()).chain(r.dev.golds.keys()))
+        .collect();
+    if letters.is_empty() {
+        return String::new();
+    }
+    let counts = |m: &std::collections::BTreeMap<String, usize>| {
+        letters.iter().map(|l| m.get(*l).copied().unwrap_or(0).to_string()).collect::<Vec<_>>().join(" / ")
+    };
+    let names = letters.iter().map(|l| l.as_str()).collect::<Vec<_>>().join(" / ");
+    let mut s = format!(
+        "\n| iteration | trained on ({names}) | dev answers ({names}) | dev gold ({names}) |\n|---|---|---|---|\n"
+    );
+    for r in rows {
+        let trained = if r.iteration == 0 { "–".to_string() } else { counts(&r.trained_answers) };
+        let _ = writeln!(s, "| {} | {trained} | {} | {} |", r.iteration, counts(&r.dev.answers), counts(&r.dev.golds));
     }
     s
 }
@@ -263,6 +293,7 @@ mod tests {
             kept_sound: None,
             rationalized_sound: None,
             steps: 40,
+            trained_answers: Default::default(),
             dev,
             dev_hinted: None,
             seconds: 1.0,
@@ -284,6 +315,22 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert_eq!(svg.matches("<polyline").count(), 4);
         assert!(svg.contains("a &lt;test&gt;"));
+    }
+
+    #[test]
+    fn multiple_choice_runs_show_their_answer_balance() {
+        let mut rows = vec![row(0, &[]), row(1, &[])];
+        assert!(!markdown_table(&rows).contains("trained on"), "no letters, no second table");
+        rows[0].dev.answers = [("a".to_string(), 2), ("e".to_string(), 8)].into();
+        rows[0].dev.golds = [("a".to_string(), 5), ("c".to_string(), 5)].into();
+        rows[1].trained_answers = [("c".to_string(), 3), ("e".to_string(), 9)].into();
+        let t = markdown_table(&rows);
+        assert!(
+            t.contains("| iteration | trained on (a / c / e) | dev answers (a / c / e) | dev gold (a / c / e) |"),
+            "{t}"
+        );
+        assert!(t.contains("| 0 | – | 2 / 0 / 8 | 5 / 5 / 0 |"), "{t}");
+        assert!(t.contains("| 1 | 0 / 3 / 9 | 0 / 0 / 0 | 0 / 0 / 0 |"), "{t}");
     }
 
     #[test]

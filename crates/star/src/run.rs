@@ -246,7 +246,8 @@ impl StarRun<'_> {
         } else if done.exists() {
             let previous = self.load(&previous_path, &self.device)?;
             let records = read_records(&done)?;
-            let run = RunDir::create(&dir.join("train"), &self.train_config(n), &self.tokenizer)?;
+            let steps = self.cfg.steps_for_records(n, &records);
+            let run = RunDir::create(&dir.join("train"), &self.train_config(n, steps), &self.tokenizer)?;
             let from = run
                 .resume(&self.device.clone().autodiff())?
                 .map(|r| Box::new(Checkpointed { model: r.model, start: r.start }));
@@ -259,13 +260,8 @@ impl StarRun<'_> {
     }
 
     /// The fine-tuning settings of iteration `n` (as the loop sets them).
-    fn train_config(&self, n: usize) -> TrainConfig {
-        TrainConfig {
-            steps: self.cfg.steps_for(n),
-            seed: self.cfg.seed.wrapping_add(n as u64),
-            eval_every: None,
-            ..self.cfg.train.clone()
-        }
+    fn train_config(&self, n: usize, steps: usize) -> TrainConfig {
+        TrainConfig { steps, seed: self.cfg.seed.wrapping_add(n as u64), eval_every: None, ..self.cfg.train.clone() }
     }
 
     /// Runs (or continues) the loop; returns one row per iteration, base first.
@@ -351,7 +347,8 @@ impl StarRun<'_> {
                     } else {
                         obs.note(&format!("iteration {iteration}: resuming fine-tuning"));
                     }
-                    let run = RunDir::create(&dir.join("train"), &self.train_config(iteration), &self.tokenizer)?;
+                    let run =
+                        RunDir::create(&dir.join("train"), &self.train_config(iteration, steps), &self.tokenizer)?;
                     show(obs, iteration, Phase::Train, steps);
                     train_run = Some(run);
                 }
@@ -406,12 +403,14 @@ impl StarRun<'_> {
 /// (a sound and, where there is one, an unsound rationale: right answer, wrong step).
 pub fn report_markdown(rows: &[IterationRow], cfg: &StarConfig, root: &Path) -> String {
     let mut s = format!("# STaR on {}\n\n", cfg.task.name());
+    let schedule = match cfg.epochs {
+        Some(e) => format!("{e} passes over the iteration's examples"),
+        None => format!("{} steps growing ×{} per iteration", cfg.first_steps, cfg.step_growth),
+    };
     s.push_str(&format!(
-        "{} iterations planned; rationalization {}; fine-tuning from the base model each iteration, {} steps growing ×{} per iteration.\n\n",
+        "{} iterations planned; rationalization {}; fine-tuning from the base model each iteration, {schedule}.\n\n",
         cfg.iterations,
         if cfg.rationalize { "on" } else { "off" },
-        cfg.first_steps,
-        cfg.step_growth
     ));
     if let Some(base) = rows.first().filter(|r| r.dev_hinted.is_some()) {
         s.push_str(&format!(

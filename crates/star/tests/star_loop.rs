@@ -97,6 +97,7 @@ fn config(iterations: usize) -> StarConfig {
         max_new_tokens: 90,
         gen_batch: 16,
         gen_rows: None,
+        epochs: None,
         patience: 0,
         seed: 3,
         gate: None,
