@@ -5,6 +5,7 @@ Forward (no grad) and forward+backward of the causal-LM loss over the whole voca
 and greedy generation (P prompt + N new tokens, end-of-text ignored) at several batch sizes,
 in fp32 and bf16 (weights cast, eager mode, SDPA attention). Median of --runs after a warm-up.
 Writes one JSON file; prints why when torch or a GPU is missing (the caller records the reason).
+`--device cpu --threads 2` is the same measurement on the CPU, beside `starling --device cpu bench`.
 """
 
 import argparse
@@ -25,6 +26,9 @@ def main():
     p.add_argument("--gen-batches", default="1,16,64")
     p.add_argument("--dtypes", default="float32,bfloat16")
     p.add_argument("--json", required=True)
+    p.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
+                   help="cpu: the peer of `starling --device cpu bench` on the same machine")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     a = p.parse_args()
 
     try:
@@ -33,26 +37,32 @@ def main():
     except ImportError as e:
         print(f"torch_bench: skipped, {e}", file=sys.stderr)
         return 3
-    if not torch.cuda.is_available():
+    if a.device == "cuda" and not torch.cuda.is_available():
         print("torch_bench: skipped, torch sees no CUDA GPU", file=sys.stderr)
         return 3
-    dev = torch.device("cuda")
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    dev = torch.device(a.device)
+
+    def sync():
+        if a.device == "cuda":
+            torch.cuda.synchronize()
     torch.manual_seed(0)
 
     def timed(fn, runs):
         fn()
-        torch.cuda.synchronize()
+        sync()
         times = []
         for _ in range(max(1, runs)):
             t = time.perf_counter()
             fn()
-            torch.cuda.synchronize()
+            sync()
             times.append(time.perf_counter() - t)
         return statistics.median(times)
 
     report = {
         "torch": torch.__version__,
-        "gpu": torch.cuda.get_device_name(0),
+        "gpu": torch.cuda.get_device_name(0) if a.device == "cuda" else f"cpu, {torch.get_num_threads()} threads",
         "batch": a.batch,
         "seq_len": a.seq_len,
         "runs": a.runs,
@@ -100,7 +110,8 @@ def main():
             {"dtype": name, "forward_s": fwd, "forward_backward_s": fb, "generation": gen}
         )
         del model
-        torch.cuda.empty_cache()
+        if a.device == "cuda":
+            torch.cuda.empty_cache()
     with open(a.json, "w") as f:
         json.dump(report, f, indent=2)
     return 0
