@@ -127,6 +127,12 @@ impl<'a> ContinuousDecoder<'a> {
         self.rows.len()
     }
 
+    /// Own slots per row in the batch now (its longest row plus the padding of the others):
+    /// what every decode step attends to besides the shared prefix.
+    pub fn slots(&self) -> usize {
+        self.cache.len()
+    }
+
     /// Samples the next token of every row on the device: ids `[rows]`, to be read back and
     /// passed to [`ContinuousDecoder::accept`].
     ///

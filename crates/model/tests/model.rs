@@ -8,7 +8,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use starling_model::ModelConfig;
 use starling_model::Tokenizer;
-use starling_model::batching::generate_continuous;
+use starling_model::batching::{ContinuousDecoder, generate_continuous};
 use starling_model::cache::KvCache;
 use starling_model::checkpoint::files::{hf_folder_files, open_checkpoint, save_hf_folder};
 use starling_model::checkpoint::memory::open_from_memory;
@@ -275,6 +275,19 @@ fn continuous_batching_matches_static(device: Device) {
             assert_eq!(seen, want.iter().map(Vec::len).collect::<Vec<_>>(), "token events per prompt");
         }
     }
+    // Padding no row needs is dropped, and finished rows leave: the batch never holds more
+    // slots than its longest prompt's own part plus the token budget.
+    let mut decoder = ContinuousDecoder::new(&model, &tok, &prompts, Some(&shared), &cfg, 3).unwrap();
+    let bound = prompts.iter().map(|p| p.len() - shared.len()).max().unwrap() + cfg.max_new_tokens;
+    let mut rows_seen = Vec::new();
+    while !decoder.finished() {
+        assert!(decoder.slots() <= bound, "{} slots > {bound}", decoder.slots());
+        rows_seen.push(decoder.batch_rows());
+        let ids: Vec<i64> = decoder.propose().into_data().try_into_vec_as().unwrap();
+        decoder.accept(&ids, &mut |_| {}).unwrap();
+    }
+    assert_eq!(rows_seen[0], 3);
+    assert!(rows_seen.last() < Some(&3), "rows leave at the end: {rows_seen:?}");
 }
 
 /// Sampled continuous batching: a prompt's text depends on the seed and the prompt alone, not
