@@ -126,7 +126,7 @@ pub struct Args {
     pub step_growth: f64,
     /// Fine-tune each iteration for this many passes over its kept and rationalized examples,
     /// instead of --first-steps/--step-growth (a small kept set is then not repeated for 40+
-    /// steps regardless of its size).
+    /// steps regardless of its size). Warm-up is then at most a quarter of the steps.
     #[arg(long, conflicts_with_all = ["first_steps"])]
     pub epochs: Option<f64>,
     /// Stop after this many iterations without a better dev accuracy (0: never).

@@ -80,6 +80,22 @@ pub fn fine_tuning(batch_size: usize, lr: f64, warmup_steps: usize, max_len: usi
 
 impl StarConfig {
     /// Optimizer steps of iteration `n` (1-based).
+    /// The fine-tuning settings of iteration `n` on `examples` examples: its step count, a seed
+    /// of its own, no evaluation. With `epochs`, warm-up is at most a quarter of the steps (a
+    /// short iteration would otherwise never reach its learning rate).
+    pub fn train_config_for(&self, n: usize, examples: usize) -> TrainConfig {
+        let steps = self.steps_for_examples(n, examples);
+        let warmup_steps =
+            if self.epochs.is_some() { self.train.warmup_steps.min(steps / 4) } else { self.train.warmup_steps };
+        TrainConfig {
+            steps,
+            warmup_steps,
+            seed: self.seed.wrapping_add(n as u64),
+            eval_every: None,
+            ..self.train.clone()
+        }
+    }
+
     /// How the records of an iteration become fine-tuning examples.
     pub fn training_set(&self) -> crate::attempt::TrainingSet {
         crate::attempt::TrainingSet {
@@ -179,6 +195,11 @@ mod tests {
         let batch = per_epoch.train.batch_size * per_epoch.train.grad_accum.max(1);
         assert_eq!(per_epoch.steps_for_examples(2, 10 * batch), 20);
         assert_eq!(per_epoch.steps_for_examples(1, 1), 1);
+        // Warm-up fits inside a short iteration, and only under `epochs`.
+        let short = per_epoch.train_config_for(1, 2 * batch);
+        assert_eq!((short.steps, short.warmup_steps), (4, 1));
+        assert_eq!(c.train_config_for(1, 2 * batch).warmup_steps, c.train.warmup_steps);
+        assert_eq!(short.seed, per_epoch.seed + 1);
         assert!(c.validate().is_ok());
         assert!(StarConfig { step_growth: 0.5, ..c.clone() }.validate().is_err());
         assert!(StarConfig { iterations: 0, ..c.clone() }.validate().is_err());

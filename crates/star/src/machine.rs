@@ -418,11 +418,8 @@ impl StarLoop {
                 rationales: None,
             });
         }
-        let steps = cfg.steps_for_examples(iteration, examples.len());
-        let mut tc = cfg.train.clone();
-        tc.steps = steps;
-        tc.seed = cfg.seed.wrapping_add(iteration as u64);
-        tc.eval_every = None;
+        let tc = cfg.train_config_for(iteration, examples.len());
+        let steps = tc.steps;
         let n_examples = examples.len();
         let (model, start, base) = match from {
             Some(c) => (c.model, Some(c.start), None),

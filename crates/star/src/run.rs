@@ -32,7 +32,7 @@ use starling_model::weights::load_transformer;
 use starling_model::{Tokenizer, Transformer};
 use starling_tasks::Item;
 use starling_train::run_dir::RunDir;
-use starling_train::trainer::{StepMetrics, TrainConfig};
+use starling_train::trainer::StepMetrics;
 
 use crate::StarError;
 use crate::attempt::{Outcome, RationaleRecord};
@@ -246,8 +246,8 @@ impl StarRun<'_> {
         } else if done.exists() {
             let previous = self.load(&previous_path, &self.device)?;
             let records = read_records(&done)?;
-            let steps = self.cfg.steps_for_records(n, &records);
-            let run = RunDir::create(&dir.join("train"), &self.train_config(n, steps), &self.tokenizer)?;
+            let examples = self.cfg.training_set().count(&records);
+            let run = RunDir::create(&dir.join("train"), &self.cfg.train_config_for(n, examples), &self.tokenizer)?;
             let from = run
                 .resume(&self.device.clone().autodiff())?
                 .map(|r| Box::new(Checkpointed { model: r.model, start: r.start }));
@@ -257,11 +257,6 @@ impl StarRun<'_> {
             Resume::Generate { iteration: n, previous: self.load(&previous_path, &self.device)?, records }
         };
         Ok((rows, resume))
-    }
-
-    /// The fine-tuning settings of iteration `n` (as the loop sets them).
-    fn train_config(&self, n: usize, steps: usize) -> TrainConfig {
-        TrainConfig { steps, seed: self.cfg.seed.wrapping_add(n as u64), eval_every: None, ..self.cfg.train.clone() }
     }
 
     /// Runs (or continues) the loop; returns one row per iteration, base first.
@@ -347,8 +342,8 @@ impl StarRun<'_> {
                     } else {
                         obs.note(&format!("iteration {iteration}: resuming fine-tuning"));
                     }
-                    let run =
-                        RunDir::create(&dir.join("train"), &self.train_config(iteration, steps), &self.tokenizer)?;
+                    let train_config = self.cfg.train_config_for(iteration, examples);
+                    let run = RunDir::create(&dir.join("train"), &train_config, &self.tokenizer)?;
                     show(obs, iteration, Phase::Train, steps);
                     train_run = Some(run);
                 }
