@@ -14,16 +14,16 @@
 
 use std::collections::VecDeque;
 
-use burn::tensor::{Int, Tensor, TensorData, Transaction};
+use burn::tensor::{Int, Tensor, TensorData};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::cache::KvCache;
 use crate::error::{ModelError, Result};
 use crate::generate::{
-    FinishReason, GenerateConfig, Generation, RowText, TokenEvent, check_prompts, decode_step, left_padded, prefill,
+    FinishReason, GenerateConfig, Generation, RowText, TokenEvent, check_request, decode_step, prefill_prompts,
 };
-use crate::host::Host;
+use crate::host::{Host, read_ids};
 use crate::model::Transformer;
 use crate::prefix::SharedPrefix;
 use crate::sampling::Sampler;
@@ -72,25 +72,15 @@ impl<'a> ContinuousDecoder<'a> {
         cfg: &'a GenerateConfig,
         max_rows: usize,
     ) -> Result<Self> {
-        cfg.sampling.validate()?;
         if max_rows == 0 {
             return Err(ModelError::Input("continuous batching needs at least one row".into()));
         }
+        check_request(model, prompts, cfg)?;
         let c = model.config();
-        if !prompts.is_empty() {
-            let longest = check_prompts(prompts, c.vocab_size)?;
-            if longest + cfg.max_new_tokens > c.max_position_embeddings {
-                return Err(ModelError::TooLong {
-                    prompt_tokens: longest,
-                    new_tokens: cfg.max_new_tokens,
-                    context: c.max_position_embeddings,
-                });
-            }
-        }
-        let prefix = prefix.map(|p| p.truncated(p.usable_len(prompts))).filter(|p| !p.is_empty());
+        let prefix = prefix.and_then(|p| p.for_prompts(prompts));
         let mut waiting: Vec<usize> = (0..prompts.len()).collect();
         waiting.sort_by_key(|&i| prompts[i].len());
-        let cache = prefix.as_ref().map_or_else(|| KvCache::new(c.num_layers), KvCache::after_prefix);
+        let cache = KvCache::continuing(c.num_layers, prefix.as_ref());
         let mut decoder = Self {
             model,
             tokenizer,
@@ -107,10 +97,9 @@ impl<'a> ContinuousDecoder<'a> {
             proposed: None,
             done: vec![None; prompts.len()],
         };
+        // Without a token budget nothing is admitted, and every prompt ends empty.
         if cfg.max_new_tokens == 0 {
-            for i in std::mem::take(&mut decoder.waiting) {
-                decoder.done[i] = Some(decoder.generation(i, Vec::new(), String::new(), FinishReason::Length));
-            }
+            decoder.waiting.clear();
         } else {
             decoder.admit();
         }
@@ -175,23 +164,15 @@ impl<'a> ContinuousDecoder<'a> {
             }
             if a.text.finished() || a.steps >= self.cfg.max_new_tokens {
                 let a = slot.take().expect("the row is active");
-                let finish = a.text.finish.unwrap_or(FinishReason::Length);
-                self.done[a.prompt] = Some(Generation {
-                    prompt_ids: self.prompts[a.prompt].clone(),
-                    ids: a.ids,
-                    text: a.text.text,
-                    finish,
-                });
+                let prompt = a.prompt;
+                self.done[prompt] = Some(finished(&self.prompts, a));
             }
         }
+        // With no row left, `admit` starts a new batch or the decoder is done.
         if self.rows.iter().any(Option::is_some) {
             let device = self.model.device();
             let tokens = next.reshape([self.rows.len(), 1]);
             self.logits = Some(decode_step(self.model, tokens, &self.pad_left, &mut self.cache, &device));
-        } else {
-            self.rows.clear();
-            self.pad_left.clear();
-            self.cache.drop_front(self.cache.len());
         }
         self.admit();
         Ok(())
@@ -223,12 +204,11 @@ impl<'a> ContinuousDecoder<'a> {
     /// Prefills prompts `joining` and puts them in rows `into` (free rows, or new ones).
     fn join(&mut self, into: &[usize], joining: &[usize]) {
         let device = self.model.device();
-        let skip = self.cache.prefix_len();
-        let suffixes: Vec<Vec<u32>> = joining.iter().map(|&i| self.prompts[i][skip..].to_vec()).collect();
-        let (tokens, mut pad) = left_padded(&suffixes, self.model.config().pad_id(), &device);
-        let mut cache =
-            self.prefix.as_ref().map_or_else(|| KvCache::new(self.model.config().num_layers), KvCache::after_prefix);
-        let logits = prefill(self.model, tokens, &pad, &mut cache, &device);
+        let prompts: Vec<Vec<u32>> = joining.iter().map(|&i| self.prompts[i].clone()).collect();
+        let mut cache = KvCache::continuing(self.model.config().num_layers, self.prefix.as_ref());
+        let (mut pad, logits) = prefill_prompts(self.model, &prompts, &mut cache);
+        // Rows after this: the current ones, and new ones beyond them (`into` is ascending).
+        let total = self.rows.len().max(into.last().map_or(0, |&m| m + 1));
         if self.rows.iter().all(Option::is_none) {
             // Nothing continues: the newcomers are the batch.
             self.rows.clear();
@@ -244,7 +224,6 @@ impl<'a> ContinuousDecoder<'a> {
             pad.iter_mut().for_each(|p| *p += have.saturating_sub(new));
             // Row r keeps its own entry, or takes newcomer j (index rows + j of the concatenation).
             let rows = self.rows.len();
-            let total = rows.max(into.iter().max().map_or(0, |&m| m + 1));
             let mut pick: Vec<i64> = (0..total as i64).collect();
             self.pad_left.resize(total, 0);
             for (j, &r) in into.iter().enumerate() {
@@ -256,7 +235,6 @@ impl<'a> ContinuousDecoder<'a> {
             let current = self.logits.take().expect("continuing rows have logits");
             self.logits = Some(Tensor::cat(vec![current, logits], 0).select(0, pick));
         }
-        let total = self.rows.len().max(into.iter().max().map_or(0, |&m| m + 1));
         self.rows.resize_with(total, || None);
         for (&r, &i) in into.iter().zip(joining) {
             let seed = self.cfg.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -273,10 +251,11 @@ impl<'a> ContinuousDecoder<'a> {
     /// Removes finished rows from the batch (nothing waits to take them).
     fn drop_free_rows(&mut self) {
         let keep: Vec<usize> = (0..self.rows.len()).filter(|&r| self.rows[r].is_some()).collect();
-        if keep.len() == self.rows.len() || keep.is_empty() {
-            if keep.is_empty() {
-                self.logits = None;
-            }
+        if keep.is_empty() {
+            self.logits = None;
+            return;
+        }
+        if keep.len() == self.rows.len() {
             return;
         }
         let device = self.model.device();
@@ -291,34 +270,15 @@ impl<'a> ContinuousDecoder<'a> {
         self.rows = keep.iter().map(|&r| rows[r].take()).collect();
     }
 
-    fn generation(&self, i: usize, ids: Vec<u32>, text: String, finish: FinishReason) -> Generation {
-        Generation { prompt_ids: self.prompts[i].clone(), ids, text, finish }
-    }
-
     /// Every prompt's generation, in the order of the prompts.
     pub fn into_generations(self) -> Vec<Generation> {
-        let Self { done, rows, prompts, .. } = self;
-        let mut out = done;
+        let Self { mut done, rows, prompts, .. } = self;
         // Rows still running (only when the caller stops early) end with `Length`.
         for a in rows.into_iter().flatten() {
-            out[a.prompt] = Some(Generation {
-                prompt_ids: prompts[a.prompt].clone(),
-                ids: a.ids,
-                text: a.text.text,
-                finish: FinishReason::Length,
-            });
+            let prompt = a.prompt;
+            done[prompt] = Some(finished(&prompts, a));
         }
-        out.into_iter()
-            .zip(&prompts)
-            .map(|(g, p)| {
-                g.unwrap_or(Generation {
-                    prompt_ids: p.clone(),
-                    ids: Vec::new(),
-                    text: String::new(),
-                    finish: FinishReason::Length,
-                })
-            })
-            .collect()
+        done.into_iter().zip(&prompts).map(|(g, p)| g.unwrap_or_else(|| unstarted(p))).collect()
     }
 }
 
@@ -338,10 +298,23 @@ pub async fn generate_continuous(
 ) -> Result<Vec<Generation>> {
     let mut decoder = ContinuousDecoder::new(model, tokenizer, prompts, prefix, cfg, max_rows)?;
     while !decoder.finished() {
-        let next = decoder.propose();
-        let read = host.read(Transaction::default().register(next)).await?;
-        let ids = crate::host::ids(read.into_iter().next().ok_or_else(|| ModelError::Input("no ids read".into()))?)?;
+        let ids = read_ids(host, decoder.propose()).await?;
         decoder.accept(&ids, on_token)?;
     }
     Ok(decoder.into_generations())
+}
+
+/// A row's generation as it stands (`Length` when it did not end by itself).
+fn finished(prompts: &[Vec<u32>], a: Active<'_>) -> Generation {
+    Generation {
+        prompt_ids: prompts[a.prompt].clone(),
+        finish: a.text.finish.unwrap_or(FinishReason::Length),
+        ids: a.ids,
+        text: a.text.text,
+    }
+}
+
+/// The generation of a prompt that produced nothing.
+fn unstarted(prompt: &[u32]) -> Generation {
+    Generation { prompt_ids: prompt.to_vec(), ids: Vec::new(), text: String::new(), finish: FinishReason::Length }
 }

@@ -67,6 +67,11 @@ impl KvCache {
         Self { layers: vec![LayerCache::default(); num_layers], len: 0, prefix_len: 0 }
     }
 
+    /// An empty cache, after `prefix` when there is one.
+    pub fn continuing(num_layers: usize, prefix: Option<&SharedPrefix>) -> Self {
+        prefix.map_or_else(|| Self::new(num_layers), Self::after_prefix)
+    }
+
     /// An empty cache for rows that all continue `prefix`: its entries are attended, not copied.
     pub fn after_prefix(prefix: &SharedPrefix) -> Self {
         let layers = prefix.layers().iter().map(|kv| LayerCache { kv: None, prefix: Some(kv.clone()) }).collect();

@@ -4,11 +4,11 @@
 //! and then one token per row per step reuses the cache. Sampling happens on the device and only
 //! the sampled ids are read back, once per step, to check EOS and stop strings.
 
-use burn::tensor::{Device, Int, Tensor, TensorData, Transaction};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::cache::KvCache;
 use crate::error::{ModelError, Result};
-use crate::host::{Blocking, Host, block_on};
+use crate::host::{Blocking, Host, block_on, read_ids};
 use crate::mask::{AttentionBias, positions};
 use crate::model::Transformer;
 use crate::prefix::SharedPrefix;
@@ -158,9 +158,7 @@ pub async fn generate_after_prefix(
         return Ok(Vec::new());
     };
     while !decoder.finished() {
-        let next = decoder.propose();
-        let read = host.read(Transaction::default().register(next)).await?;
-        let ids = crate::host::ids(read.into_iter().next().ok_or_else(|| ModelError::Input("no ids read".into()))?)?;
+        let ids = read_ids(host, decoder.propose()).await?;
         decoder.accept(&ids, on_token)?;
     }
     Ok(decoder.into_generations())
@@ -208,24 +206,15 @@ impl<'a> Decoder<'a> {
         cfg: &'a GenerateConfig,
         prefix: Option<&SharedPrefix>,
     ) -> Result<Option<Self>> {
-        cfg.sampling.validate()?;
+        check_request(model, prompts, cfg)?;
         if prompts.is_empty() {
             return Ok(None);
         }
         let c = model.config();
-        let longest = check_prompts(prompts, c.vocab_size)?;
-        if longest + cfg.max_new_tokens > c.max_position_embeddings {
-            return Err(ModelError::TooLong {
-                prompt_tokens: longest,
-                new_tokens: cfg.max_new_tokens,
-                context: c.max_position_embeddings,
-            });
-        }
         let device = model.device();
         let rows = (0..prompts.len()).map(|_| Row { ids: Vec::new(), text: RowText::new(tokenizer) }).collect();
-        let prefix = prefix.map(|p| p.truncated(p.usable_len(prompts))).filter(|p| !p.is_empty());
-        let mut cache = prefix.as_ref().map_or_else(|| KvCache::new(c.num_layers), KvCache::after_prefix);
-        let skip = cache.prefix_len();
+        let prefix = prefix.and_then(|p| p.for_prompts(prompts));
+        let mut cache = KvCache::continuing(c.num_layers, prefix.as_ref());
         let sampler = Sampler::new(&cfg.sampling, c.vocab_size, &device);
         let (pad_left, logits) = if cfg.max_new_tokens == 0 {
             (Vec::new(), None)
@@ -235,9 +224,7 @@ impl<'a> Decoder<'a> {
                 // one backend draw from the same stream, so only a sequential run repeats exactly.
                 device.seed(cfg.seed);
             }
-            let suffixes: Vec<Vec<u32>> = prompts.iter().map(|p| p[skip..].to_vec()).collect();
-            let (tokens, pad_left) = left_padded(&suffixes, c.pad_id(), &device);
-            let logits = prefill(model, tokens, &pad_left, &mut cache, &device);
+            let (pad_left, logits) = prefill_prompts(model, prompts, &mut cache);
             (pad_left, Some(logits))
         };
         Ok(Some(Self {
@@ -310,6 +297,37 @@ impl<'a> Decoder<'a> {
             })
             .collect()
     }
+}
+
+/// Checks a request before any work: valid sampling settings, prompts the model can read, and
+/// the longest prompt plus the token budget inside the model's context.
+pub(crate) fn check_request(model: &Transformer, prompts: &[Vec<u32>], cfg: &GenerateConfig) -> Result<()> {
+    cfg.sampling.validate()?;
+    let c = model.config();
+    let longest = check_prompts(prompts, c.vocab_size)?;
+    if !prompts.is_empty() && longest + cfg.max_new_tokens > c.max_position_embeddings {
+        return Err(ModelError::TooLong {
+            prompt_tokens: longest,
+            new_tokens: cfg.max_new_tokens,
+            context: c.max_position_embeddings,
+        });
+    }
+    Ok(())
+}
+
+/// Prefills `prompts` after what `cache` holds of them already (its shared prefix), left-padded
+/// into one batch; returns each row's padding and the last-position logits.
+pub(crate) fn prefill_prompts(
+    model: &Transformer,
+    prompts: &[Vec<u32>],
+    cache: &mut KvCache,
+) -> (Vec<usize>, Tensor<2>) {
+    let device = model.device();
+    let skip = cache.prefix_len();
+    let suffixes: Vec<Vec<u32>> = prompts.iter().map(|p| p[skip..].to_vec()).collect();
+    let (tokens, pad_left) = left_padded(&suffixes, model.config().pad_id(), &device);
+    let logits = prefill(model, tokens, &pad_left, cache, &device);
+    (pad_left, logits)
 }
 
 /// Prompts of different lengths as one left-padded batch `[B, longest]`, and each row's padding.

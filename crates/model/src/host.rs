@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::task::{Context, Poll, Waker};
 
-use burn::tensor::{TensorData, Transaction};
+use burn::tensor::{Int, Tensor, TensorData, Transaction};
 
 use crate::error::{ModelError, Result};
 
@@ -50,6 +50,12 @@ pub fn scalars(data: &[TensorData]) -> Result<Vec<f64>> {
 /// Integer ids read back from the device.
 pub fn ids(data: TensorData) -> Result<Vec<i64>> {
     data.try_into_vec_as::<i64>().map_err(|e| ModelError::Input(format!("device ids: {e:?}")))
+}
+
+/// Reads one device tensor of ids through `host` (a decoder's sampled tokens, once per step).
+pub async fn read_ids(host: &mut impl Host, next: Tensor<1, Int>) -> Result<Vec<i64>> {
+    let read = host.read(Transaction::default().register(next)).await?;
+    ids(read.into_iter().next().ok_or_else(|| ModelError::Input("no ids read".into()))?)
 }
 
 #[cfg(test)]

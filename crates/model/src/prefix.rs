@@ -8,8 +8,8 @@ use std::cell::RefCell;
 use burn::tensor::{Tensor, TensorData};
 
 use crate::cache::{Kv, KvCache};
-use crate::error::{ModelError, Result};
-use crate::generate::{check_prompts, run_slots};
+use crate::error::Result;
+use crate::generate::{GenerateConfig, check_request, run_slots};
 use crate::model::Transformer;
 
 /// A prefix's ids and, per layer, its keys and values `[1, kvh, P, hd]`.
@@ -23,14 +23,8 @@ impl SharedPrefix {
     /// Runs `ids` through `model` once and keeps their keys and values.
     pub fn compute(model: &Transformer, ids: Vec<u32>) -> Result<Self> {
         let c = model.config();
-        check_prompts(std::slice::from_ref(&ids), c.vocab_size)?;
-        if ids.len() > c.max_position_embeddings {
-            return Err(ModelError::TooLong {
-                prompt_tokens: ids.len(),
-                new_tokens: 0,
-                context: c.max_position_embeddings,
-            });
-        }
+        let request = GenerateConfig { max_new_tokens: 0, ..GenerateConfig::default() };
+        check_request(model, std::slice::from_ref(&ids), &request)?;
         let device = model.device();
         let mut cache = KvCache::new(c.num_layers);
         let data = TensorData::new(ids.iter().map(|&t| t as i64).collect(), [1, ids.len()]);
@@ -70,6 +64,12 @@ impl SharedPrefix {
                 .map(|(k, v)| (k.clone().narrow(2, 0, len), v.clone().narrow(2, 0, len)))
                 .collect(),
         }
+    }
+
+    /// The part of this prefix that every prompt of `prompts` can continue (`None` if none).
+    pub fn for_prompts(&self, prompts: &[Vec<u32>]) -> Option<Self> {
+        let len = self.usable_len(prompts);
+        (len > 0).then(|| self.truncated(len))
     }
 
     /// How many leading tokens every prompt shares with this prefix, leaving at least one token

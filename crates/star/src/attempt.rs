@@ -97,13 +97,7 @@ impl Generator<'_> {
         host: &mut impl Host,
         on_token: &mut dyn FnMut(TokenEvent<'_>),
     ) -> starling_model::Result<Vec<String>> {
-        let prompts = self.prompts(items, style, hinted)?;
-        let prefix = self.shared_prefix(style, hinted)?;
-        let cfg = self.decode_config(seed);
-        let rows = self.rows_for(prompts.len());
-        let out =
-            generate_continuous(self.model, self.tokenizer, &prompts, prefix.as_ref(), &cfg, rows, on_token, host)
-                .await?;
+        let out = self.generations_with(items, style, hinted, seed, host, on_token).await?;
         Ok(out.into_iter().map(|g| g.text).collect())
     }
 
@@ -115,20 +109,25 @@ impl Generator<'_> {
         hinted: bool,
         seed: u64,
     ) -> starling_model::Result<Vec<Generation>> {
+        block_on(self.generations_with(items, style, hinted, seed, &mut Blocking, &mut |_| {}))
+    }
+
+    /// The generations of `items`: the exemplars from the prefix cache, `max_rows` rows at a
+    /// time.
+    async fn generations_with(
+        &self,
+        items: &[&Item],
+        style: PromptStyle,
+        hinted: bool,
+        seed: u64,
+        host: &mut impl Host,
+        on_token: &mut dyn FnMut(TokenEvent<'_>),
+    ) -> starling_model::Result<Vec<Generation>> {
         let prompts = self.prompts(items, style, hinted)?;
         let prefix = self.shared_prefix(style, hinted)?;
         let cfg = self.decode_config(seed);
         let rows = self.rows_for(prompts.len());
-        block_on(generate_continuous(
-            self.model,
-            self.tokenizer,
-            &prompts,
-            prefix.as_ref(),
-            &cfg,
-            rows,
-            &mut |_| {},
-            &mut Blocking,
-        ))
+        generate_continuous(self.model, self.tokenizer, &prompts, prefix.as_ref(), &cfg, rows, on_token, host).await
     }
 
     fn rows_for(&self, questions: usize) -> usize {
