@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the browser demo into web/dist/: the wasm module (cargo for wasm32-unknown-unknown, then
 # wasm-bindgen-cli pinned to Cargo.lock's wasm-bindgen version, installed here if missing), the
-# static page, and the built-in model (trained once by `starling quiet demo`, then reused).
+# static page, and the built-in model (trained once by `starling quiet demo-sums`, then reused).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/starling-target}"
@@ -23,9 +23,9 @@ mkdir -p web/dist
 wasm-bindgen --target web --no-typescript --out-dir web/dist/pkg "$CARGO_TARGET_DIR/wasm32-unknown-unknown/dist/starling_web.wasm"
 cp web/static/* web/dist/
 
-# The built-in model: the Quiet-STaR sums model of `starling quiet demo` (about 2 minutes once).
+# The built-in model: the Quiet-STaR sums model of `starling quiet demo-sums` (about 2 minutes once).
 if [ ! -f web/.built-in/model/quiet_config.json ]; then
-  cargo run --release --bin starling -- --device cpu quiet demo --out web/.built-in
+  cargo run --release --bin starling -- --device cpu quiet demo-sums --out web/.built-in
 fi
 mkdir -p web/dist/model
 for f in config.json model.safetensors tokenizer.json quiet.safetensors quiet_config.json; do

@@ -15,6 +15,7 @@ mod init_model;
 mod perplexity;
 mod quiet;
 mod quiet_demo;
+mod quiet_hops;
 mod star;
 mod tasks_args;
 mod train_lm;

@@ -37,8 +37,11 @@ enum QuietCommand {
     Generate(GenerateArgs),
     /// Per-token log-probability with and without thoughts: which tokens do thoughts help?
     Analyze(AnalyzeArgs),
-    /// The built-in demonstration: a tiny model on sums, trained with and without thoughts.
-    Demo(crate::quiet_demo::Args),
+    /// The built-in demonstration: hidden multi-hop lookups, where thinking must help — a
+    /// 2-layer model with Quiet-STaR against plain, pause and random-thought controls.
+    Demo(crate::quiet_hops::Args),
+    /// The earlier demonstration: a tiny model on two-digit sums, with and without thoughts.
+    DemoSums(crate::quiet_demo::Args),
 }
 
 pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
@@ -46,7 +49,8 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
         QuietCommand::Train(t) => train(t, device),
         QuietCommand::Generate(g) => generate(g, device),
         QuietCommand::Analyze(z) => analyze(z, device),
-        QuietCommand::Demo(d) => crate::quiet_demo::run(d, device),
+        QuietCommand::Demo(d) => crate::quiet_hops::run(d, device),
+        QuietCommand::DemoSums(d) => crate::quiet_demo::run(d, device),
     }
 }
 
@@ -228,6 +232,7 @@ fn train(a: TrainArgs, device: DeviceChoice) -> Result<()> {
         },
         quiet,
         loss_chunk: a.loss_chunk,
+        thinking: Default::default(),
     };
     let text =
         std::fs::read_to_string(&a.text).with_context(|| format!("cannot read the corpus {}", a.text.display()))?;

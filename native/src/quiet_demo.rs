@@ -1,4 +1,4 @@
-//! `starling quiet demo`: the built-in demonstration of `starling_quiet::demo` (does thinking
+//! `starling quiet demo-sums`: the earlier demonstration of `starling_quiet::demo` (does thinking
 //! help on two-digit sums?), with progress bars; the report and the trained model go to `--out`.
 
 use std::path::PathBuf;
@@ -21,7 +21,7 @@ use crate::common::{bar, pick_device};
 #[derive(clap::Args)]
 pub struct Args {
     /// Where the report and the trained Quiet-STaR checkpoint go.
-    #[arg(long, default_value = "runs/quiet-demo")]
+    #[arg(long, default_value = "runs/quiet-demo-sums")]
     out: PathBuf,
     /// Plain pretraining steps of the shared base model.
     #[arg(long, default_value_t = 300)]

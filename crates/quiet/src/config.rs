@@ -39,6 +39,12 @@ pub struct QuietConfig {
     pub mixing: MixingWeight,
     /// How the policy loss combines the log-probabilities of a thought's tokens.
     pub policy_reduction: PolicyReduction,
+    /// The mixing weight a fresh mixing head starts at. 0 (the official code's and the
+    /// default) starts exactly at the base model, but while w = 0 the mixed prediction ignores
+    /// the thought, so the reward is 0 for every thought and the policy term learns nothing;
+    /// a head whose average gradient says "thoughts hurt" then stays there. Used only when a
+    /// head is created.
+    pub initial_mixing_weight: f64,
 }
 
 /// The mixing weight w from the mixing head's output z (`h = h_base + w·(h_post − h_base)`).
@@ -61,6 +67,58 @@ pub enum PolicyReduction {
     /// Sum over the thought's tokens: log p(thought), the textbook REINFORCE term (n_thought ×
     /// stronger at the same weight).
     Sum,
+}
+
+/// Where a training step takes thoughts and what they are: the controls of an experiment
+/// (pause and random thoughts) train through the same loss with thoughts that are not sampled.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Thinking {
+    /// Thoughts only after positions `from..to` of every training sequence (those whose
+    /// predictions the experiment scores); `None`: after every position, as in the paper.
+    /// Every position still trains the base language-model loss.
+    pub positions: Option<(usize, usize)>,
+    pub source: ThoughtSource,
+}
+
+impl Thinking {
+    pub fn is_default(&self) -> bool {
+        *self == Thinking::default()
+    }
+
+    /// The thinking positions of sequences of `len` tokens.
+    pub fn range(&self, len: usize) -> std::ops::Range<usize> {
+        self.positions.map_or(0..len, |(from, to)| from..to)
+    }
+
+    pub fn validate(&self, len: usize, vocab: usize) -> Result<()> {
+        let bad = |m: String| Err(QuietError::Config(m));
+        if let Some((from, to)) = self.positions
+            && !(from < to && to <= len)
+        {
+            return bad(format!("thinking positions {from}..{to} do not fit sequences of {len} tokens"));
+        }
+        match &self.source {
+            ThoughtSource::Sampled => Ok(()),
+            ThoughtSource::Pause { token } if (*token as usize) < vocab => Ok(()),
+            ThoughtSource::Random { tokens } if !tokens.is_empty() && tokens.iter().all(|&t| (t as usize) < vocab) => {
+                Ok(())
+            }
+            other => bad(format!("thought source {other:?} names tokens outside the vocabulary of {vocab}")),
+        }
+    }
+}
+
+/// What fills a thought in training.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ThoughtSource {
+    /// Sampled from the model (Quiet-STaR).
+    #[default]
+    Sampled,
+    /// The same token repeated: a pause (filler) thought, extra computation with no content.
+    Pause { token: u32 },
+    /// Tokens drawn uniformly from `tokens`: a thought with content unrelated to the text.
+    Random { tokens: Vec<u32> },
 }
 
 /// A named set of Quiet-STaR settings: the objective and the training schedule.
@@ -114,6 +172,7 @@ impl Default for QuietConfig {
             // Checkpoints saved before these fields existed load with these, their behaviour.
             mixing: MixingWeight::TanhAbs,
             policy_reduction: PolicyReduction::Sum,
+            initial_mixing_weight: 0.0,
         }
     }
 }
@@ -141,6 +200,14 @@ impl QuietConfig {
             if !(v > 0.0 && v.is_finite()) {
                 return bad(format!("{name} must be positive (got {v})"));
             }
+        }
+        let w0 = self.initial_mixing_weight;
+        let w0_ok = match self.mixing {
+            MixingWeight::Linear => w0.is_finite(),
+            MixingWeight::TanhAbs => (0.0..1.0).contains(&w0),
+        };
+        if !w0_ok {
+            return bad(format!("initial_mixing_weight {w0} is out of reach of the {} mixing weight", self.mixing));
         }
         for (name, v) in [
             ("base_loss_weight", self.base_loss_weight),

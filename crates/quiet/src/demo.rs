@@ -180,7 +180,8 @@ pub fn run_demo(s: &DemoSettings, device: &Device, obs: &mut dyn DemoObserver) -
     // Quiet-STaR continuation from the same weights, same batches.
     let t0 = Instant::now();
     let qmodel = QuietModel::new(base, &tok, s.quiet.clone(), s.seed)?;
-    let run_cfg = QuietRunConfig { train: train_cfg, quiet: s.quiet.clone(), loss_chunk: None };
+    let run_cfg =
+        QuietRunConfig { train: train_cfg, quiet: s.quiet.clone(), loss_chunk: None, thinking: Default::default() };
     obs.phase("quiet-star", s.steps);
     let (qmodel, history) = train_quiet(qmodel, &train_seqs, &run_cfg, s.kernel, None, None, &mut Quiet(obs))?;
     let quiet_seconds = t0.elapsed().as_secs_f64();

@@ -7,7 +7,9 @@
 //! - [`loss`]: one training step's loss — base LM loss, non-myopic talk loss through the mixing
 //!   head, REINFORCE on the thoughts.
 //! - [`trainer`]: the optimization loop (checkpoints, resume, metrics, NaN stop).
-//! - [`demo`]: the built-in demonstration (`starling quiet demo`), native builds.
+//! - [`hops_demo`]: the built-in demonstration (`starling quiet demo`): hidden multi-hop lookups,
+//!   where a thought must help; [`demo`]: the earlier one on two-digit sums. Native builds.
+//! - [`probe`]: one position's next-token prediction with a chosen thought (interventions).
 //! - [`generate`]: thoughtful generation with a KV cache; [`analyze`]: which tokens thoughts help;
 //!   [`eval`]: zero-shot answer likelihood and choice accuracy with and without thoughts.
 //!
@@ -20,8 +22,11 @@ pub mod config;
 pub mod demo;
 pub mod eval;
 pub mod generate;
+#[cfg(not(target_family = "wasm"))]
+pub mod hops_demo;
 pub mod loss;
 pub mod model;
+pub mod probe;
 pub mod sample;
 #[cfg(not(target_family = "wasm"))]
 pub mod trainer;

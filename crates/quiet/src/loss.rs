@@ -22,9 +22,9 @@ use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use starling_thought::Kernel;
 
-use crate::config::PolicyReduction;
+use crate::config::{PolicyReduction, Thinking, ThoughtSource};
 use crate::model::{QuietModel, ThoughtState};
-use crate::sample::sample_thoughts;
+use crate::sample::sample_into;
 
 /// Numbers of one step (host values, for metrics and checks).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -140,26 +140,33 @@ fn ahead_mask(rows: usize, len: usize, at: Range<usize>, k: usize) -> Vec<f32> {
     (0..rows).flat_map(|_| at.clone().map(move |i| if i + k < len { 1.0 } else { 0.0 })).collect()
 }
 
-/// Everything before the vocabulary: the sampled thoughts and the final hidden states of the
-/// base pass and of the teacher-forced thought block.
+/// Everything before the vocabulary: the thoughts and the final hidden states of the base pass
+/// and of the teacher-forced thought block.
 struct States {
     dims: Dims,
+    /// The thinking positions.
+    think: Range<usize>,
     /// `[batch, len, d]`
     h_base: Tensor<3>,
-    /// `[rows, thought + 1 + talk, len, d]`: after the start marker and each thought token (they
-    /// predict the next thought token), after the end marker and each talk token.
+    /// `[rows, thought + 1 + talk, thinking positions, d]`: after the start marker and each
+    /// thought token (they predict the next thought token), after the end marker and each talk
+    /// token.
     h_diag: Tensor<4>,
-    /// `[rows, thought, len]`
+    /// `[rows, thought, thinking positions]`
     thoughts: Tensor<3, Int>,
 }
 
 /// What the loss terms of positions `at` read: the base states from `at.start` to `talk − 1`
 /// positions past `at.end` (the base predictions of the talk targets; cut at the sequence's
-/// end), and the thought block's states and sampled thoughts at `at`.
+/// end), and, where `at` are thinking positions, the thought block's states and the thoughts.
 struct Chunk {
     at: Range<usize>,
     /// `[batch, ≤ n + talk − 1, d]`
     h_base: Tensor<3>,
+    thought: Option<ChunkThought>,
+}
+
+struct ChunkThought {
     /// `[rows, thought + 1 + talk, n, d]`
     h_diag: Tensor<4>,
     /// `[rows, thought, n]`
@@ -167,14 +174,35 @@ struct Chunk {
 }
 
 impl States {
+    /// `at` lies inside the thinking positions or outside them.
     fn chunk(&self, at: Range<usize>) -> Chunk {
         let reach = (at.end + self.dims.talk - 1).min(self.dims.len) - at.start;
-        Chunk {
-            h_base: self.h_base.clone().narrow(1, at.start, reach),
-            h_diag: self.h_diag.clone().narrow(2, at.start, at.len()),
-            thoughts: self.thoughts.clone().narrow(2, at.start, at.len()),
-            at,
+        let thinking = at.start >= self.think.start && at.end <= self.think.end;
+        debug_assert!(thinking || at.end <= self.think.start || at.start >= self.think.end, "chunk {at:?} straddles");
+        let thought = thinking.then(|| {
+            let from = at.start - self.think.start;
+            ChunkThought {
+                h_diag: self.h_diag.clone().narrow(2, from, at.len()),
+                thoughts: self.thoughts.clone().narrow(2, from, at.len()),
+            }
+        });
+        Chunk { h_base: self.h_base.clone().narrow(1, at.start, reach), thought, at }
+    }
+
+    /// The sequence's positions in pieces of at most `size`, none straddling the thinking
+    /// positions' bounds.
+    fn pieces(&self, size: usize) -> Vec<Range<usize>> {
+        let size = size.max(1);
+        let mut out = Vec::new();
+        for part in [0..self.think.start, self.think.clone(), self.think.end..self.dims.len] {
+            let mut start = part.start;
+            while start < part.end {
+                let end = (start + size).min(part.end);
+                out.push(start..end);
+                start = end;
+            }
         }
+        out
     }
 }
 
@@ -184,18 +212,31 @@ impl States {
 struct Counts {
     /// Positions with a next token, per batch.
     next: f64,
-    /// (row, k, position) triples with a talk target.
+    /// (row, k, thinking position) triples with a talk target.
     talk: f64,
+    /// (row, thinking position) pairs with a next token: the thoughts the policy loss averages.
+    scored: f64,
 }
 
 impl Dims {
-    fn counts(&self) -> Counts {
-        let talk_per_row: usize = (1..=self.talk).map(|k| self.len.saturating_sub(k)).sum();
-        Counts { next: (self.batch * (self.len - 1)) as f64, talk: (self.rows * talk_per_row) as f64 }
+    fn counts(&self, think: &Range<usize>) -> Counts {
+        let ahead = |k: usize| think.clone().filter(|&i| i + k < self.len).count();
+        let talk_per_row: usize = (1..=self.talk).map(ahead).sum();
+        Counts {
+            next: (self.batch * (self.len - 1)) as f64,
+            talk: (self.rows * talk_per_row) as f64,
+            scored: (self.rows * ahead(1)) as f64,
+        }
     }
 }
 
-fn forward_states(model: &QuietModel, sampler_model: &QuietModel, seqs: &[Vec<u32>], kernel: Kernel) -> States {
+fn forward_states(
+    model: &QuietModel,
+    sampler_model: &QuietModel,
+    seqs: &[Vec<u32>],
+    thinking: &Thinking,
+    kernel: Kernel,
+) -> States {
     let cfg = &model.config;
     let device = model.device();
     let len = seqs[0].len();
@@ -211,23 +252,49 @@ fn forward_states(model: &QuietModel, sampler_model: &QuietModel, seqs: &[Vec<u3
         width: model.hidden_size(),
     };
     let Dims { batch, passes, .. } = dims;
-    let no_padding = vec![0usize; batch];
     let flat: Vec<i64> = seqs.iter().flat_map(|s| s.iter().map(|&t| t as i64)).collect();
+    let think = thinking.range(len);
+    assert!(think.start < think.end && think.end <= len, "thinking positions {think:?} outside {len} tokens");
 
-    // Think: sample thoughts without gradients.
-    let sample_device = sampler_model.device();
-    let tokens_s = Tensor::<2, Int>::from_data(TensorData::new(flat.clone(), [batch, len]), &sample_device);
-    let thoughts = sample_thoughts(sampler_model, tokens_s, &no_padding, passes, cfg.thought_temperature, kernel);
-    let thoughts = Tensor::<3, Int>::from_data(thoughts.into_data(), &device); // [rows, thought, len]
+    // Think: thoughts without gradients.
+    let thoughts = match &thinking.source {
+        ThoughtSource::Sampled => {
+            let no_padding = vec![0usize; batch];
+            let sample_device = sampler_model.device();
+            let tokens_s = Tensor::<2, Int>::from_data(TensorData::new(flat.clone(), [batch, len]), &sample_device);
+            let (_, cache) = sampler_model.base_pass(tokens_s, &no_padding);
+            let mut state =
+                ThoughtState::new(&cache, sampler_model.lm.config().num_layers, &no_padding, passes, kernel)
+                    .thinking_at(think.start, think.len());
+            let thoughts = sample_into(sampler_model, &mut state, cfg.thought_temperature);
+            Tensor::<3, Int>::from_data(thoughts.into_data(), &device)
+        }
+        ThoughtSource::Pause { token } => {
+            Tensor::<3, Int>::full([dims.rows, cfg.n_thought, think.len()], *token as i64, &device)
+        }
+        ThoughtSource::Random { tokens } => {
+            let shape = [dims.rows, cfg.n_thought, think.len()];
+            let pick =
+                Tensor::<3>::random(shape, burn::tensor::Distribution::Uniform(0.0, tokens.len() as f64), &device)
+                    .int()
+                    .clamp(0, tokens.len() as i64 - 1);
+            let table = Tensor::<1, Int>::from_data(
+                TensorData::new(tokens.iter().map(|&t| t as i64).collect::<Vec<_>>(), [tokens.len()]),
+                &device,
+            );
+            let count: usize = shape.iter().product();
+            table.select(0, pick.reshape([count])).reshape(shape)
+        }
+    }; // [rows, thought, thinking positions]
 
     // Base pass with gradients.
     let tokens = Tensor::<2, Int>::from_data(TensorData::new(flat, [batch, len]), &device);
-    let (h_base, cache) = model.base_pass(tokens, &no_padding);
+    let (h_base, cache) = model.base_pass(tokens, &vec![0usize; batch]);
 
     // Talk: the thought block (start, thought, end, talk tokens but the last) teacher-forced at
     // every position.
-    let h_diag = talk_pass(model, &cache, thoughts.clone(), seqs, dims, kernel);
-    States { dims, h_base, h_diag, thoughts }
+    let h_diag = talk_pass(model, &cache, thoughts.clone(), seqs, dims, think.clone(), kernel);
+    States { dims, think, h_base, h_diag, thoughts }
 }
 
 /// The loss terms of the chunk's positions (each divided by the whole batch's count, so the
@@ -247,9 +314,24 @@ fn head_loss(model: &QuietModel, seqs: &[Vec<u32>], dims: Dims, x: &Chunk, count
     let base_tok = base_logp.gather(2, next).reshape([batch, n]);
     let base_nll = -(base_tok * has_next.clone()).sum().div_scalar(counts.next);
 
-    // Policy log-probabilities of the sampled thought tokens (steps 0..thought predict tokens 1..=thought).
-    let h_diag = x.h_diag.clone();
-    let thoughts = x.thoughts.clone();
+    let Some(ChunkThought { h_diag, thoughts }) = &x.thought else {
+        let zero = || Tensor::<1>::zeros([1], &device);
+        let loss = base_nll.clone().mul_scalar(cfg.base_loss_weight);
+        let stats = StatTensors {
+            loss: loss.clone(),
+            base_nll,
+            talk_nll: zero(),
+            talk_nll_base: zero(),
+            post_nll: zero(),
+            policy_loss: zero(),
+            mean_reward: zero(),
+            mix_weight: zero(),
+        };
+        return (loss, stats);
+    };
+    let (h_diag, thoughts) = (h_diag.clone(), thoughts.clone());
+
+    // Policy log-probabilities of the thought tokens (steps 0..thought predict tokens 1..=thought).
     let thought_logits = model.logits4(h_diag.clone().narrow(1, 0, thought)).div_scalar(cfg.reinforce_temperature);
     let thought_logp = log_softmax(thought_logits, 3)
         .gather(3, thoughts.reshape([rows, thought, n, 1]))
@@ -301,9 +383,8 @@ fn head_loss(model: &QuietModel, seqs: &[Vec<u32>], dims: Dims, x: &Chunk, count
         reward = reward.clamp_min(0.0);
     }
     let scored = Tensor::cat(vec![has_next; passes], 0); // positions with at least one target
-    let scored_count = counts.next * passes as f64;
-    let policy_loss = -(reward.clone() * thought_logp * scored.clone()).sum().div_scalar(scored_count);
-    let mean_reward = (reward * scored).sum().div_scalar(scored_count);
+    let policy_loss = -(reward.clone() * thought_logp * scored.clone()).sum().div_scalar(counts.scored);
+    let mean_reward = (reward * scored).sum().div_scalar(counts.scored);
     let mix_weight = (w.reshape([rows, talk, n]) * talk_valid).sum().div_scalar(counts.talk);
 
     let loss = base_nll.clone().mul_scalar(cfg.base_loss_weight)
@@ -330,10 +411,13 @@ pub fn quiet_loss(
     model: &QuietModel,
     sampler_model: &QuietModel,
     seqs: &[Vec<u32>],
+    thinking: &Thinking,
     kernel: Kernel,
 ) -> (Tensor<1>, LossStats) {
-    let st = forward_states(model, sampler_model, seqs, kernel);
-    let (loss, stats) = head_loss(model, seqs, st.dims, &st.chunk(0..st.dims.len), st.dims.counts());
+    let st = forward_states(model, sampler_model, seqs, thinking, kernel);
+    let counts = st.dims.counts(&st.think);
+    let parts = st.pieces(st.dims.len).into_iter().map(|at| head_loss(model, seqs, st.dims, &st.chunk(at), counts));
+    let (loss, stats) = parts.reduce(|(l, s), (l2, s2)| (l + l2, s.add(s2))).expect("a non-empty sequence");
     (loss, stats.read())
 }
 
@@ -358,12 +442,13 @@ pub fn quiet_gradients(
     model: &QuietModel,
     sampler_model: &QuietModel,
     seqs: &[Vec<u32>],
+    thinking: &Thinking,
     kernel: Kernel,
     scale: f64,
     chunk: usize,
 ) -> (GradientsParams, LossStats) {
-    let st = forward_states(model, sampler_model, seqs, kernel);
-    let counts = st.dims.counts();
+    let st = forward_states(model, sampler_model, seqs, thinking, kernel);
+    let counts = st.dims.counts(&st.think);
     let mut accumulator = GradientsAccumulator::<QuietModel>::new();
     let mut stats: Option<StatTensors> = None;
     let plain = model.device().without_autodiff();
@@ -372,15 +457,16 @@ pub fn quiet_gradients(
     // loss (their windows overlap by talk − 1 positions).
     let mut g_diag = Vec::new();
     let mut base_terms: Option<Tensor<1>> = None;
-    let mut start = 0;
-    while start < st.dims.len {
-        let x = st.chunk(start..(start + chunk.max(1)).min(st.dims.len));
+    for at in st.pieces(chunk) {
+        let x = st.chunk(at);
         // The chunk's states as leaves of a graph of its own, of the chunk's size.
         let leaves = Chunk {
             at: x.at.clone(),
             h_base: x.h_base.clone().detach().require_grad(),
-            h_diag: x.h_diag.clone().detach().require_grad(),
-            thoughts: x.thoughts.clone(),
+            thought: x.thought.as_ref().map(|t| ChunkThought {
+                h_diag: t.h_diag.clone().detach().require_grad(),
+                thoughts: t.thoughts.clone(),
+            }),
         };
         let (loss, part) = head_loss(model, seqs, st.dims, &leaves, counts);
         let mut grads = loss.mul_scalar(scale).backward();
@@ -388,13 +474,15 @@ pub fn quiet_gradients(
             let term = (x.h_base * g).sum();
             base_terms = Some(base_terms.map_or(term.clone(), |t| t + term));
         }
-        g_diag.push(leaves.h_diag.grad_remove(&mut grads).unwrap_or_else(|| Tensor::zeros(x.h_diag.dims(), &plain)));
+        if let (Some(leaf), Some(t)) = (&leaves.thought, &x.thought) {
+            let g = leaf.h_diag.grad_remove(&mut grads).unwrap_or_else(|| Tensor::zeros(t.h_diag.dims(), &plain));
+            g_diag.push(g);
+        }
         accumulator.accumulate(model, GradientsParams::from_grads(grads, model));
         stats = Some(match stats {
             Some(s) => s.add(part),
             None => part,
         });
-        start = x.at.end;
     }
     // One backward of the transformer: the hidden states against the gradients the chunks sent
     // them (constants: they carry no graph).
@@ -404,7 +492,7 @@ pub fn quiet_gradients(
     (accumulator.grads(), stats.expect("at least one chunk").read())
 }
 
-/// The teacher-forced thought block at every position: start, the sampled thought, end, then
+/// The teacher-forced thought block at every thinking position: start, the thought, end, then
 /// the true tokens x_{i+1} … x_{i+talk−1}. Returns every step's hidden states.
 fn talk_pass(
     model: &QuietModel,
@@ -412,19 +500,22 @@ fn talk_pass(
     thoughts: Tensor<3, Int>,
     seqs: &[Vec<u32>],
     dims: Dims,
+    think: Range<usize>,
     kernel: Kernel,
 ) -> Tensor<4> {
-    let Dims { batch, len, passes, rows, talk, width, .. } = dims;
+    let Dims { batch, passes, rows, talk, width, .. } = dims;
+    let n = think.len();
     let device = model.device();
     let no_padding = vec![0usize; batch];
-    let mut state = ThoughtState::new(cache, model.lm.config().num_layers, &no_padding, passes, kernel);
+    let mut state =
+        ThoughtState::new(cache, model.lm.config().num_layers, &no_padding, passes, kernel).thinking_at(think.start, n);
     let mut blocks = model.thought_inputs(thoughts);
     if talk > 1 {
-        let talk_in: Vec<i64> = (1..talk).flat_map(|k| shifted(seqs, 0..len, k)).collect(); // [talk-1, batch, len]
+        let talk_in: Vec<i64> = (1..talk).flat_map(|k| shifted(seqs, think.clone(), k)).collect(); // [talk-1, batch, n]
         let talk_in =
-            Tensor::<3, Int>::from_data(TensorData::new(talk_in, [talk - 1, batch, len]), &device).swap_dims(0, 1); // [batch, talk-1, len]
-        let talk_in = Tensor::cat(vec![talk_in; passes], 0).reshape([rows, (talk - 1) * len]);
-        blocks.push(model.lm.embed(talk_in).reshape([rows, talk - 1, len, width]));
+            Tensor::<3, Int>::from_data(TensorData::new(talk_in, [talk - 1, batch, n]), &device).swap_dims(0, 1); // [batch, talk-1, n]
+        let talk_in = Tensor::cat(vec![talk_in; passes], 0).reshape([rows, (talk - 1) * n]);
+        blocks.push(model.lm.embed(talk_in).reshape([rows, talk - 1, n, width]));
     }
     model.thought_steps(Tensor::cat(blocks, 1), &mut state)
 }

@@ -34,12 +34,18 @@ pub struct MixingHead {
 }
 
 impl MixingHead {
-    pub fn new(d: usize, seed: u64, device: &Device) -> Self {
+    /// A fresh head whose output starts at the z that gives the mixing weight `initial` (0 by
+    /// default: the model starts exactly at the base model).
+    pub fn new(d: usize, seed: u64, kind: MixingWeight, initial: f64, device: &Device) -> Self {
         let mut rng = SplitMix(seed ^ 0x6d69_7869_6e67);
+        let z0 = match kind {
+            MixingWeight::Linear => initial,
+            MixingWeight::TanhAbs => initial.atanh(),
+        } as f32;
         let mut linear = |name: &str, fan_in: usize, fan_out: usize, zero: bool| {
             let k = 1.0 / (fan_in as f32).sqrt();
             let w: Vec<f32> = (0..fan_in * fan_out).map(|_| if zero { 0.0 } else { rng.uniform(k) }).collect();
-            let b: Vec<f32> = (0..fan_out).map(|_| if zero { 0.0 } else { rng.uniform(k) }).collect();
+            let b: Vec<f32> = (0..fan_out).map(|_| if zero { z0 } else { rng.uniform(k) }).collect();
             Linear {
                 weight: param(&format!("quiet.mixing.{name}.weight"), TensorData::new(w, [fan_in, fan_out]), device),
                 bias: Some(param(&format!("quiet.mixing.{name}.bias"), TensorData::new(b, [fan_out]), device)),
@@ -103,27 +109,43 @@ pub const MARKER_INIT_TEXT: &str = "---";
 impl QuietModel {
     /// Wraps a base model: markers from the mean embedding of "---", a fresh mixing head.
     pub fn new(lm: Transformer, tokenizer: &Tokenizer, config: QuietConfig, seed: u64) -> Result<Self> {
+        Self::with_markers(lm, tokenizer, config, seed, MARKER_INIT_TEXT, MARKER_INIT_TEXT)
+    }
+
+    /// Wraps a base model with the start marker initialized from the mean embedding of
+    /// `start_text` and the end marker from that of `end_text` (text the model already reads as
+    /// opening and closing an aside gives thoughts a head start), and a fresh mixing head.
+    pub fn with_markers(
+        lm: Transformer,
+        tokenizer: &Tokenizer,
+        config: QuietConfig,
+        seed: u64,
+        start_text: &str,
+        end_text: &str,
+    ) -> Result<Self> {
         config.validate()?;
-        let ids = tokenizer.encode(MARKER_INIT_TEXT, false)?;
-        if ids.is_empty() {
-            return Err(QuietError::Input(format!(
-                "the tokenizer cannot encode {MARKER_INIT_TEXT:?}, whose embedding initializes the thought markers"
-            )));
-        }
         let device = lm.device();
         let d = lm.config().hidden_size;
-        let idx = Tensor::<1, Int>::from_data(
-            TensorData::new(ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), [ids.len()]),
-            &device,
-        );
-        let init =
-            lm.embed_tokens.val().select(0, idx).mean_dim(0).reshape([d]).div_scalar(config.embedding_multiplier);
-        let init: Vec<f32> = init.into_data().try_into_vec_as().expect("f32");
-        let marker = |name: &str| param(name, TensorData::new(init.clone(), [d]), &device);
+        let marker = |name: &str, text: &str| -> Result<Param<Tensor<1>>> {
+            let ids = tokenizer.encode(text, false)?;
+            if ids.is_empty() {
+                return Err(QuietError::Input(format!(
+                    "the tokenizer cannot encode {text:?}, whose embedding initializes a thought marker"
+                )));
+            }
+            let idx = Tensor::<1, Int>::from_data(
+                TensorData::new(ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), [ids.len()]),
+                &device,
+            );
+            let init =
+                lm.embed_tokens.val().select(0, idx).mean_dim(0).reshape([d]).div_scalar(config.embedding_multiplier);
+            let init: Vec<f32> = init.into_data().try_into_vec_as().expect("f32");
+            Ok(param(name, TensorData::new(init, [d]), &device))
+        };
         Ok(Self {
-            start_thought: marker("quiet.start_thought"),
-            end_thought: marker("quiet.end_thought"),
-            mixing: MixingHead::new(d, seed, &device),
+            start_thought: marker("quiet.start_thought", start_text)?,
+            end_thought: marker("quiet.end_thought", end_text)?,
+            mixing: MixingHead::new(d, seed, config.mixing, config.initial_mixing_weight, &device),
             lm,
             config,
         })

@@ -26,7 +26,7 @@ use starling_train::run_dir::RunDir;
 use starling_train::trainer::{StartPoint, TrainConfig};
 
 use crate::checkpoint::{checkpoint_files, load_quiet};
-use crate::config::QuietConfig;
+use crate::config::{QuietConfig, Thinking};
 use crate::loss::{LossStats, chunk_positions, quiet_gradients};
 use crate::model::QuietModel;
 use crate::{QuietError, Result};
@@ -40,6 +40,9 @@ pub struct QuietRunConfig {
     /// on it, so it is not part of the run's identity.
     #[serde(skip)]
     pub loss_chunk: Option<usize>,
+    /// Where thoughts are taken and what they are (default: sampled after every position).
+    #[serde(default, skip_serializing_if = "Thinking::is_default")]
+    pub thinking: Thinking,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -165,6 +168,7 @@ pub fn train_quiet(
         return Err(QuietError::Config("the model must be on an autodiff device to train".into()));
     }
     model.check_length(seqs[0].len())?;
+    cfg.thinking.validate(seqs[0].len(), model.lm.config().vocab_size)?;
     model.check_kernel(kernel)?;
     model.config = cfg.quiet.clone();
     let order = BatchOrder::new(seqs.len(), t.batch_size, t.seed);
@@ -185,7 +189,8 @@ pub fn train_quiet(
             let batch: Vec<Vec<u32>> =
                 order.batch(step * t.grad_accum + micro).into_iter().map(|i| seqs[i].clone()).collect();
             let chunk = cfg.loss_chunk.unwrap_or_else(|| chunk_positions(&model, batch.len()));
-            let (grads, stats) = quiet_gradients(&model, &sampler, &batch, kernel, 1.0 / t.grad_accum as f64, chunk);
+            let (grads, stats) =
+                quiet_gradients(&model, &sampler, &batch, &cfg.thinking, kernel, 1.0 / t.grad_accum as f64, chunk);
             if !stats.loss.is_finite() {
                 return Err(QuietError::NonFinite { what: "loss", step: step + 1, value: stats.loss });
             }

@@ -12,10 +12,12 @@ use starling_model::{ModelConfig, Tokenizer};
 use starling_quiet::analyze::{continuation_deltas, token_deltas, token_deltas_batch, token_deltas_from};
 use starling_quiet::checkpoint::{checkpoint_files, load_quiet};
 use starling_quiet::config::{MixingWeight, PolicyReduction, QuietPreset};
+use starling_quiet::config::{Thinking, ThoughtSource};
 use starling_quiet::eval::{OfficialOptions, official_scores};
 use starling_quiet::generate::generate_thoughtful;
 use starling_quiet::loss::{quiet_gradients, quiet_loss};
 use starling_quiet::model::ThoughtState;
+use starling_quiet::probe::{next_token_with, sample_at};
 use starling_quiet::sample::sample_thoughts;
 use starling_quiet::trainer::{NoObserver, QuietRun, QuietRunConfig, train_quiet};
 use starling_quiet::{QuietConfig, QuietModel};
@@ -70,6 +72,7 @@ fn train_cfg(steps: usize) -> QuietRunConfig {
         },
         quiet: small_quiet(),
         loss_chunk: None,
+        thinking: Default::default(),
     }
 }
 
@@ -106,7 +109,7 @@ fn training_starts_exactly_at_the_base_model() {
     let device = Device::flex().autodiff();
     let (m, tok) = model(&device, 2);
     device.seed(1);
-    let (_, stats) = quiet_loss(&m, &m.valid(), &seqs(&tok)[..2], Kernel::Split);
+    let (_, stats) = quiet_loss(&m, &m.valid(), &seqs(&tok)[..2], &Thinking::default(), Kernel::Split);
     assert_eq!(stats.mix_weight, 0.0);
     assert!((stats.talk_nll - stats.talk_nll_base).abs() < 1e-6, "{stats:?}");
 }
@@ -359,7 +362,7 @@ fn loss_with(cfg: QuietConfig, seed: u64) -> starling_quiet::loss::LossStats {
         Some(Param::from_tensor(Tensor::<1>::from_data(TensorData::new(vec![0.3f32], [1]), &device)));
     m.config = cfg;
     device.seed(seed);
-    quiet_loss(&m, &m.valid(), &seqs(&tok)[..2], Kernel::Split).1
+    quiet_loss(&m, &m.valid(), &seqs(&tok)[..2], &Thinking::default(), Kernel::Split).1
 }
 
 #[test]
@@ -630,26 +633,68 @@ fn chunked_vocabulary_loss_gives_the_gradients_of_the_whole_loss() {
     // A few steps first, so every loss term (mixing, rewards) is non-trivial.
     let (m, _) = train_quiet(m, &seqs(&tok), &train_cfg(2), Kernel::Split, None, None, &mut NoObserver).unwrap();
     let batch = &seqs(&tok)[..2];
-    device.seed(21);
-    let (loss, whole) = quiet_loss(&m, &m.valid(), batch, Kernel::Split);
-    let reference = flat_grads(&m, &burn::optim::GradientsParams::from_grads(loss.mul_scalar(0.5).backward(), &m));
-    assert!(reference.len() > 10, "gradients for the model, markers and mixing head");
-    for chunk in [1, 3, 100] {
+    let len = batch[0].len();
+    // Thoughts everywhere (the paper), and pause thoughts at a few positions only.
+    let pause = tok.token_to_id("-").unwrap();
+    for thinking in
+        [Thinking::default(), Thinking { positions: Some((2, len - 1)), source: ThoughtSource::Pause { token: pause } }]
+    {
         device.seed(21);
-        let (grads, stats) = quiet_gradients(&m, &m.valid(), batch, Kernel::Split, 0.5, chunk);
-        for (a, b) in [
-            (whole.loss, stats.loss),
-            (whole.talk_nll, stats.talk_nll),
-            (whole.policy_loss, stats.policy_loss),
-            (whole.mix_weight, stats.mix_weight),
-        ] {
-            assert!((a - b).abs() < 1e-5 * (1.0 + a.abs()), "chunk {chunk}: {whole:?}\nvs\n{stats:?}");
-        }
-        let got = flat_grads(&m, &grads);
-        assert_eq!(got.len(), reference.len(), "chunk {chunk}: the same parameters have gradients");
-        for (i, (g, r)) in got.iter().zip(&reference).enumerate() {
-            let worst = g.iter().zip(r).map(|(x, y)| (x - y).abs() / (1e-3 + y.abs())).fold(0.0f32, f32::max);
-            assert!(worst < 2e-3, "chunk {chunk}, parameter {i}: relative difference {worst}");
+        let (loss, whole) = quiet_loss(&m, &m.valid(), batch, &thinking, Kernel::Split);
+        let reference = flat_grads(&m, &burn::optim::GradientsParams::from_grads(loss.mul_scalar(0.5).backward(), &m));
+        assert!(reference.len() > 10, "gradients for the model, markers and mixing head");
+        for chunk in [1, 3, 100] {
+            device.seed(21);
+            let (grads, stats) = quiet_gradients(&m, &m.valid(), batch, &thinking, Kernel::Split, 0.5, chunk);
+            for (a, b) in [
+                (whole.loss, stats.loss),
+                (whole.talk_nll, stats.talk_nll),
+                (whole.policy_loss, stats.policy_loss),
+                (whole.mix_weight, stats.mix_weight),
+            ] {
+                assert!((a - b).abs() < 1e-5 * (1.0 + a.abs()), "chunk {chunk}: {whole:?}\nvs\n{stats:?}");
+            }
+            let got = flat_grads(&m, &grads);
+            assert_eq!(got.len(), reference.len(), "chunk {chunk}: the same parameters have gradients");
+            for (i, (g, r)) in got.iter().zip(&reference).enumerate() {
+                let worst = g.iter().zip(r).map(|(x, y)| (x - y).abs() / (1e-3 + y.abs())).fold(0.0f32, f32::max);
+                assert!(worst < 2e-3, "{thinking:?} chunk {chunk}, parameter {i}: relative difference {worst}");
+            }
         }
     }
+}
+
+#[test]
+fn probe_reads_the_thought_it_is_given() {
+    let _turn = rng_turn();
+    let device = Device::flex().autodiff();
+    let (m, tok) = model(&device, 8);
+    // A few steps, so the mixing weight is off 0 and the mixed prediction reads the thought.
+    let (m, _) = train_quiet(m, &seqs(&tok), &train_cfg(3), Kernel::Split, None, None, &mut NoObserver).unwrap();
+    let m = m.valid();
+    let batch = &seqs(&tok)[..3];
+    let pos = 4;
+    let thoughts = sample_at(&m, batch, pos, 0.0, Kernel::Split);
+    assert!(thoughts.iter().all(|t| t.len() == m.config.n_thought));
+    let probe = next_token_with(&m, batch, pos, &thoughts, Kernel::Split);
+    for (r, seq) in batch.iter().enumerate() {
+        // The same greedy thought and the same three predictions as the whole-sequence analysis.
+        let d = &token_deltas(&m, seq, 0.0, Kernel::Split)[pos];
+        assert_eq!(d.index, pos + 1);
+        assert_eq!(d.thought_ids, thoughts[r]);
+        let id = seq[pos + 1] as usize;
+        for (got, want) in
+            [(probe[r].mixed[id], d.logp_thought), (probe[r].base[id], d.logp_base), (probe[r].post[id], d.logp_post)]
+        {
+            assert!((got - want).abs() < 1e-4, "row {r}: {got} vs {want}");
+        }
+    }
+    // Another thought changes the post-thought prediction but not the base one; an empty
+    // thought (start then end) is a valid intervention.
+    let other: Vec<Vec<u32>> = thoughts.iter().map(|t| t.iter().map(|&x| (x + 1) % 10).collect()).collect();
+    let swapped = next_token_with(&m, batch, pos, &other, Kernel::Split);
+    assert_eq!(swapped[0].base, probe[0].base);
+    assert_ne!(swapped[0].post, probe[0].post);
+    let empty = next_token_with(&m, batch, pos, &vec![Vec::new(); 3], Kernel::Split);
+    assert!(empty.iter().all(|p| p.mixed.iter().all(|v| v.is_finite())));
 }

@@ -1,0 +1,784 @@
+//! The built-in demonstration where thinking must help (`starling quiet demo`): hidden multi-hop
+//! lookups ([`starling_tasks::hops`]). A 2-layer model cannot answer `?kx=` for k ≥ 4 in one
+//! pass; a thought that writes the chain can.
+//!
+//! Per seed:
+//! 1. **Warm start** (disclosed): a model trained from scratch on a mix of explicit documents
+//!    (chains written out) and compressed ones, on pretraining tables.
+//! 2. **Continuations** from those weights on compressed documents of training tables, the same
+//!    documents for every condition: a plain LM for the same steps, and again for the same
+//!    training time; Quiet-STaR with sampled thoughts; the same loss with pause thoughts (the
+//!    filler repeated) and with random letters as thoughts (no policy term: nothing was sampled).
+//!    Thoughts are taken only at the `=` of each document's last query, the position whose next
+//!    token is scored.
+//! 3. **Evaluation** on held-out tables: answer accuracy (argmax) and NLL per hop count, for
+//!    every condition, and for the Quiet-STaR model under interventions — its thoughts shuffled
+//!    between documents, replaced by random letters, w forced to 0, cut to their first j tokens,
+//!    or replaced by the true chain (a ceiling).
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use starling_model::weights::init_transformer_with_std;
+use starling_model::{ModelConfig, Tokenizer, Transformer};
+use starling_tasks::hops::{CHAIN_CLOSE, CHAIN_OPEN, FILLER, HopDocument, HopForm, HopSplit, HopTask};
+use starling_thought::Kernel;
+use starling_train::data::Example;
+use starling_train::trainer::{StepMetrics, TrainConfig, TrainError, TrainObserver, train};
+
+use crate::config::{Thinking, ThoughtSource};
+use crate::demo::DemoObserver;
+use crate::probe::{NextToken, argmax, next_token_with, sample_at};
+use crate::trainer::{QuietObserver, QuietRunConfig, QuietStepMetrics, train_quiet};
+use crate::{QuietConfig, QuietError, QuietModel, Result};
+
+/// The demo's settings (the CLI's defaults are its documented defaults).
+#[derive(Debug, Clone, Serialize)]
+pub struct HopsSettings {
+    pub task: HopTask,
+    /// Queries per document.
+    pub queries: usize,
+    /// Share of warm-start documents written in the explicit form.
+    pub explicit_share: f64,
+    pub pretrain_steps: usize,
+    /// Steps of each continuation (the plain same-compute one runs more).
+    pub steps: usize,
+    pub batch_size: usize,
+    pub pretrain_lr: f64,
+    pub lr: f64,
+    pub layers: usize,
+    pub hidden: usize,
+    /// Standard deviation of the initial weights (0.02, the usual default, left a model of
+    /// width 64 on a plateau without lookups for 6 000 steps: README).
+    pub init_std: f64,
+    pub seeds: Vec<u64>,
+    /// Held-out documents scored (one answer each: the last query's).
+    pub eval_docs: usize,
+    /// Steps of the plain same-compute continuation; `None`: as many as fit the Quiet-STaR
+    /// continuation's measured training time (then the number depends on the machine).
+    pub same_compute_steps: Option<usize>,
+    #[serde(skip)]
+    pub kernel: Kernel,
+    pub quiet: QuietConfig,
+}
+
+impl HopsSettings {
+    /// Tokens of every document: the table, then `queries` compressed queries.
+    pub fn doc_len(&self) -> usize {
+        self.task.table_len() + self.queries * self.task.query_len(HopForm::Compressed)
+    }
+
+    /// The position whose next token is the last query's answer (its `=`).
+    pub fn answer_position(&self) -> usize {
+        self.doc_len() - 3
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        self.task.validate().map_err(QuietError::Config)?;
+        self.quiet.validate()?;
+        let bad = |m: String| Err(QuietError::Config(m));
+        if self.queries < 1 || self.seeds.is_empty() || self.eval_docs < 1 {
+            return bad("the demo needs at least one query per document, one seed and one held-out document".into());
+        }
+        if !(0.0..=1.0).contains(&self.explicit_share) {
+            return bad(format!("explicit_share must be within 0..=1 (got {})", self.explicit_share));
+        }
+        if self.quiet.n_thought < self.task.max_hops {
+            return bad(format!(
+                "a thought of {} tokens cannot write a chain of {} hops",
+                self.quiet.n_thought, self.task.max_hops
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Correct answers and NLL per hop count (index k − 1).
+#[derive(Debug, Clone, Serialize)]
+pub struct PerHop {
+    pub correct: Vec<usize>,
+    pub count: Vec<usize>,
+    pub nll: Vec<f64>,
+}
+
+impl PerHop {
+    fn new(max_hops: usize) -> Self {
+        Self { correct: vec![0; max_hops], count: vec![0; max_hops], nll: vec![0.0; max_hops] }
+    }
+
+    fn add(&mut self, hops: usize, logp: &[f32], answer: u32) {
+        let k = hops - 1;
+        self.count[k] += 1;
+        self.correct[k] += usize::from(argmax(logp) == answer as usize);
+        self.nll[k] -= logp[answer as usize] as f64;
+    }
+
+    /// Accuracy at hop count k (1-based).
+    pub fn accuracy(&self, k: usize) -> f64 {
+        self.correct[k - 1] as f64 / self.count[k - 1].max(1) as f64
+    }
+
+    /// Accuracy over hop counts `ks`.
+    pub fn accuracy_over(&self, ks: std::ops::RangeInclusive<usize>) -> f64 {
+        let (c, n) = ks.fold((0, 0), |(c, n), k| (c + self.correct[k - 1], n + self.count[k - 1]));
+        c as f64 / n.max(1) as f64
+    }
+
+    pub fn mean_nll(&self, k: usize) -> f64 {
+        self.nll[k - 1] / self.count[k - 1].max(1) as f64
+    }
+}
+
+/// What was measured for one seed.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeedResult {
+    pub seed: u64,
+    /// (condition, per-hop results), in the report's order.
+    pub rows: Vec<(String, PerHop)>,
+    /// The Quiet-STaR model with its sampled thoughts cut to j tokens, j = 0..=n_thought.
+    pub truncated: Vec<PerHop>,
+    /// Steps of the plain continuation given the Quiet-STaR continuation's training time.
+    pub same_compute_steps: usize,
+    pub seconds: Vec<(String, f64)>,
+    /// Held-out examples: the query, the thought, the answer predicted, the true answer.
+    pub examples: Vec<String>,
+    pub final_mix_weight: f64,
+}
+
+impl SeedResult {
+    pub fn row(&self, name: &str) -> Option<&PerHop> {
+        self.rows.iter().find(|(n, _)| n == name).map(|(_, r)| r)
+    }
+}
+
+/// Condition names (rows of the report).
+pub mod rows {
+    pub const WARM_START: &str = "warm-start model (before continuing)";
+    pub const PLAIN_STEPS: &str = "plain LM, same steps";
+    pub const PLAIN_COMPUTE: &str = "plain LM, same training time";
+    pub const PAUSE: &str = "pause thoughts (trained with `.` × n)";
+    pub const RANDOM: &str = "random-letter thoughts (trained)";
+    pub const QUIET: &str = "**Quiet-STaR**, sampled thoughts (T = 1)";
+    pub const QUIET_GREEDY: &str = "Quiet-STaR, greedy thoughts";
+    pub const QUIET_NO_POLICY: &str = "Quiet-STaR without the policy term (REINFORCE off), sampled";
+    pub const QUIET_W0: &str = "Quiet-STaR, w forced to 0";
+    pub const QUIET_SHUFFLED: &str = "Quiet-STaR, thoughts shuffled between documents";
+    pub const QUIET_RANDOM: &str = "Quiet-STaR, random-letter thoughts";
+    pub const QUIET_TRUE: &str = "Quiet-STaR, the true chain as thought (ceiling)";
+    pub const WARM_POST: &str = "warm start + markers, post-thought state alone (before Quiet-STaR)";
+    /// The controls Quiet-STaR must beat.
+    pub const CONTROLS: [&str; 4] = [PLAIN_STEPS, PLAIN_COMPUTE, PAUSE, RANDOM];
+}
+
+/// The trained Quiet-STaR model of the last seed, for the page and `--out`.
+pub struct HopsModel {
+    pub model: QuietModel,
+    pub tokenizer: Tokenizer,
+}
+
+/// Runs the demo for every seed on `device` (training on its autodiff twin).
+pub fn run_hops_demo(
+    s: &HopsSettings,
+    device: &Device,
+    obs: &mut dyn DemoObserver,
+) -> Result<(Vec<SeedResult>, HopsModel)> {
+    s.validate()?;
+    let tok = hops_tokenizer(&s.task)?;
+    let mut results = Vec::new();
+    let mut last = None;
+    for &seed in &s.seeds {
+        let (r, model) = run_seed(s, seed, &tok, device, obs)?;
+        results.push(r);
+        last = Some(model);
+    }
+    let model = last.expect("at least one seed").valid();
+    Ok((results, HopsModel { model, tokenizer: tok }))
+}
+
+/// Characters, and each table pair as one token.
+pub fn hops_tokenizer(task: &HopTask) -> Result<Tokenizer> {
+    let pieces = task.pair_pieces();
+    let pieces: Vec<&str> = pieces.iter().map(String::as_str).collect();
+    Ok(Tokenizer::char_level_with_pieces(&task.alphabet(), &pieces, &["<pad>"])?)
+}
+
+/// Token ids of documents in `form`, cut to the demo's document length.
+fn encode_docs(
+    s: &HopsSettings,
+    tok: &Tokenizer,
+    docs: &[HopDocument],
+    form: impl Fn(usize) -> HopForm,
+) -> Result<Vec<Vec<u32>>> {
+    let len = s.doc_len();
+    docs.iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let mut ids = tok.encode(&s.task.text(d, form(i)), false)?;
+            ids.truncate(len);
+            Ok(ids)
+        })
+        .collect()
+}
+
+fn run_seed(
+    s: &HopsSettings,
+    seed: u64,
+    tok: &Tokenizer,
+    device: &Device,
+    obs: &mut dyn DemoObserver,
+) -> Result<(SeedResult, QuietModel)> {
+    let len = s.doc_len();
+    let ad = device.clone().autodiff();
+    let model_config = ModelConfig::builder(tok.vocab_size())
+        .layers(s.layers)
+        .hidden(s.hidden)
+        .heads(4, 2)
+        .context((len + s.quiet.thought_slots() + s.quiet.n_talk).next_power_of_two())
+        .special_tokens(tok)
+        .build()?;
+    let train_cfg = |steps: usize, lr: f64, seed: u64| TrainConfig {
+        steps,
+        batch_size: s.batch_size,
+        max_len: len,
+        lr,
+        warmup_steps: (steps / 20).clamp(1, 100),
+        seed,
+        ..TrainConfig::default()
+    };
+    let mut seconds = Vec::new();
+
+    // 1. Warm start: explicit and compressed documents of pretraining tables.
+    let pre_docs = s.task.documents(HopSplit::Pretrain, s.pretrain_steps * s.batch_size, s.queries, seed);
+    let mut form_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x666f_726d);
+    let forms: Vec<HopForm> = (0..pre_docs.len())
+        .map(|_| if form_rng.random_bool(s.explicit_share) { HopForm::Explicit } else { HopForm::Compressed })
+        .collect();
+    // The table's own tokens are random draws, noise for the gradient: the warm start learns
+    // from the queries (lookups, chains, answers) only.
+    let table_len = s.task.table_len();
+    let pre: Vec<Example> = encode_docs(s, tok, &pre_docs, |i| forms[i])?
+        .into_iter()
+        .map(|ids| Example { train: (0..ids.len()).map(|i| i >= table_len).collect(), ids })
+        .collect();
+    obs.phase("warm start", s.pretrain_steps);
+    let t0 = Instant::now();
+    let fresh = init_transformer_with_std(&model_config, seed, s.init_std, &ad)?;
+    let (warm, _) = train(fresh, &pre, None, &train_cfg(s.pretrain_steps, s.pretrain_lr, seed), None, &mut Plain(obs))?;
+    seconds.push(("warm start".to_string(), t0.elapsed().as_secs_f64()));
+
+    // 2. Continuations on compressed documents of training tables, the same for every condition.
+    let train_docs = s.task.documents(HopSplit::Train, s.steps * s.batch_size, s.queries, seed);
+    let train_ids = encode_docs(s, tok, &train_docs, |_| HopForm::Compressed)?;
+    let cont = train_cfg(s.steps, s.lr, seed.wrapping_add(1));
+    let think_at = Some((s.answer_position(), s.answer_position() + 1));
+    let quiet_run =
+        |model: Transformer, source: ThoughtSource, policy: bool, obs: &mut dyn DemoObserver| -> Result<QuietModel> {
+            let mut quiet = s.quiet.clone();
+            if !policy || source != ThoughtSource::Sampled {
+                quiet.policy_loss_weight = 0.0; // nothing sampled (or the ablation): no policy term
+            }
+            let open = CHAIN_OPEN.to_string();
+            let close = CHAIN_CLOSE.to_string();
+            let qm = QuietModel::with_markers(model, tok, quiet.clone(), seed, &open, &close)?;
+            let cfg = QuietRunConfig {
+                train: cont.clone(),
+                quiet,
+                loss_chunk: None,
+                thinking: Thinking { positions: think_at, source },
+            };
+            Ok(train_quiet(qm, &train_ids, &cfg, s.kernel, None, None, &mut Quiet(obs))?.0)
+        };
+
+    obs.phase("plain LM", s.steps);
+    let t0 = Instant::now();
+    let examples: Vec<Example> = train_ids.iter().cloned().map(Example::full).collect();
+    let (plain, _) = train(warm.clone(), &examples, None, &cont, None, &mut Plain(obs))?;
+    let plain_secs = t0.elapsed().as_secs_f64();
+    seconds.push(("plain LM".into(), plain_secs));
+
+    obs.phase("quiet-star", s.steps);
+    let t0 = Instant::now();
+    let quiet = quiet_run(warm.clone(), ThoughtSource::Sampled, true, obs)?;
+    let quiet_secs = t0.elapsed().as_secs_f64();
+    seconds.push(("Quiet-STaR".into(), quiet_secs));
+
+    obs.phase("quiet-star without policy term", s.steps);
+    let t0 = Instant::now();
+    let no_policy = quiet_run(warm.clone(), ThoughtSource::Sampled, false, obs)?;
+    seconds.push(("Quiet-STaR without policy term".into(), t0.elapsed().as_secs_f64()));
+
+    let pause_id = tok.token_to_id(&FILLER.to_string()).expect("the filler is in the alphabet");
+    obs.phase("pause thoughts", s.steps);
+    let t0 = Instant::now();
+    let pause = quiet_run(warm.clone(), ThoughtSource::Pause { token: pause_id }, false, obs)?;
+    seconds.push(("pause thoughts".into(), t0.elapsed().as_secs_f64()));
+
+    let letters: Vec<u32> = s
+        .task
+        .letters()
+        .iter()
+        .map(|c| tok.token_to_id(&c.to_string()).expect("letters are in the alphabet"))
+        .collect();
+    obs.phase("random thoughts", s.steps);
+    let t0 = Instant::now();
+    let random = quiet_run(warm.clone(), ThoughtSource::Random { tokens: letters.clone() }, false, obs)?;
+    seconds.push(("random thoughts".into(), t0.elapsed().as_secs_f64()));
+
+    // The plain LM again, for as long as Quiet-STaR trained (more documents, same stream).
+    let same_compute_steps = s
+        .same_compute_steps
+        .unwrap_or_else(|| ((s.steps as f64 * quiet_secs / plain_secs.max(1e-9)).round() as usize).max(s.steps));
+    let more_docs = s.task.documents(HopSplit::Train, same_compute_steps * s.batch_size, s.queries, seed);
+    let more: Vec<Example> =
+        encode_docs(s, tok, &more_docs, |_| HopForm::Compressed)?.into_iter().map(Example::full).collect();
+    obs.phase("plain LM, same time", same_compute_steps);
+    let t0 = Instant::now();
+    let compute_cfg = TrainConfig { steps: same_compute_steps, ..cont.clone() };
+    let (plain_compute, _) = train(warm.clone(), &more, None, &compute_cfg, None, &mut Plain(obs))?;
+    seconds.push(("plain LM, same time".into(), t0.elapsed().as_secs_f64()));
+
+    // 3. Evaluation on held-out tables.
+    obs.phase("evaluation", 1);
+    let eval_docs = s.task.documents(HopSplit::HeldOut, s.eval_docs, s.queries, seed);
+    let eval = Eval::new(s, tok, &eval_docs)?;
+    let quiet = quiet.valid();
+    let warm_quiet = QuietModel::with_markers(
+        warm.valid(),
+        tok,
+        s.quiet.clone(),
+        seed,
+        &CHAIN_OPEN.to_string(),
+        &CHAIN_CLOSE.to_string(),
+    )?;
+    let mut rows = vec![
+        (rows::WARM_START.to_string(), eval.plain(&warm.valid())),
+        (rows::PLAIN_STEPS.to_string(), eval.plain(&plain.valid())),
+        (rows::PLAIN_COMPUTE.to_string(), eval.plain(&plain_compute.valid())),
+    ];
+    let pause_thoughts = vec![vec![pause_id; s.quiet.n_thought]; eval.len()];
+    rows.push((rows::PAUSE.into(), eval.with(&pause.valid(), &pause_thoughts, Pick::Mixed)));
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7261_6e64);
+    let random_thoughts: Vec<Vec<u32>> = (0..eval.len())
+        .map(|_| (0..s.quiet.n_thought).map(|_| letters[rng.random_range(0..letters.len())]).collect())
+        .collect();
+    rows.push((rows::RANDOM.into(), eval.with(&random.valid(), &random_thoughts, Pick::Mixed)));
+
+    let sampled = eval.sample(&quiet, 1.0);
+    rows.push((rows::QUIET.into(), eval.with(&quiet, &sampled, Pick::Mixed)));
+    rows.push((rows::QUIET_GREEDY.into(), eval.with(&quiet, &eval.sample(&quiet, 0.0), Pick::Mixed)));
+    let no_policy = no_policy.valid();
+    rows.push((rows::QUIET_NO_POLICY.into(), eval.with(&no_policy, &eval.sample(&no_policy, 1.0), Pick::Mixed)));
+    rows.push((rows::QUIET_W0.into(), eval.with(&quiet, &sampled, Pick::Base)));
+    let shuffled: Vec<Vec<u32>> = (0..eval.len()).map(|i| sampled[(i + 1) % eval.len()].clone()).collect();
+    rows.push((rows::QUIET_SHUFFLED.into(), eval.with(&quiet, &shuffled, Pick::Mixed)));
+    rows.push((rows::QUIET_RANDOM.into(), eval.with(&quiet, &random_thoughts, Pick::Mixed)));
+    rows.push((rows::QUIET_TRUE.into(), eval.with(&quiet, &eval.true_chains(tok)?, Pick::Mixed)));
+    let warm_sampled = eval.sample(&warm_quiet, 1.0);
+    rows.push((rows::WARM_POST.into(), eval.with(&warm_quiet, &warm_sampled, Pick::Post)));
+    let truncated = (0..=s.quiet.n_thought)
+        .map(|j| {
+            let cut: Vec<Vec<u32>> = sampled.iter().map(|t| t[..j].to_vec()).collect();
+            eval.with(&quiet, &cut, Pick::Mixed)
+        })
+        .collect();
+    let examples = eval.examples(&quiet, &sampled, tok, 6)?;
+    let final_mix_weight = eval.mean_weight(&quiet, &sampled);
+    Ok((SeedResult { seed, rows, truncated, same_compute_steps, seconds, examples, final_mix_weight }, quiet))
+}
+
+/// Which prediction of a thoughtful model is scored.
+#[derive(Clone, Copy)]
+enum Pick {
+    Mixed,
+    Base,
+    Post,
+}
+
+/// The held-out documents and what scoring them needs.
+struct Eval<'a> {
+    s: &'a HopsSettings,
+    docs: &'a [HopDocument],
+    ids: Vec<Vec<u32>>,
+    answers: Vec<u32>,
+    kernel: Kernel,
+}
+
+/// Documents scored per forward pass.
+const EVAL_BATCH: usize = 256;
+
+impl<'a> Eval<'a> {
+    fn new(s: &'a HopsSettings, tok: &Tokenizer, docs: &'a [HopDocument]) -> Result<Self> {
+        let ids = encode_docs(s, tok, docs, |_| HopForm::Compressed)?;
+        let answers = ids.iter().map(|d| d[s.answer_position() + 1]).collect();
+        Ok(Self { s, docs, ids, answers, kernel: s.kernel })
+    }
+
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    fn hops(&self, i: usize) -> usize {
+        self.docs[i].queries.last().expect("documents have queries").hops
+    }
+
+    /// A plain model's answer predictions.
+    fn plain(&self, lm: &Transformer) -> PerHop {
+        let pos = self.s.answer_position();
+        let mut out = PerHop::new(self.s.task.max_hops);
+        for (c, chunk) in self.ids.chunks(EVAL_BATCH).enumerate() {
+            let (b, l) = (chunk.len(), chunk[0].len());
+            let flat: Vec<i64> = chunk.iter().flatten().map(|&t| t as i64).collect();
+            let tokens = Tensor::<2, Int>::from_data(TensorData::new(flat, [b, l]), &lm.device());
+            let v = lm.config().vocab_size;
+            let logp: Vec<f32> = log_softmax(lm.forward(tokens).narrow(1, pos, 1).reshape([b, v]), 1)
+                .into_data()
+                .try_into_vec_as()
+                .expect("f32");
+            for r in 0..b {
+                let i = c * EVAL_BATCH + r;
+                out.add(self.hops(i), &logp[r * v..(r + 1) * v], self.answers[i]);
+            }
+        }
+        out
+    }
+
+    /// Sampled thoughts at every document's answer position.
+    fn sample(&self, model: &QuietModel, temperature: f64) -> Vec<Vec<u32>> {
+        let pos = self.s.answer_position();
+        self.ids.chunks(EVAL_BATCH).flat_map(|chunk| sample_at(model, chunk, pos, temperature, self.kernel)).collect()
+    }
+
+    fn predictions(&self, model: &QuietModel, thoughts: &[Vec<u32>]) -> Vec<NextToken> {
+        let pos = self.s.answer_position();
+        self.ids
+            .chunks(EVAL_BATCH)
+            .zip(thoughts.chunks(EVAL_BATCH))
+            .flat_map(|(ids, th)| next_token_with(model, ids, pos, th, self.kernel))
+            .collect()
+    }
+
+    /// A thoughtful model's answer predictions with the given thoughts.
+    fn with(&self, model: &QuietModel, thoughts: &[Vec<u32>], pick: Pick) -> PerHop {
+        let mut out = PerHop::new(self.s.task.max_hops);
+        for (i, p) in self.predictions(model, thoughts).iter().enumerate() {
+            let logp = match pick {
+                Pick::Mixed => &p.mixed,
+                Pick::Base => &p.base,
+                Pick::Post => &p.post,
+            };
+            out.add(self.hops(i), logp, self.answers[i]);
+        }
+        out
+    }
+
+    fn mean_weight(&self, model: &QuietModel, thoughts: &[Vec<u32>]) -> f64 {
+        let p = self.predictions(model, thoughts);
+        p.iter().map(|p| p.weight as f64).sum::<f64>() / p.len().max(1) as f64
+    }
+
+    /// The true chain of every document's last query, as its bracket contents.
+    fn true_chains(&self, tok: &Tokenizer) -> Result<Vec<Vec<u32>>> {
+        self.docs
+            .iter()
+            .map(|d| {
+                let q = d.queries.last().expect("documents have queries");
+                let text = self.s.task.chain_text(&d.table, q);
+                let inner = &text[1..text.len() - 1];
+                let mut ids = tok.encode(inner, false)?;
+                ids.resize(self.s.quiet.n_thought, tok.token_to_id(&FILLER.to_string()).expect("filler"));
+                Ok(ids)
+            })
+            .collect()
+    }
+
+    /// A few held-out answers of hop count ≥ 4 in words: query, thought, prediction, truth.
+    fn examples(&self, model: &QuietModel, thoughts: &[Vec<u32>], tok: &Tokenizer, n: usize) -> Result<Vec<String>> {
+        let picked: Vec<usize> = (0..self.len()).filter(|&i| self.hops(i) >= 4).take(n).collect();
+        let ids: Vec<Vec<u32>> = picked.iter().map(|&i| self.ids[i].clone()).collect();
+        let th: Vec<Vec<u32>> = picked.iter().map(|&i| thoughts[i].clone()).collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let preds = next_token_with(model, &ids, self.s.answer_position(), &th, self.kernel);
+        picked
+            .iter()
+            .zip(preds)
+            .map(|(&i, p)| {
+                let d = &self.docs[i];
+                let q = d.queries.last().expect("queries");
+                let query = s_query(self.s, d);
+                let chain = self.s.task.chain_text(&d.table, q);
+                Ok(format!(
+                    "`{query}` thought `[{}]` → predicts `{}` (true chain `{chain}`, answer `{}`; w = {:.2})",
+                    tok.decode(&p.thought, false)?,
+                    tok.decode(&[argmax(&p.mixed) as u32], false)?,
+                    tok.decode(&[self.answers[i]], false)?,
+                    p.weight
+                ))
+            })
+            .collect()
+    }
+}
+
+/// The last query's head as written, e.g. `?4a=`.
+fn s_query(s: &HopsSettings, d: &HopDocument) -> String {
+    let q = d.queries.last().expect("queries");
+    let text = s.task.query_text(q, &d.table, HopForm::Compressed);
+    text[..4].to_string()
+}
+
+/// Mean and range of a value over seeds.
+fn spread(values: &[f64]) -> String {
+    let n = values.len().max(1) as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let (lo, hi) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    if values.len() > 1 {
+        format!("{:.1} ({:.1}–{:.1})", 100.0 * mean, 100.0 * lo, 100.0 * hi)
+    } else {
+        format!("{:.1}", 100.0 * mean)
+    }
+}
+
+/// Hop counts the target is about.
+pub const HARD_FROM: usize = 4;
+
+/// Per seed: Quiet-STaR's accuracy at k ≥ 4 minus the best control's.
+pub fn margins(results: &[SeedResult]) -> Vec<f64> {
+    results
+        .iter()
+        .map(|r| {
+            let hard = |name: &str| r.row(name).map_or(0.0, |p| p.accuracy_over(HARD_FROM..=p.count.len()));
+            let best = rows::CONTROLS.iter().map(|c| hard(c)).fold(f64::NEG_INFINITY, f64::max);
+            hard(rows::QUIET) - best
+        })
+        .collect()
+}
+
+/// The report: settings, the per-hop accuracy table over seeds, interventions, thought length,
+/// the verdict and examples, in Markdown.
+pub fn report(s: &HopsSettings, results: &[SeedResult], device_name: &str) -> String {
+    let mut r = String::new();
+    let k_max = s.task.max_hops;
+    let q = &s.quiet;
+    let _ = writeln!(r, "# Quiet-STaR demo: hidden multi-hop lookups\n");
+    let _ = writeln!(
+        r,
+        "Tables of {} letters, hop counts 1–{k_max}, documents of {} tokens ({} queries). Model: {} layers × d = {} (initial weights \
+         N(0, {}²)). Warm start: {} steps on {:.0}% explicit documents (chain written) and the rest compressed, lr {}. Then {} \
+         steps × batch {} on compressed documents, lr {}; thought {} tokens at the last query's `=`, talk {}, {} passes, \
+         policy weight {}. Held-out: {} documents of unseen tables, one answer each. Seeds: {:?}. Device: {device_name}.\n",
+        s.task.symbols,
+        s.doc_len(),
+        s.queries,
+        s.layers,
+        s.hidden,
+        s.init_std,
+        s.pretrain_steps,
+        100.0 * s.explicit_share,
+        s.pretrain_lr,
+        s.steps,
+        s.batch_size,
+        s.lr,
+        q.n_thought,
+        q.n_talk,
+        q.n_passes,
+        q.policy_loss_weight,
+        s.eval_docs,
+        s.seeds,
+    );
+    let _ = writeln!(r, "Answer accuracy (%) by hop count k: mean over seeds (min–max).\n");
+    let mut head = String::from("| condition |");
+    let mut rule = String::from("|---|");
+    for k in 1..=k_max {
+        let _ = write!(head, " k={k} |");
+        rule.push_str("---:|");
+    }
+    let _ = writeln!(r, "{head} k≥{HARD_FROM} |\n{rule}---:|");
+    let names: Vec<String> = results[0].rows.iter().map(|(n, _)| n.clone()).collect();
+    for name in &names {
+        let per: Vec<&PerHop> = results.iter().filter_map(|x| x.row(name)).collect();
+        let mut line = format!("| {name} |");
+        for k in 1..=k_max {
+            let _ = write!(line, " {} |", spread(&per.iter().map(|p| p.accuracy(k)).collect::<Vec<_>>()));
+        }
+        let hard: Vec<f64> = per.iter().map(|p| p.accuracy_over(HARD_FROM..=k_max)).collect();
+        let _ = writeln!(r, "{line} {} |", spread(&hard));
+    }
+    let _ = writeln!(r, "\nNLL of the answer (nats) by hop count, mean over seeds:\n");
+    let _ = writeln!(r, "{head}\n{rule}");
+    for name in &names {
+        let per: Vec<&PerHop> = results.iter().filter_map(|x| x.row(name)).collect();
+        let mut line = format!("| {name} |");
+        for k in 1..=k_max {
+            let mean = per.iter().map(|p| p.mean_nll(k)).sum::<f64>() / per.len().max(1) as f64;
+            let _ = write!(line, " {mean:.3} |");
+        }
+        let _ = writeln!(r, "{line}");
+    }
+    let _ = writeln!(r, "\nQuiet-STaR with its sampled thoughts cut to their first j tokens: accuracy (%) by k.\n");
+    let _ = writeln!(r, "| j |{} k≥{HARD_FROM} |", (1..=k_max).map(|k| format!(" k={k} |")).collect::<String>());
+    let _ = writeln!(r, "|---:|{}---:|", "---:|".repeat(k_max));
+    for j in 0..=q.n_thought {
+        let per: Vec<&PerHop> = results.iter().map(|x| &x.truncated[j]).collect();
+        let mut line = format!("| {j} |");
+        for k in 1..=k_max {
+            let _ = write!(line, " {} |", spread(&per.iter().map(|p| p.accuracy(k)).collect::<Vec<_>>()));
+        }
+        let hard: Vec<f64> = per.iter().map(|p| p.accuracy_over(HARD_FROM..=k_max)).collect();
+        let _ = writeln!(r, "{line} {} |", spread(&hard));
+    }
+    let m = margins(results);
+    let met = m.iter().all(|&x| x >= 0.30);
+    let _ = writeln!(
+        r,
+        "\nAt k ≥ {HARD_FROM}, Quiet-STaR minus the best control, per seed: {}. Target (≥ 30 points at every seed): **{}**.",
+        m.iter().map(|x| format!("{:+.1}", 100.0 * x)).collect::<Vec<_>>().join(", "),
+        if met { "met" } else { "not met" }
+    );
+    for x in results {
+        let secs: Vec<String> = x.seconds.iter().map(|(n, t)| format!("{n} {t:.0} s")).collect();
+        let _ = writeln!(
+            r,
+            "\nSeed {}: mean mixing weight {:.2}; plain same-time steps {}; time: {}.",
+            x.seed,
+            x.final_mix_weight,
+            x.same_compute_steps,
+            secs.join(", ")
+        );
+        for e in &x.examples {
+            let _ = writeln!(r, "- {e}");
+        }
+    }
+    r
+}
+
+/// An SVG chart: accuracy against hop count, one line per condition (mean over seeds).
+pub fn chart_svg(s: &HopsSettings, results: &[SeedResult]) -> String {
+    let (w, h, left, bottom, top, right) = (720.0, 420.0, 50.0, 40.0, 20.0, 330.0);
+    let k_max = s.task.max_hops;
+    let x = |k: usize| left + (k as f64 - 1.0) / (k_max.max(2) as f64 - 1.0) * (w - left - right);
+    let y = |acc: f64| top + (1.0 - acc) * (h - top - bottom);
+    let colors = [
+        "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666", "#1f78b4", "#b2df8a",
+        "#fb9a99", "#cab2d6",
+    ];
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    );
+    for tick in 0..=4 {
+        let acc = tick as f64 / 4.0;
+        let (x2, yy, tx, ty, pct) = (w - right, y(acc), left - 4.0, y(acc) + 4.0, 100.0 * acc);
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{left}\" x2=\"{x2}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\" stroke=\"#ddd\"/>\
+             <text x=\"{tx}\" y=\"{ty:.1}\" text-anchor=\"end\">{pct:.0}%</text>"
+        );
+    }
+    for k in 1..=k_max {
+        let _ =
+            writeln!(svg, "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">k={k}</text>", x(k), h - bottom + 16.0);
+    }
+    let names: Vec<&String> = results[0].rows.iter().map(|(n, _)| n).collect();
+    for (c, name) in names.iter().enumerate() {
+        let color = colors[c % colors.len()];
+        let pts: Vec<String> = (1..=k_max)
+            .map(|k| {
+                let acc = results.iter().filter_map(|r| r.row(name)).map(|p| p.accuracy(k)).sum::<f64>()
+                    / results.len() as f64;
+                format!("{:.1},{:.1}", x(k), y(acc))
+            })
+            .collect();
+        let bold = name.starts_with("**");
+        let _ = writeln!(
+            svg,
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"{}\" points=\"{}\"/>",
+            if bold { 3.0 } else { 1.5 },
+            pts.join(" ")
+        );
+        let label = name.replace("**", "").replace('`', "");
+        let _ = writeln!(
+            svg,
+            "<text x=\"{}\" y=\"{}\" fill=\"{color}\">{}</text>",
+            w - right + 10.0,
+            top + 14.0 * c as f64 + 10.0,
+            label.replace('&', "&amp;").replace('<', "&lt;")
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// Passes plain training steps to the demo's observer.
+struct Plain<'o>(&'o mut dyn DemoObserver);
+
+impl TrainObserver for Plain<'_> {
+    fn on_step(&mut self, m: &StepMetrics) -> std::result::Result<(), TrainError> {
+        self.0.plain_step(m);
+        Ok(())
+    }
+}
+
+/// Passes Quiet-STaR training steps to the demo's observer.
+struct Quiet<'o>(&'o mut dyn DemoObserver);
+
+impl QuietObserver for Quiet<'_> {
+    fn on_step(&mut self, m: &QuietStepMetrics) {
+        self.0.quiet_step(m);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_hop_counts_accuracy_and_nll() {
+        let mut p = PerHop::new(3);
+        p.add(1, &[-0.1, -3.0], 0);
+        p.add(1, &[-0.1, -3.0], 1);
+        p.add(3, &[-2.0, -0.2], 1);
+        assert_eq!(p.accuracy(1), 0.5);
+        assert_eq!(p.accuracy(2), 0.0);
+        assert_eq!(p.accuracy(3), 1.0);
+        assert!((p.mean_nll(1) - 1.55).abs() < 1e-6);
+        assert!((p.accuracy_over(2..=3) - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_answer_position_is_the_last_equals_sign() {
+        let s = HopsSettings {
+            task: HopTask::default(),
+            queries: 3,
+            explicit_share: 0.5,
+            pretrain_steps: 1,
+            steps: 1,
+            batch_size: 1,
+            pretrain_lr: 1e-3,
+            lr: 1e-3,
+            layers: 1,
+            hidden: 16,
+            init_std: 0.1,
+            seeds: vec![0],
+            eval_docs: 1,
+            same_compute_steps: Some(1),
+            kernel: Kernel::Split,
+            quiet: QuietConfig { n_thought: 6, ..QuietConfig::default() },
+        };
+        let tok = hops_tokenizer(&s.task).unwrap();
+        let doc = s.task.documents(HopSplit::HeldOut, 1, s.queries, 0).remove(0);
+        let ids = tok.encode(&s.task.text(&doc, HopForm::Compressed), false).unwrap();
+        assert_eq!(ids.len(), s.doc_len(), "a table pair is one token");
+        assert_eq!(tok.decode(&ids[..s.task.table_len()], false).unwrap().len(), 2 * 16 + 1);
+        assert_eq!(tok.decode(&ids[s.answer_position()..=s.answer_position()], false).unwrap(), "=");
+        let answer = starling_tasks::hops::letter(doc.queries[2].answer).to_string();
+        assert_eq!(tok.decode(&ids[s.answer_position() + 1..s.answer_position() + 2], false).unwrap(), answer);
+    }
+}

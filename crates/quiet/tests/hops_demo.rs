@@ -1,0 +1,101 @@
+//! The built-in multi-hop demonstration end to end, tiny and seeded: every phase runs, every
+//! condition is scored on every held-out answer, and the same seed gives the same numbers.
+
+use burn::tensor::Device;
+use starling_quiet::QuietConfig;
+use starling_quiet::demo::DemoObserver;
+use starling_quiet::hops_demo::{HopsSettings, chart_svg, margins, report, rows, run_hops_demo};
+use starling_tasks::hops::HopTask;
+use starling_thought::Kernel;
+
+struct Phases(Vec<String>);
+
+impl DemoObserver for Phases {
+    fn phase(&mut self, name: &str, _steps: usize) {
+        self.0.push(name.to_string());
+    }
+}
+
+fn tiny() -> HopsSettings {
+    HopsSettings {
+        task: HopTask { symbols: 4, max_hops: 3 },
+        queries: 2,
+        explicit_share: 0.5,
+        pretrain_steps: 4,
+        steps: 2,
+        batch_size: 4,
+        pretrain_lr: 3e-3,
+        lr: 1e-3,
+        layers: 1,
+        hidden: 16,
+        init_std: 0.1,
+        seeds: vec![5],
+        eval_docs: 24,
+        same_compute_steps: Some(3),
+        kernel: Kernel::Split,
+        quiet: QuietConfig {
+            n_thought: 3,
+            n_talk: 2,
+            n_passes: 2,
+            policy_loss_weight: 1.0,
+            initial_mixing_weight: 0.5,
+            embedding_multiplier: 1.0,
+            ..QuietConfig::default()
+        },
+    }
+}
+
+#[test]
+fn tiny_seeded_demo_runs_every_phase_and_scores_every_answer() {
+    let s = tiny();
+    let device = Device::flex();
+    let mut phases = Phases(Vec::new());
+    let (results, model) = run_hops_demo(&s, &device, &mut phases).unwrap();
+    assert_eq!(
+        phases.0,
+        [
+            "warm start",
+            "plain LM",
+            "quiet-star",
+            "quiet-star without policy term",
+            "pause thoughts",
+            "random thoughts",
+            "plain LM, same time",
+            "evaluation"
+        ]
+    );
+    let r = &results[0];
+    assert_eq!(r.same_compute_steps, 3);
+    for (name, per) in &r.rows {
+        assert_eq!(per.count.iter().sum::<usize>(), s.eval_docs, "{name}: every held-out answer scored once");
+        assert!(per.nll.iter().all(|v| v.is_finite() && *v >= 0.0), "{name}");
+    }
+    for name in rows::CONTROLS.iter().chain(&[rows::QUIET, rows::QUIET_W0, rows::QUIET_TRUE, rows::QUIET_SHUFFLED]) {
+        assert!(r.row(name).is_some(), "{name} is reported");
+    }
+    assert_eq!(r.truncated.len(), s.quiet.n_thought + 1, "thoughts cut to 0..=n_thought tokens");
+    // A thought cut to its full length is the thought itself.
+    assert_eq!(r.truncated[s.quiet.n_thought].correct, r.row(rows::QUIET).unwrap().correct);
+    assert_eq!(model.model.config.n_thought, 3);
+    let text = report(&s, &results, "test");
+    assert!(text.contains("Target (≥ 30 points at every seed)"));
+    assert!(chart_svg(&s, &results).starts_with("<svg"));
+    assert_eq!(margins(&results).len(), 1);
+
+    // Seeded: the same numbers again.
+    let (again, _) = run_hops_demo(&s, &device, &mut Phases(Vec::new())).unwrap();
+    for ((name, a), (_, b)) in r.rows.iter().zip(&again[0].rows) {
+        assert_eq!(a.correct, b.correct, "{name}");
+    }
+}
+
+#[test]
+fn settings_that_cannot_work_are_refused() {
+    let mut s = tiny();
+    s.quiet.n_thought = 2; // shorter than the longest chain
+    let err = run_hops_demo(&s, &Device::flex(), &mut Phases(Vec::new())).err().unwrap().to_string();
+    assert!(err.contains("cannot write a chain of 3 hops"), "{err}");
+    let mut s = tiny();
+    s.quiet.initial_mixing_weight = 1.5;
+    assert!(run_hops_demo(&s, &Device::flex(), &mut Phases(Vec::new())).is_err());
+}

@@ -1,0 +1,210 @@
+//! `starling quiet demo`: the built-in demonstration of `starling_quiet::hops_demo` (hidden
+//! multi-hop lookups, where thinking must help), with progress bars. The report, the chart, the
+//! measurements as JSON and the last seed's Quiet-STaR model go to `--out`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use indicatif::ProgressBar;
+
+use starling_model::checkpoint::files::{write_atomic, write_folder_atomic};
+use starling_model::device::DeviceChoice;
+use starling_quiet::QuietConfig;
+use starling_quiet::checkpoint::checkpoint_files;
+use starling_quiet::config::{MixingWeight, PolicyReduction};
+use starling_quiet::demo::DemoObserver;
+use starling_quiet::hops_demo::{HopsSettings, chart_svg, report, run_hops_demo};
+use starling_quiet::trainer::QuietStepMetrics;
+use starling_tasks::hops::HopTask;
+use starling_thought::Kernel;
+use starling_train::trainer::StepMetrics;
+
+use crate::common::{bar, pick_device};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Where the report, chart, measurements and the trained Quiet-STaR checkpoint go.
+    #[arg(long, default_value = "runs/quiet-demo")]
+    out: PathBuf,
+    /// Seeds, each a full run (warm start, every condition, evaluation): `--seeds 0,1,2`.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    seeds: Vec<u64>,
+    /// Letters in a table.
+    #[arg(long, default_value_t = 8)]
+    symbols: usize,
+    /// Hop counts are 1..=max-hops; the thought has this many tokens.
+    #[arg(long, default_value_t = 6)]
+    max_hops: usize,
+    /// Queries per document.
+    #[arg(long, default_value_t = 8)]
+    queries: usize,
+    /// Share of warm-start documents that write the chain out.
+    #[arg(long, default_value_t = 0.7)]
+    explicit_share: f64,
+    /// Warm-start steps (plain LM from scratch).
+    #[arg(long, default_value_t = 3000)]
+    pretrain_steps: usize,
+    /// Steps of each continuation (Quiet-STaR and the controls).
+    #[arg(long, default_value_t = 300)]
+    steps: usize,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 3e-3)]
+    pretrain_lr: f64,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 2)]
+    layers: usize,
+    /// Model width (4 query heads, 2 key/value heads).
+    #[arg(long, default_value_t = 64)]
+    hidden: usize,
+    /// Standard deviation of the initial weights (the usual 0.02 stalls a model this narrow).
+    #[arg(long, default_value_t = 0.1)]
+    init_std: f64,
+    /// Held-out documents (one scored answer each).
+    #[arg(long, default_value_t = 6000)]
+    eval_docs: usize,
+    #[arg(long, default_value = "auto")]
+    kernel: Kernel,
+    /// Thoughts sampled per position (the REINFORCE baseline is their mean reward).
+    #[arg(long, default_value_t = 2)]
+    n_passes: usize,
+    /// Talk tokens scored after a thought (the answer and the `;` after it).
+    #[arg(long, default_value_t = 2)]
+    n_talk: usize,
+    #[arg(long, default_value_t = 1.0)]
+    policy_weight: f64,
+    #[arg(long, default_value_t = 0.5)]
+    post_thought_weight: f64,
+    #[arg(long, default_value_t = 1.0)]
+    thought_temperature: f64,
+    /// The mixing weight a fresh head starts at (at 0 a thought changes no prediction, so it
+    /// earns no reward).
+    #[arg(long, default_value_t = 0.5)]
+    initial_mixing_weight: f64,
+    /// Start/end embeddings' learning-rate multiplier (official 100, tuned for lr 1e-6; at this
+    /// demo's lr it would move the markers away from `[` and `]` within a few steps).
+    #[arg(long, default_value_t = 1.0)]
+    embedding_multiplier: f64,
+    /// Mixing weight from the head's output: tanh-abs (Starling's) or linear (official).
+    #[arg(long, default_value = "tanh-abs")]
+    mixing: MixingWeight,
+    /// Policy loss over a thought's tokens: sum (Starling's) or mean (official).
+    #[arg(long, default_value = "sum")]
+    policy_reduction: PolicyReduction,
+}
+
+impl Args {
+    fn settings(&self) -> HopsSettings {
+        HopsSettings {
+            task: HopTask { symbols: self.symbols, max_hops: self.max_hops },
+            queries: self.queries,
+            explicit_share: self.explicit_share,
+            pretrain_steps: self.pretrain_steps,
+            steps: self.steps,
+            batch_size: self.batch_size,
+            pretrain_lr: self.pretrain_lr,
+            lr: self.lr,
+            layers: self.layers,
+            hidden: self.hidden,
+            init_std: self.init_std,
+            seeds: self.seeds.clone(),
+            eval_docs: self.eval_docs,
+            same_compute_steps: None,
+            kernel: self.kernel,
+            quiet: QuietConfig {
+                n_thought: self.max_hops,
+                n_talk: self.n_talk,
+                n_passes: self.n_passes,
+                policy_loss_weight: self.policy_weight,
+                post_thought_loss_weight: self.post_thought_weight,
+                thought_temperature: self.thought_temperature,
+                initial_mixing_weight: self.initial_mixing_weight,
+                embedding_multiplier: self.embedding_multiplier,
+                mixing: self.mixing,
+                policy_reduction: self.policy_reduction,
+                ..QuietConfig::default()
+            },
+        }
+    }
+}
+
+pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
+    let dev = pick_device(device)?;
+    let s = a.settings();
+    eprintln!(
+        "hidden multi-hop lookups: {} seed(s) × (warm start {} steps, 5 continuations of {} steps and one of the \
+         same training time), batch {} of {} tokens",
+        s.seeds.len(),
+        s.pretrain_steps,
+        s.steps,
+        s.batch_size,
+        s.doc_len()
+    );
+    let mut bars = Bars(None, String::new());
+    let (results, model) = run_hops_demo(&s, &dev.device, &mut bars)?;
+    if let Some(pb) = bars.0.take() {
+        pb.finish();
+    }
+    let text = report(&s, &results, &dev.name);
+    print!("{text}");
+    std::fs::create_dir_all(&a.out)?;
+    write_atomic(&a.out.join("report.md"), text.as_bytes())?;
+    write_atomic(&a.out.join("accuracy.svg"), chart_svg(&s, &results).as_bytes())?;
+    let json = serde_json::json!({ "settings": s, "results": results });
+    write_atomic(&a.out.join("results.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
+    write_folder_atomic(&a.out.join("model"), &checkpoint_files(&model.model, &model.tokenizer)?)?;
+    eprintln!(
+        "report: {}; chart: {}; Quiet-STaR checkpoint (last seed): {}",
+        a.out.join("report.md").display(),
+        a.out.join("accuracy.svg").display(),
+        a.out.join("model").display()
+    );
+    Ok(())
+}
+
+/// One progress bar per training phase; without a terminal (a log file), a line per phase and
+/// every `LOG_EVERY` steps instead.
+struct Bars(Option<ProgressBar>, String);
+
+const LOG_EVERY: usize = 250;
+
+impl Bars {
+    fn show(&self, step: usize, line: String) {
+        if let Some(pb) = &self.0 {
+            pb.set_position(step as u64);
+            if pb.is_hidden() && step.is_multiple_of(LOG_EVERY) {
+                eprintln!("{} step {step}: {line}", self.1);
+            }
+            pb.set_prefix(line);
+        }
+    }
+}
+
+impl DemoObserver for Bars {
+    fn phase(&mut self, name: &str, steps: usize) {
+        if let Some(pb) = self.0.take() {
+            pb.finish();
+        }
+        let pb = bar(steps as u64, name);
+        if pb.is_hidden() {
+            eprintln!("{name}: {steps} steps");
+        }
+        self.0 = Some(pb);
+        self.1 = name.to_string();
+    }
+
+    fn plain_step(&mut self, m: &StepMetrics) {
+        self.show(m.step, format!("loss {:.4}", m.loss));
+    }
+
+    fn quiet_step(&mut self, m: &QuietStepMetrics) {
+        self.show(
+            m.step,
+            format!(
+                "talk {:.3} (base {:.3}) post {:.3} w {:.3} reward {:.4}",
+                m.stats.talk_nll, m.stats.talk_nll_base, m.stats.post_nll, m.stats.mix_weight, m.stats.mean_reward
+            ),
+        );
+    }
+}
