@@ -53,10 +53,11 @@ const EXAMPLES: &str = "Examples:
   starling star --task csqa -m models/smollm2-hf --train csqa/train.jsonl --dev csqa/dev.jsonl
   starling baseline few-shot-rationale --task gsm8k -m models/smollm2-hf --train gsm8k/train.jsonl --dev gsm8k/test.jsonl
   starling train-lm --builtin arithmetic --out runs/arith
-  starling quiet demo                            # does thinking help? (built-in, CPU, minutes)
+  starling quiet demo                            # does thinking help? hidden multi-hop lookups (built-in, CPU, minutes)
   starling quiet train -m models/smollm2-hf --text corpus.txt --out runs/quiet
-  starling quiet generate -m runs/quiet-demo/model -p '12+34='
-  starling quiet analyze -m runs/quiet-demo/model --text '25+37=62'
+  starling quiet demo-sums                       # the earlier demo: two-digit sums
+  starling quiet generate -m runs/quiet-demo-sums/model -p '12+34='
+  starling quiet analyze -m runs/quiet-demo-sums/model --text '25+37=62'
   starling bench -m models/SmolLM2-135M-Instruct.Q4_1.gguf";
 
 #[derive(Subcommand)]

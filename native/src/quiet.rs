@@ -92,6 +92,14 @@ pub struct QuietArgs {
     /// Keep negative rewards (the official code drops them).
     #[arg(long)]
     pub keep_negative_rewards: bool,
+    /// The mixing weight a fresh mixing head starts at (default 0, as the official code: the
+    /// model starts exactly at the base model, but a thought earns no reward while w = 0).
+    #[arg(long)]
+    pub initial_mixing_weight: Option<f64>,
+    /// Learning-rate multiplier of the start/end embeddings (default 100, the official value
+    /// for lr 1e-6; at larger learning rates it moves the markers fast).
+    #[arg(long)]
+    pub embedding_multiplier: Option<f64>,
 }
 
 impl QuietArgs {
@@ -108,6 +116,8 @@ impl QuietArgs {
         apply(p, "mixing", self.mixing, &mut c.mixing)?;
         apply(p, "policy-reduction", self.policy_reduction, &mut c.policy_reduction)?;
         apply(p, "thought-temperature", self.thought_temperature, &mut c.thought_temperature)?;
+        apply(p, "initial-mixing-weight", self.initial_mixing_weight, &mut c.initial_mixing_weight)?;
+        apply(p, "embedding-multiplier", self.embedding_multiplier, &mut c.embedding_multiplier)?;
         if self.keep_negative_rewards {
             if p == QuietPreset::Official {
                 bail!("--keep-negative-rewards contradicts --preset official (which drops them); drop one of them");

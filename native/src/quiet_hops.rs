@@ -4,7 +4,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use std::path::Path;
+
+use anyhow::{Context, Result};
 use indicatif::ProgressBar;
 
 use starling_model::checkpoint::files::{write_atomic, write_folder_atomic};
@@ -13,7 +15,7 @@ use starling_quiet::QuietConfig;
 use starling_quiet::checkpoint::checkpoint_files;
 use starling_quiet::config::{MixingWeight, PolicyReduction};
 use starling_quiet::demo::DemoObserver;
-use starling_quiet::hops_demo::{HopsSettings, chart_svg, report, run_hops_demo};
+use starling_quiet::hops_demo::{HopsSettings, SeedResult, chart_svg, report, run_hops_demo, thought_length_svg};
 use starling_quiet::trainer::QuietStepMetrics;
 use starling_tasks::hops::HopTask;
 use starling_thought::Kernel;
@@ -26,6 +28,10 @@ pub struct Args {
     /// Where the report, chart, measurements and the trained Quiet-STaR checkpoint go.
     #[arg(long, default_value = "runs/quiet-demo")]
     out: PathBuf,
+    /// Train nothing: rewrite the report and the charts from `--out`'s results.json (made by an
+    /// earlier run).
+    #[arg(long)]
+    report_only: bool,
     /// Seeds, each a full run (warm start, every condition, evaluation): `--seeds 0,1,2`.
     #[arg(long, value_delimiter = ',', default_value = "0")]
     seeds: Vec<u64>,
@@ -38,7 +44,7 @@ pub struct Args {
     /// Queries per document.
     #[arg(long, default_value_t = 8)]
     queries: usize,
-    /// Share of warm-start documents that write the chain out.
+    /// Probability that a warm-start query writes its chain out.
     #[arg(long, default_value_t = 0.7)]
     explicit_share: f64,
     /// Warm-start steps (plain LM from scratch).
@@ -129,7 +135,34 @@ impl Args {
     }
 }
 
+/// What `results.json` holds.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Saved {
+    settings: HopsSettings,
+    #[serde(default)]
+    device: String,
+    results: Vec<SeedResult>,
+}
+
+fn write_report(out: &Path, saved: &Saved) -> Result<()> {
+    let text = report(&saved.settings, &saved.results, &saved.device);
+    print!("{text}");
+    std::fs::create_dir_all(out)?;
+    write_atomic(&out.join("report.md"), text.as_bytes())?;
+    write_atomic(&out.join("accuracy.svg"), chart_svg(&saved.settings, &saved.results).as_bytes())?;
+    write_atomic(&out.join("thought-length.svg"), thought_length_svg(&saved.settings, &saved.results).as_bytes())?;
+    Ok(())
+}
+
 pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
+    if a.report_only {
+        let path = a.out.join("results.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {} (run the demo without --report-only first)", path.display()))?;
+        let saved: Saved = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not the results of `starling quiet demo`", path.display()))?;
+        return write_report(&a.out, &saved);
+    }
     let dev = pick_device(device)?;
     let s = a.settings();
     eprintln!(
@@ -146,18 +179,15 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     if let Some(pb) = bars.0.take() {
         pb.finish();
     }
-    let text = report(&s, &results, &dev.name);
-    print!("{text}");
-    std::fs::create_dir_all(&a.out)?;
-    write_atomic(&a.out.join("report.md"), text.as_bytes())?;
-    write_atomic(&a.out.join("accuracy.svg"), chart_svg(&s, &results).as_bytes())?;
-    let json = serde_json::json!({ "settings": s, "results": results });
-    write_atomic(&a.out.join("results.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
+    let saved = Saved { settings: s, device: dev.name.clone(), results };
+    write_report(&a.out, &saved)?;
+    write_atomic(&a.out.join("results.json"), serde_json::to_string_pretty(&saved)?.as_bytes())?;
     write_folder_atomic(&a.out.join("model"), &checkpoint_files(&model.model, &model.tokenizer)?)?;
     eprintln!(
-        "report: {}; chart: {}; Quiet-STaR checkpoint (last seed): {}",
+        "report: {}; charts: {} and {}; Quiet-STaR checkpoint (last seed): {}",
         a.out.join("report.md").display(),
         a.out.join("accuracy.svg").display(),
+        a.out.join("thought-length.svg").display(),
         a.out.join("model").display()
     );
     Ok(())

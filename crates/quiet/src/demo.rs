@@ -319,8 +319,8 @@ fn plain_nll(model: &Transformer, seqs: &[Vec<u32>], tok: &Tokenizer) -> Result<
     Ok(out)
 }
 
-/// Passes plain training steps to the demo's observer.
-struct Plain<'o>(&'o mut dyn DemoObserver);
+/// Passes plain training steps to a demo's observer.
+pub(crate) struct Plain<'o>(pub(crate) &'o mut dyn DemoObserver);
 
 impl TrainObserver for Plain<'_> {
     fn on_step(&mut self, m: &StepMetrics) -> std::result::Result<(), TrainError> {
@@ -329,8 +329,8 @@ impl TrainObserver for Plain<'_> {
     }
 }
 
-/// Passes Quiet-STaR training steps to the demo's observer.
-struct Quiet<'o>(&'o mut dyn DemoObserver);
+/// Passes Quiet-STaR training steps to a demo's observer.
+pub(crate) struct Quiet<'o>(pub(crate) &'o mut dyn DemoObserver);
 
 impl QuietObserver for Quiet<'_> {
     fn on_step(&mut self, m: &QuietStepMetrics) {

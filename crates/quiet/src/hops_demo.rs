@@ -24,28 +24,28 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use starling_model::weights::init_transformer_with_std;
 use starling_model::{ModelConfig, Tokenizer, Transformer};
 use starling_tasks::hops::{CHAIN_CLOSE, CHAIN_OPEN, FILLER, HopDocument, HopForm, HopSplit, HopTask};
 use starling_thought::Kernel;
 use starling_train::data::Example;
-use starling_train::trainer::{StepMetrics, TrainConfig, TrainError, TrainObserver, train};
+use starling_train::trainer::{TrainConfig, train};
 
 use crate::config::{Thinking, ThoughtSource};
-use crate::demo::DemoObserver;
+use crate::demo::{DemoObserver, Plain, Quiet};
 use crate::probe::{NextToken, argmax, next_token_with, sample_at};
-use crate::trainer::{QuietObserver, QuietRunConfig, QuietStepMetrics, train_quiet};
+use crate::trainer::{QuietRunConfig, train_quiet};
 use crate::{QuietConfig, QuietError, QuietModel, Result};
 
 /// The demo's settings (the CLI's defaults are its documented defaults).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HopsSettings {
     pub task: HopTask,
     /// Queries per document.
     pub queries: usize,
-    /// Share of warm-start documents written in the explicit form.
+    /// Probability that a warm-start query is written in the explicit form.
     pub explicit_share: f64,
     pub pretrain_steps: usize,
     /// Steps of each continuation (the plain same-compute one runs more).
@@ -55,14 +55,15 @@ pub struct HopsSettings {
     pub lr: f64,
     pub layers: usize,
     pub hidden: usize,
-    /// Standard deviation of the initial weights (0.02, the usual default, left a model of
-    /// width 64 on a plateau without lookups for 6 000 steps: README).
+    /// Standard deviation of the initial weights (the usual 0.02 left a model of width 64 on a
+    /// plateau without lookups for 3 000 steps: README).
     pub init_std: f64,
     pub seeds: Vec<u64>,
     /// Held-out documents scored (one answer each: the last query's).
     pub eval_docs: usize,
     /// Steps of the plain same-compute continuation; `None`: as many as fit the Quiet-STaR
     /// continuation's measured training time (then the number depends on the machine).
+    #[serde(default)]
     pub same_compute_steps: Option<usize>,
     #[serde(skip)]
     pub kernel: Kernel,
@@ -101,7 +102,7 @@ impl HopsSettings {
 }
 
 /// Correct answers and NLL per hop count (index k − 1).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PerHop {
     pub correct: Vec<usize>,
     pub count: Vec<usize>,
@@ -113,11 +114,18 @@ impl PerHop {
         Self { correct: vec![0; max_hops], count: vec![0; max_hops], nll: vec![0.0; max_hops] }
     }
 
-    fn add(&mut self, hops: usize, logp: &[f32], answer: u32) {
+    /// One answer: the prediction `logp` over the vocabulary, renormalised over the letters
+    /// `alphabet` (the possible answers, as the paper's metric renormalises over the answer
+    /// alphabet: a model that would write `[` next is scored on the letter it prefers).
+    fn add(&mut self, hops: usize, logp: &[f32], alphabet: &[u32], answer: u32) {
         let k = hops - 1;
+        let scores: Vec<f32> = alphabet.iter().map(|&t| logp[t as usize]).collect();
+        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let log_z = max as f64 + scores.iter().map(|&v| ((v - max) as f64).exp()).sum::<f64>().ln();
+        let at = alphabet.iter().position(|&t| t == answer).expect("answers are letters");
         self.count[k] += 1;
-        self.correct[k] += usize::from(argmax(logp) == answer as usize);
-        self.nll[k] -= logp[answer as usize] as f64;
+        self.correct[k] += usize::from(argmax(&scores) == at);
+        self.nll[k] += log_z - scores[at] as f64;
     }
 
     /// Accuracy at hop count k (1-based).
@@ -137,7 +145,7 @@ impl PerHop {
 }
 
 /// What was measured for one seed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SeedResult {
     pub seed: u64,
     /// (condition, per-hop results), in the report's order.
@@ -209,18 +217,24 @@ pub fn hops_tokenizer(task: &HopTask) -> Result<Tokenizer> {
     Ok(Tokenizer::char_level_with_pieces(&task.alphabet(), &pieces, &["<pad>"])?)
 }
 
-/// Token ids of documents in `form`, cut to the demo's document length.
+/// The letters' token ids.
+fn letter_ids(s: &HopsSettings, tok: &Tokenizer) -> Vec<u32> {
+    s.task.letters().iter().map(|c| tok.token_to_id(&c.to_string()).expect("letters are in the alphabet")).collect()
+}
+
+/// Token ids of documents, query q of document i in `form(i, q)`, cut to the demo's document
+/// length.
 fn encode_docs(
     s: &HopsSettings,
     tok: &Tokenizer,
     docs: &[HopDocument],
-    form: impl Fn(usize) -> HopForm,
+    form: impl Fn(usize, usize) -> HopForm,
 ) -> Result<Vec<Vec<u32>>> {
     let len = s.doc_len();
     docs.iter()
         .enumerate()
         .map(|(i, d)| {
-            let mut ids = tok.encode(&s.task.text(d, form(i)), false)?;
+            let mut ids = tok.encode(&s.task.text_with(d, |q| form(i, q)), false)?;
             ids.truncate(len);
             Ok(ids)
         })
@@ -254,16 +268,22 @@ fn run_seed(
     };
     let mut seconds = Vec::new();
 
-    // 1. Warm start: explicit and compressed documents of pretraining tables.
+    // 1. Warm start: documents of pretraining tables whose queries are written out or not, each
+    // at random (per query, not per document: a document's earlier queries then do not tell
+    // whether `[` after `=` opens a chain, which is what the thought's start marker reuses).
     let pre_docs = s.task.documents(HopSplit::Pretrain, s.pretrain_steps * s.batch_size, s.queries, seed);
     let mut form_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x666f_726d);
-    let forms: Vec<HopForm> = (0..pre_docs.len())
-        .map(|_| if form_rng.random_bool(s.explicit_share) { HopForm::Explicit } else { HopForm::Compressed })
+    let forms: Vec<Vec<HopForm>> = (0..pre_docs.len())
+        .map(|_| {
+            (0..s.queries)
+                .map(|_| if form_rng.random_bool(s.explicit_share) { HopForm::Explicit } else { HopForm::Compressed })
+                .collect()
+        })
         .collect();
     // The table's own tokens are random draws, noise for the gradient: the warm start learns
     // from the queries (lookups, chains, answers) only.
     let table_len = s.task.table_len();
-    let pre: Vec<Example> = encode_docs(s, tok, &pre_docs, |i| forms[i])?
+    let pre: Vec<Example> = encode_docs(s, tok, &pre_docs, |i, q| forms[i][q])?
         .into_iter()
         .map(|ids| Example { train: (0..ids.len()).map(|i| i >= table_len).collect(), ids })
         .collect();
@@ -275,7 +295,7 @@ fn run_seed(
 
     // 2. Continuations on compressed documents of training tables, the same for every condition.
     let train_docs = s.task.documents(HopSplit::Train, s.steps * s.batch_size, s.queries, seed);
-    let train_ids = encode_docs(s, tok, &train_docs, |_| HopForm::Compressed)?;
+    let train_ids = encode_docs(s, tok, &train_docs, |_, _| HopForm::Compressed)?;
     let cont = train_cfg(s.steps, s.lr, seed.wrapping_add(1));
     let think_at = Some((s.answer_position(), s.answer_position() + 1));
     let quiet_run =
@@ -320,12 +340,7 @@ fn run_seed(
     let pause = quiet_run(warm.clone(), ThoughtSource::Pause { token: pause_id }, false, obs)?;
     seconds.push(("pause thoughts".into(), t0.elapsed().as_secs_f64()));
 
-    let letters: Vec<u32> = s
-        .task
-        .letters()
-        .iter()
-        .map(|c| tok.token_to_id(&c.to_string()).expect("letters are in the alphabet"))
-        .collect();
+    let letters = letter_ids(s, tok);
     obs.phase("random thoughts", s.steps);
     let t0 = Instant::now();
     let random = quiet_run(warm.clone(), ThoughtSource::Random { tokens: letters.clone() }, false, obs)?;
@@ -337,7 +352,7 @@ fn run_seed(
         .unwrap_or_else(|| ((s.steps as f64 * quiet_secs / plain_secs.max(1e-9)).round() as usize).max(s.steps));
     let more_docs = s.task.documents(HopSplit::Train, same_compute_steps * s.batch_size, s.queries, seed);
     let more: Vec<Example> =
-        encode_docs(s, tok, &more_docs, |_| HopForm::Compressed)?.into_iter().map(Example::full).collect();
+        encode_docs(s, tok, &more_docs, |_, _| HopForm::Compressed)?.into_iter().map(Example::full).collect();
     obs.phase("plain LM, same time", same_compute_steps);
     let t0 = Instant::now();
     let compute_cfg = TrainConfig { steps: same_compute_steps, ..cont.clone() };
@@ -407,6 +422,8 @@ struct Eval<'a> {
     docs: &'a [HopDocument],
     ids: Vec<Vec<u32>>,
     answers: Vec<u32>,
+    /// The letters' token ids: the possible answers.
+    letters: Vec<u32>,
     kernel: Kernel,
 }
 
@@ -415,9 +432,10 @@ const EVAL_BATCH: usize = 256;
 
 impl<'a> Eval<'a> {
     fn new(s: &'a HopsSettings, tok: &Tokenizer, docs: &'a [HopDocument]) -> Result<Self> {
-        let ids = encode_docs(s, tok, docs, |_| HopForm::Compressed)?;
+        let ids = encode_docs(s, tok, docs, |_, _| HopForm::Compressed)?;
         let answers = ids.iter().map(|d| d[s.answer_position() + 1]).collect();
-        Ok(Self { s, docs, ids, answers, kernel: s.kernel })
+        let letters = letter_ids(s, tok);
+        Ok(Self { s, docs, ids, answers, letters, kernel: s.kernel })
     }
 
     fn len(&self) -> usize {
@@ -443,7 +461,7 @@ impl<'a> Eval<'a> {
                 .expect("f32");
             for r in 0..b {
                 let i = c * EVAL_BATCH + r;
-                out.add(self.hops(i), &logp[r * v..(r + 1) * v], self.answers[i]);
+                out.add(self.hops(i), &logp[r * v..(r + 1) * v], &self.letters, self.answers[i]);
             }
         }
         out
@@ -473,7 +491,7 @@ impl<'a> Eval<'a> {
                 Pick::Base => &p.base,
                 Pick::Post => &p.post,
             };
-            out.add(self.hops(i), logp, self.answers[i]);
+            out.add(self.hops(i), logp, &self.letters, self.answers[i]);
         }
         out
     }
@@ -571,7 +589,7 @@ pub fn report(s: &HopsSettings, results: &[SeedResult], device_name: &str) -> St
     let _ = writeln!(
         r,
         "Tables of {} letters, hop counts 1–{k_max}, documents of {} tokens ({} queries). Model: {} layers × d = {} (initial weights \
-         N(0, {}²)). Warm start: {} steps on {:.0}% explicit documents (chain written) and the rest compressed, lr {}. Then {} \
+         N(0, {}²)). Warm start: {} steps on documents whose queries are each written out (chain between brackets) with probability {:.0}%, the others compressed, lr {}. Then {} \
          steps × batch {} on compressed documents, lr {}; thought {} tokens at the last query's `=`, talk {}, {} passes, \
          policy weight {}. Held-out: {} documents of unseen tables, one answer each. Seeds: {:?}. Device: {device_name}.\n",
         s.task.symbols,
@@ -593,7 +611,12 @@ pub fn report(s: &HopsSettings, results: &[SeedResult], device_name: &str) -> St
         s.eval_docs,
         s.seeds,
     );
-    let _ = writeln!(r, "Answer accuracy (%) by hop count k: mean over seeds (min–max).\n");
+    let _ = writeln!(
+        r,
+        "Answer accuracy (%) by hop count k — the most likely letter at the last query's `=` — mean over seeds \
+         (min–max); chance is {:.1}%.\n",
+        100.0 / s.task.symbols as f64
+    );
     let mut head = String::from("| condition |");
     let mut rule = String::from("|---|");
     for k in 1..=k_max {
@@ -611,7 +634,7 @@ pub fn report(s: &HopsSettings, results: &[SeedResult], device_name: &str) -> St
         let hard: Vec<f64> = per.iter().map(|p| p.accuracy_over(HARD_FROM..=k_max)).collect();
         let _ = writeln!(r, "{line} {} |", spread(&hard));
     }
-    let _ = writeln!(r, "\nNLL of the answer (nats) by hop count, mean over seeds:\n");
+    let _ = writeln!(r, "\nNLL of the answer (nats, renormalised over the letters) by hop count, mean over seeds:\n");
     let _ = writeln!(r, "{head}\n{rule}");
     for name in &names {
         let per: Vec<&PerHop> = results.iter().filter_map(|x| x.row(name)).collect();
@@ -661,17 +684,63 @@ pub fn report(s: &HopsSettings, results: &[SeedResult], device_name: &str) -> St
 
 /// An SVG chart: accuracy against hop count, one line per condition (mean over seeds).
 pub fn chart_svg(s: &HopsSettings, results: &[SeedResult]) -> String {
-    let (w, h, left, bottom, top, right) = (720.0, 420.0, 50.0, 40.0, 20.0, 330.0);
     let k_max = s.task.max_hops;
-    let x = |k: usize| left + (k as f64 - 1.0) / (k_max.max(2) as f64 - 1.0) * (w - left - right);
+    let series = results[0]
+        .rows
+        .iter()
+        .map(|(name, _)| {
+            let mean = (1..=k_max)
+                .map(|k| {
+                    results.iter().filter_map(|r| r.row(name)).map(|p| p.accuracy(k)).sum::<f64>()
+                        / results.len() as f64
+                })
+                .collect();
+            Series { name: name.replace("**", "").replace('`', ""), values: mean, bold: name.starts_with("**") }
+        })
+        .collect();
+    let x: Vec<String> = (1..=k_max).map(|k| format!("k={k}")).collect();
+    line_chart("answer accuracy by hop count (mean over seeds)", &x, series)
+}
+
+/// An SVG chart: the Quiet-STaR model's accuracy against the length its thoughts are cut to,
+/// one line per hop count (mean over seeds): a chain of k hops needs k thought tokens.
+pub fn thought_length_svg(s: &HopsSettings, results: &[SeedResult]) -> String {
+    let n = s.quiet.n_thought;
+    let series = (1..=s.task.max_hops)
+        .map(|k| Series {
+            name: format!("k = {k}"),
+            values: (0..=n)
+                .map(|j| results.iter().map(|r| r.truncated[j].accuracy(k)).sum::<f64>() / results.len() as f64)
+                .collect(),
+            bold: k >= HARD_FROM,
+        })
+        .collect();
+    let x: Vec<String> = (0..=n).map(|j| format!("j={j}")).collect();
+    line_chart("Quiet-STaR accuracy with thoughts cut to j tokens", &x, series)
+}
+
+struct Series {
+    name: String,
+    values: Vec<f64>,
+    bold: bool,
+}
+
+/// Lines of accuracies (0..=1) over labelled points, with a legend on the right.
+fn line_chart(title: &str, x_labels: &[String], series: Vec<Series>) -> String {
+    let (w, h, left, bottom, top, right) = (760.0, 420.0, 50.0, 40.0, 34.0, 360.0);
+    let step = (w - left - right) / (x_labels.len().max(2) - 1) as f64;
+    let x = |i: usize| left + i as f64 * step;
     let y = |acc: f64| top + (1.0 - acc) * (h - top - bottom);
     let colors = [
         "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666", "#1f78b4", "#b2df8a",
-        "#fb9a99", "#cab2d6",
+        "#fb9a99", "#cab2d6", "#fdbf6f",
     ];
+    let esc = |t: &str| t.replace('&', "&amp;").replace('<', "&lt;");
     let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" \
+         font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{left}\" y=\"18\" font-size=\"13\">{}</text>\n",
+        esc(title)
     );
     for tick in 0..=4 {
         let acc = tick as f64 / 4.0;
@@ -682,57 +751,25 @@ pub fn chart_svg(s: &HopsSettings, results: &[SeedResult]) -> String {
              <text x=\"{tx}\" y=\"{ty:.1}\" text-anchor=\"end\">{pct:.0}%</text>"
         );
     }
-    for k in 1..=k_max {
-        let _ =
-            writeln!(svg, "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">k={k}</text>", x(k), h - bottom + 16.0);
+    for (i, label) in x_labels.iter().enumerate() {
+        let (lx, ly) = (x(i), h - bottom + 16.0);
+        let _ = writeln!(svg, "<text x=\"{lx:.1}\" y=\"{ly}\" text-anchor=\"middle\">{}</text>", esc(label));
     }
-    let names: Vec<&String> = results[0].rows.iter().map(|(n, _)| n).collect();
-    for (c, name) in names.iter().enumerate() {
+    for (c, line) in series.iter().enumerate() {
         let color = colors[c % colors.len()];
-        let pts: Vec<String> = (1..=k_max)
-            .map(|k| {
-                let acc = results.iter().filter_map(|r| r.row(name)).map(|p| p.accuracy(k)).sum::<f64>()
-                    / results.len() as f64;
-                format!("{:.1},{:.1}", x(k), y(acc))
-            })
-            .collect();
-        let bold = name.starts_with("**");
+        let points: Vec<String> =
+            line.values.iter().enumerate().map(|(i, &v)| format!("{:.1},{:.1}", x(i), y(v))).collect();
+        let width = if line.bold { 3.0 } else { 1.5 };
         let _ = writeln!(
             svg,
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"{}\" points=\"{}\"/>",
-            if bold { 3.0 } else { 1.5 },
-            pts.join(" ")
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"{width}\" points=\"{}\"/>",
+            points.join(" ")
         );
-        let label = name.replace("**", "").replace('`', "");
-        let _ = writeln!(
-            svg,
-            "<text x=\"{}\" y=\"{}\" fill=\"{color}\">{}</text>",
-            w - right + 10.0,
-            top + 14.0 * c as f64 + 10.0,
-            label.replace('&', "&amp;").replace('<', "&lt;")
-        );
+        let (lx, ly) = (w - right + 10.0, top + 14.0 * c as f64 + 10.0);
+        let _ = writeln!(svg, "<text x=\"{lx}\" y=\"{ly}\" fill=\"{color}\">{}</text>", esc(&line.name));
     }
     svg.push_str("</svg>\n");
     svg
-}
-
-/// Passes plain training steps to the demo's observer.
-struct Plain<'o>(&'o mut dyn DemoObserver);
-
-impl TrainObserver for Plain<'_> {
-    fn on_step(&mut self, m: &StepMetrics) -> std::result::Result<(), TrainError> {
-        self.0.plain_step(m);
-        Ok(())
-    }
-}
-
-/// Passes Quiet-STaR training steps to the demo's observer.
-struct Quiet<'o>(&'o mut dyn DemoObserver);
-
-impl QuietObserver for Quiet<'_> {
-    fn on_step(&mut self, m: &QuietStepMetrics) {
-        self.0.quiet_step(m);
-    }
 }
 
 #[cfg(test)]
@@ -742,13 +779,19 @@ mod tests {
     #[test]
     fn per_hop_counts_accuracy_and_nll() {
         let mut p = PerHop::new(3);
-        p.add(1, &[-0.1, -3.0], 0);
-        p.add(1, &[-0.1, -3.0], 1);
-        p.add(3, &[-2.0, -0.2], 1);
+        let (ln8, ln2, ln1, ln9) = (0.8f32.ln(), 0.2f32.ln(), 0.1f32.ln(), 0.9f32.ln());
+        p.add(1, &[ln8, ln2], &[0, 1], 0);
+        p.add(1, &[ln8, ln2], &[0, 1], 1);
+        p.add(3, &[ln1, ln9], &[0, 1], 1);
+        // Renormalised over the answer alphabet: token 2 (not a letter) is left out.
+        let mut q = PerHop::new(1);
+        q.add(1, &[(0.25f32).ln(), (0.25f32).ln(), (0.5f32).ln()], &[0, 1], 1);
+        assert_eq!(q.accuracy(1), 0.0, "a tie goes to the first letter");
+        assert!((q.mean_nll(1) - 2f64.ln()).abs() < 1e-6);
         assert_eq!(p.accuracy(1), 0.5);
         assert_eq!(p.accuracy(2), 0.0);
         assert_eq!(p.accuracy(3), 1.0);
-        assert!((p.mean_nll(1) - 1.55).abs() < 1e-6);
+        assert!((p.mean_nll(1) - (-(0.8f64.ln()) - 0.2f64.ln()) / 2.0).abs() < 1e-5);
         assert!((p.accuracy_over(2..=3) - 1.0).abs() < 1e-12);
     }
 

@@ -4,7 +4,7 @@
 use burn::tensor::Device;
 use starling_quiet::QuietConfig;
 use starling_quiet::demo::DemoObserver;
-use starling_quiet::hops_demo::{HopsSettings, chart_svg, margins, report, rows, run_hops_demo};
+use starling_quiet::hops_demo::{HopsSettings, chart_svg, margins, report, rows, run_hops_demo, thought_length_svg};
 use starling_tasks::hops::HopTask;
 use starling_thought::Kernel;
 
@@ -79,7 +79,10 @@ fn tiny_seeded_demo_runs_every_phase_and_scores_every_answer() {
     assert_eq!(model.model.config.n_thought, 3);
     let text = report(&s, &results, "test");
     assert!(text.contains("Target (≥ 30 points at every seed)"));
-    assert!(chart_svg(&s, &results).starts_with("<svg"));
+    let chart = chart_svg(&s, &results);
+    assert_eq!(chart.matches("<polyline").count(), r.rows.len(), "a line per condition");
+    let lengths = thought_length_svg(&s, &results);
+    assert_eq!(lengths.matches("<polyline").count(), s.task.max_hops, "a line per hop count");
     assert_eq!(margins(&results).len(), 1);
 
     // Seeded: the same numbers again.

@@ -4,9 +4,8 @@
 //! A document writes a fresh random permutation π of the first `symbols` letters as pairs, then
 //! queries `?kx=y;` with y = π^k(x). A pair is one token, `Ab` for π(a) = b (the key upper case,
 //! the value lower case; [`HopTask::pair_pieces`] lists them for the tokenizer), so one hop is one
-//! attention lookup: the query's letter against the pairs' keys. (With the key and the value as
-//! two tokens a hop needs an induction circuit of two layers, which a small model trained from
-//! scratch on this task was measured not to find within 3 000 steps.) Each layer can take one
+//! attention lookup: the query's letter against the pairs' keys (with the key and the value as
+//! two tokens, a hop would need a two-layer induction circuit). Each layer can take one
 //! hop, or, by pointer doubling, a 2-layer model at most about three; a thought that writes
 //! π(x), π²(x), … takes one hop per written token and reaches any k. So a 2-layer model answers
 //! k ≥ 4 from the compressed form only by chance, while a thought can reach the answer.
@@ -222,11 +221,17 @@ impl HopTask {
 
     /// The document's text: the table, then every query in `form`.
     pub fn text(&self, doc: &HopDocument, form: HopForm) -> String {
+        self.text_with(doc, |_| form)
+    }
+
+    /// The document's text with query i written in `form(i)` (mixed documents: the chain
+    /// written out for some queries only).
+    pub fn text_with(&self, doc: &HopDocument, form: impl Fn(usize) -> HopForm) -> String {
         let mut s: String =
             doc.order.iter().map(|&k| format!("{}{}", key_letter(k), letter(doc.table.next[k as usize]))).collect();
         s.push('|');
-        for q in &doc.queries {
-            s.push_str(&self.query_text(q, &doc.table, form));
+        for (i, q) in doc.queries.iter().enumerate() {
+            s.push_str(&self.query_text(q, &doc.table, form(i)));
         }
         s
     }
@@ -279,6 +284,9 @@ mod tests {
         let task = HopTask { symbols: 8, max_hops: 5 };
         let doc = task.document(HopSplit::Pretrain, 20, &mut ChaCha8Rng::seed_from_u64(1));
         let (c, e) = (task.text(&doc, HopForm::Compressed), task.text(&doc, HopForm::Explicit));
+        let mixed = task.text_with(&doc, |i| if i % 2 == 0 { HopForm::Explicit } else { HopForm::Compressed });
+        let mixed_queries: Vec<&str> = mixed.split('|').nth(1).unwrap().split(';').filter(|q| !q.is_empty()).collect();
+        assert!(mixed_queries[0].contains('[') && !mixed_queries[1].contains('['), "per-query forms");
         assert_eq!(c.split('|').next(), e.split('|').next(), "the same table");
         let cq: Vec<&str> = c.split('|').nth(1).unwrap().split(';').filter(|q| !q.is_empty()).collect();
         let eq: Vec<&str> = e.split('|').nth(1).unwrap().split(';').filter(|q| !q.is_empty()).collect();
