@@ -386,11 +386,13 @@ fn run_seed(
     rows.push((rows::RANDOM.into(), eval.with(&random.valid(), &random_thoughts, Pick::Mixed)));
 
     let sampled = eval.sample(&quiet, 1.0);
-    rows.push((rows::QUIET.into(), eval.with(&quiet, &sampled, Pick::Mixed)));
+    // One pass with the sampled thoughts serves the mixed row, the w = 0 row and the mean weight.
+    let quiet_preds = eval.predictions(&quiet, &sampled);
+    rows.push((rows::QUIET.into(), eval.score(&quiet_preds, Pick::Mixed)));
     rows.push((rows::QUIET_GREEDY.into(), eval.with(&quiet, &eval.sample(&quiet, 0.0), Pick::Mixed)));
     let no_policy = no_policy.valid();
     rows.push((rows::QUIET_NO_POLICY.into(), eval.with(&no_policy, &eval.sample(&no_policy, 1.0), Pick::Mixed)));
-    rows.push((rows::QUIET_W0.into(), eval.with(&quiet, &sampled, Pick::Base)));
+    rows.push((rows::QUIET_W0.into(), eval.score(&quiet_preds, Pick::Base)));
     let shuffled: Vec<Vec<u32>> = (0..eval.len()).map(|i| sampled[(i + 1) % eval.len()].clone()).collect();
     rows.push((rows::QUIET_SHUFFLED.into(), eval.with(&quiet, &shuffled, Pick::Mixed)));
     rows.push((rows::QUIET_RANDOM.into(), eval.with(&quiet, &random_thoughts, Pick::Mixed)));
@@ -404,7 +406,7 @@ fn run_seed(
         })
         .collect();
     let examples = eval.examples(&quiet, &sampled, tok, 6)?;
-    let final_mix_weight = eval.mean_weight(&quiet, &sampled);
+    let final_mix_weight = quiet_preds.iter().map(|p| p.weight as f64).sum::<f64>() / quiet_preds.len().max(1) as f64;
     Ok((SeedResult { seed, rows, truncated, same_compute_steps, seconds, examples, final_mix_weight }, quiet))
 }
 
@@ -484,8 +486,13 @@ impl<'a> Eval<'a> {
 
     /// A thoughtful model's answer predictions with the given thoughts.
     fn with(&self, model: &QuietModel, thoughts: &[Vec<u32>], pick: Pick) -> PerHop {
+        self.score(&self.predictions(model, thoughts), pick)
+    }
+
+    /// Scores one prediction of each held-out answer.
+    fn score(&self, predictions: &[NextToken], pick: Pick) -> PerHop {
         let mut out = PerHop::new(self.s.task.max_hops);
-        for (i, p) in self.predictions(model, thoughts).iter().enumerate() {
+        for (i, p) in predictions.iter().enumerate() {
             let logp = match pick {
                 Pick::Mixed => &p.mixed,
                 Pick::Base => &p.base,
@@ -494,11 +501,6 @@ impl<'a> Eval<'a> {
             out.add(self.hops(i), logp, &self.letters, self.answers[i]);
         }
         out
-    }
-
-    fn mean_weight(&self, model: &QuietModel, thoughts: &[Vec<u32>]) -> f64 {
-        let p = self.predictions(model, thoughts);
-        p.iter().map(|p| p.weight as f64).sum::<f64>() / p.len().max(1) as f64
     }
 
     /// The true chain of every document's last query, as its bracket contents.
