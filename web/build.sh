@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the browser demo into web/dist/: the wasm module (cargo for wasm32-unknown-unknown, then
 # wasm-bindgen-cli pinned to Cargo.lock's wasm-bindgen version, installed here if missing), the
-# static page, and the built-in model (trained once by `starling quiet demo-sums`, then reused).
+# static page, and the built-in models (the Think model trained once by
+# `starling quiet demo --model-only`, then reused).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/starling-target}"
@@ -23,12 +24,15 @@ mkdir -p web/dist
 wasm-bindgen --target web --no-typescript --out-dir web/dist/pkg "$CARGO_TARGET_DIR/wasm32-unknown-unknown/dist/starling_web.wasm"
 cp web/static/* web/dist/
 
-# The built-in model: the Quiet-STaR sums model of `starling quiet demo-sums` (about 2 minutes once).
-if [ ! -f web/.built-in/model/quiet_config.json ]; then
-  cargo run --release --bin starling -- --device cpu quiet demo-sums --out web/.built-in
+# The built-in Think model: the Quiet-STaR model of the multi-hop demo, seed 0, trained by
+# `starling quiet demo --model-only` (about 4 minutes on 2 cores, once; a folder without the task
+# card is an older model and is replaced).
+if [ ! -f web/.built-in/model/hops.json ]; then
+  rm -rf web/.built-in
+  cargo run --release --bin starling -- --device cpu quiet demo --model-only --seeds 0 --out web/.built-in
 fi
 mkdir -p web/dist/model
-for f in config.json model.safetensors tokenizer.json quiet.safetensors quiet_config.json; do
+for f in config.json model.safetensors tokenizer.json quiet.safetensors quiet_config.json hops.json; do
   cp "web/.built-in/model/$f" web/dist/model/
 done
 

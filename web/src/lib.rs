@@ -11,6 +11,7 @@
 
 mod advice;
 mod backend;
+mod hops;
 mod plain;
 mod reason;
 mod star_live;

@@ -1,5 +1,8 @@
-//! The Think view: a Quiet-STaR model streams tokens, each after its thought.
+//! The Think view: a Quiet-STaR model streams tokens, each after its thought. A model of the
+//! multi-hop demo (its checkpoint has a `hops.json` card) can also be asked questions on held-out
+//! tables, and its thought before the answer read against the table (`crate::hops`).
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use burn::tensor::{TensorData, Transaction};
@@ -9,6 +12,7 @@ use starling_model::generate::GenerateConfig;
 use starling_model::sampling::SamplingConfig;
 use starling_quiet::QuietModel;
 use starling_quiet::generate::ThoughtfulDecoder;
+use starling_tasks::hops::{HOPS_CARD_FILE, HopDocument, HopsCard};
 use wasm_bindgen::prelude::*;
 
 use crate::backend::{Backend, pick_backend};
@@ -18,12 +22,16 @@ struct Loaded {
     model: QuietModel,
     tokenizer: Tokenizer,
     backend: Backend,
+    /// The multi-hop task the model was trained on, when its checkpoint says.
+    card: Option<HopsCard>,
 }
 
 /// A Quiet-STaR model loaded in the page.
 #[wasm_bindgen]
 pub struct Starling {
     inner: Rc<Loaded>,
+    /// The last question posed with [`Starling::pose`].
+    posed: RefCell<Option<HopDocument>>,
 }
 
 /// One generated token as the page shows it.
@@ -39,17 +47,69 @@ struct PageToken {
 #[wasm_bindgen]
 impl Starling {
     /// Loads a Quiet-STaR checkpoint from its files (`names[i]` ↔ `files[i]`: config.json,
-    /// model.safetensors, tokenizer.json, quiet.safetensors, quiet_config.json).
+    /// model.safetensors, tokenizer.json, quiet.safetensors, quiet_config.json, and hops.json
+    /// for a model of the multi-hop demo).
     pub async fn load(
         names: Vec<String>,
         files: Vec<js_sys::Uint8Array>,
         prefer_gpu: bool,
     ) -> Result<Starling, JsError> {
-        let files = starling_quiet::checkpoint::open_files(named_files(names, files)?).map_err(js_err)?;
+        let (cards, files): (Vec<_>, Vec<_>) = named_files(names, files)?
+            .into_iter()
+            .partition(|(name, _)| name.rsplit(['/', '\\']).next() == Some(HOPS_CARD_FILE));
+        let card = match cards.first() {
+            Some((_, bytes)) => Some(HopsCard::parse(&String::from_utf8_lossy(bytes)).map_err(js_err)?),
+            None => None,
+        };
+        let files = starling_quiet::checkpoint::open_files(files).map_err(js_err)?;
         let backend = pick_backend(prefer_gpu).await;
         backend.check_weights_fit(files.base.weights.as_ref()).map_err(js_err)?;
         let (model, tokenizer) = files.load(&backend.device).map_err(js_err)?;
-        Ok(Starling { inner: Rc::new(Loaded { model, tokenizer, backend }) })
+        if let Some(card) = &card {
+            let pieces = card.task.pair_pieces();
+            if pieces.iter().any(|p| tokenizer.token_to_id(p).is_none()) {
+                return Err(js_err(format!(
+                    "{HOPS_CARD_FILE} describes tables of {} letters, but this model's tokenizer has no token for \
+                     each pair: the card belongs to another model",
+                    card.task.symbols
+                )));
+            }
+        }
+        Ok(Starling { inner: Rc::new(Loaded { model, tokenizer, backend, card }), posed: RefCell::new(None) })
+    }
+
+    /// The multi-hop task the model answers (`{symbols, max_hops, queries}`), or `undefined` for
+    /// a model without a `hops.json` card.
+    #[wasm_bindgen(getter, js_name = hopTask)]
+    pub fn hop_task(&self) -> Result<JsValue, JsError> {
+        match &self.inner.card {
+            Some(c) => to_js(
+                &serde_json::json!({"symbols": c.task.symbols, "max_hops": c.task.max_hops, "queries": c.queries}),
+            ),
+            None => Ok(JsValue::UNDEFINED),
+        }
+    }
+
+    /// Poses a question on held-out table `seed`: `hops` hops from letter `start` (0 hops: the
+    /// drawn query). Returns `{prompt, pairs, hops, start, answer, chain}`; the prompt is what to
+    /// think on, and [`read_thought`](Self::read_thought) reads a thought against this table.
+    pub fn pose(&self, seed: u64, hops: usize, start: char) -> Result<JsValue, JsError> {
+        let card =
+            self.inner.card.as_ref().ok_or_else(|| js_err("this model has no multi-hop task card (hops.json)"))?;
+        let (doc, puzzle) = crate::hops::pose(card, seed, hops, start).map_err(js_err)?;
+        *self.posed.borrow_mut() = Some(doc);
+        to_js(&puzzle)
+    }
+
+    /// The thought before an answer, read hop by hop against the posed table: a list of
+    /// `{from, expected, written, followed, on_chain}`.
+    #[wasm_bindgen(js_name = readThought)]
+    pub fn read_thought(&self, thought: &str) -> Result<JsValue, JsError> {
+        let card =
+            self.inner.card.as_ref().ok_or_else(|| js_err("this model has no multi-hop task card (hops.json)"))?;
+        let posed = self.posed.borrow();
+        let doc = posed.as_ref().ok_or_else(|| js_err("no question posed yet"))?;
+        to_js(&crate::hops::read_thought(card, doc, thought))
     }
 
     /// The device in words, e.g. `WebGPU (SwiftShader Device)` or `CPU (burn flex backend, …)`.

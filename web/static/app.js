@@ -2,13 +2,15 @@
 // user picks or names by URL. All model work happens in Rust (../src/); these files wire the DOM.
 import init, { Starling, Reasoner } from './pkg/starling_web.js';
 import { $, models, status, describe } from './common.js';
-import { setupThink } from './think.js';
+import { setupThink, thinkReady } from './think.js';
 import { setupRationalize, reasonerReady } from './rationalize.js';
 import { setupStar, starReady } from './star.js';
 
 const params = new URLSearchParams(location.search);
 const QUIET_FILES = ['config.json', 'model.safetensors', 'tokenizer.json', 'quiet.safetensors', 'quiet_config.json'];
 const PLAIN_FILES = ['config.json', 'model.safetensors', 'tokenizer.json'];
+// A model of the multi-hop demo also has its task card.
+const OPTIONAL_QUIET_FILES = ['quiet.safetensors', 'quiet_config.json', 'hops.json'];
 
 async function fetchFiles(base, names, optional = []) {
   const out = { names: [], files: [], bytes: 0 };
@@ -46,7 +48,7 @@ async function fromUrl(url) {
     return { names: [name], files: [b], bytes: b.length, label: url };
   }
   const base = url.endsWith('/') ? url : `${url}/`;
-  const got = await fetchFiles(base, PLAIN_FILES, ['quiet.safetensors', 'quiet_config.json']);
+  const got = await fetchFiles(base, PLAIN_FILES, OPTIONAL_QUIET_FILES);
   return { ...got, label: base };
 }
 
@@ -71,6 +73,7 @@ async function load(source) {
       showBackend(next);
       $('model-info').textContent = `${source.label}: ${size(source.bytes)}, thought ${next.nThought} tokens, loaded in ${secs()} s`;
       $('think-button').disabled = false;
+      thinkReady(next);
     } else {
       const next = await Reasoner.load(source.names, source.files, preferGpu);
       models.reasoner = next;
@@ -124,12 +127,12 @@ async function main() {
   });
   $('use-gpu').addEventListener('change', () => status('The device is chosen when a model loads: load it again (or reload the page).'));
   const builtIn = [
-    ['model/', QUIET_FILES, 'built-in sums model (Quiet-STaR)'],
-    ['star-model/', PLAIN_FILES, 'built-in arithmetic model (pretrained on worked sums)'],
+    ['model/', QUIET_FILES, 'built-in multi-hop model (Quiet-STaR)', ['hops.json']],
+    ['star-model/', PLAIN_FILES, 'built-in arithmetic model (pretrained on worked sums)', []],
   ];
-  for (const [dir, names, label] of builtIn) {
+  for (const [dir, names, label, optional] of builtIn) {
     try {
-      const got = await fetchFiles(new URL(dir, location.href), names);
+      const got = await fetchFiles(new URL(dir, location.href), names, optional);
       await load({ ...got, label });
     } catch (e) {
       status(`The built-in model in ${dir} is missing (${e.message ?? e}); build the site with web/build.sh`);

@@ -1,6 +1,11 @@
 // The Think view: a Quiet-STaR model streams tokens; each is shaded by its mixing weight or by how
-// much its thought helped, and clicking one shows the thought before it.
+// much its thought helped, and clicking one shows the thought before it. A model of the multi-hop
+// demo (the built-in one) is asked questions on held-out tables, and the thought before its answer
+// is drawn on the table hop by hop.
 import { $, models, status, describe } from './common.js';
+
+// The question posed last ({prompt, pairs, hops, start, answer, chain}), while the prompt is its.
+let posed = null;
 
 const LEGENDS = {
   weight: 'Each token is shaded by how much its thought counted (mixing weight w: pale = the base model alone, dark blue = the thought\'s prediction).',
@@ -57,6 +62,7 @@ async function think(ev) {
       s.addEventListener('click', () => showThought(s, tok));
       out.append(s);
     });
+    if (posed && posed.prompt === prompt) showReading(model, out.querySelector('.tok')?.tok);
     const secs = (performance.now() - t0) / 1000;
     $('speed').textContent = `${n} tokens in ${secs.toFixed(2)} s (${(n / secs).toFixed(2)} tokens/s, each after a ${model.nThought}-token thought) on ${model.backend}`;
     document.body.dataset.tokensPerSecond = (n / secs).toFixed(3);
@@ -68,8 +74,103 @@ async function think(ev) {
   }
 }
 
+// Draws the table: keys above, what follows each below; `hops` (read from the thought) mark the
+// pairs the thought looked up, numbered in order, green where it followed the table.
+function drawTable(pairs, hops) {
+  const visits = new Map();
+  hops.forEach((h, i) => visits.set(h.from, [...(visits.get(h.from) ?? []), { n: i + 1, ok: h.followed }]));
+  const row = (label, cells) => {
+    const tr = document.createElement('tr');
+    const th = document.createElement('th');
+    th.textContent = label;
+    tr.append(th, ...cells);
+    return tr;
+  };
+  const keys = pairs.map(([k]) => { const th = document.createElement('th'); th.textContent = k; return th; });
+  const values = pairs.map(([k, v]) => {
+    const td = document.createElement('td');
+    td.textContent = v;
+    td.dataset.key = k;
+    const seen = visits.get(k);
+    if (seen) {
+      td.classList.add('hop', seen.every((s) => s.ok) ? 'followed' : 'missed');
+      const badge = document.createElement('span');
+      badge.className = 'badge';
+      badge.textContent = seen.map((s) => s.n).join(',');
+      td.append(badge);
+    }
+    return td;
+  });
+  $('hops-table').replaceChildren(row('letter', keys), row('comes next', values));
+}
+
+function poseQuestion() {
+  const model = models.think;
+  if (!model?.hopTask) return;
+  posed = model.pose(BigInt(Math.max(0, parseInt($('hops-seed').value, 10) || 0)), parseInt($('hops-k').value, 10), $('hops-start').value);
+  $('prompt').value = posed.prompt;
+  $('max-tokens').value = 1; // the answer: the model was trained to think at the asked `=` only
+  drawTable(posed.pairs, []);
+  $('hops-reading').textContent = `Question ${posed.prompt.slice(-4)}: follow the table ${posed.hops} time${posed.hops > 1 ? 's' : ''} from ${posed.start}. Press Ask to let the model think.`;
+  delete document.body.dataset.hopsAnswer;
+}
+
+// The thought before the answer, hop by hop, and the answer against the table.
+function showReading(model, first) {
+  if (!first) return;
+  const hops = model.readThought(first.thought);
+  drawTable(posed.pairs, hops);
+  const lines = [`Question ${posed.prompt.slice(-4)}. The thought before the answer: [${first.thought}]`];
+  hops.forEach((h, i) => {
+    const mark = h.followed ? '✓' : `✗ (the table says ${h.expected})`;
+    lines.push([`hop ${i + 1}: after ${h.from} comes ${h.written} `, mark, h.followed]);
+  });
+  if (hops.length < posed.hops) lines.push([`the thought stopped after ${hops.length} hop${hops.length === 1 ? '' : 's'} of ${posed.hops}`, '', false]);
+  const right = first.text === posed.answer;
+  lines.push([`answer ${JSON.stringify(first.text)}: `, right ? 'right' : `wrong — following the table gives ${posed.answer} (${posed.start} → ${[...posed.chain].join(' → ')})`, right]);
+  lines.push(`The thought counted with weight w = ${first.weight.toFixed(2)}; it changed the answer's log-probability by ${first.gain >= 0 ? '+' : ''}${first.gain.toFixed(2)} nats.`);
+  $('hops-reading').replaceChildren(...lines.map((l) => {
+    const div = document.createElement('div');
+    if (typeof l === 'string') {
+      div.textContent = l;
+    } else {
+      const verdict = document.createElement('span');
+      verdict.className = l[2] ? 'followed' : 'missed';
+      verdict.textContent = l[1];
+      div.append(l[0], verdict);
+    }
+    return div;
+  }));
+  document.body.dataset.hopsAnswer = right ? 'right' : 'wrong';
+  document.body.dataset.hopsFollowed = String(hops.filter((h) => h.followed).length);
+}
+
+// A Think model was loaded: questions on tables for a model of the multi-hop demo, else none.
+export function thinkReady(model) {
+  const task = model.hopTask;
+  $('hops-panel').hidden = !task;
+  posed = null;
+  if (!task) return;
+  const option = (value) => { const o = document.createElement('option'); o.value = o.textContent = value; return o; };
+  $('hops-k').replaceChildren(...Array.from({ length: task.max_hops }, (_, i) => option(i + 1)));
+  $('hops-k').value = Math.min(4, task.max_hops);
+  $('hops-start').replaceChildren(...Array.from({ length: task.symbols }, (_, i) => option(String.fromCharCode(97 + i))));
+  $('hops-ask').disabled = false;
+  poseQuestion();
+}
+
 export function setupThink() {
   $('think-form').addEventListener('submit', think);
   $('colour').addEventListener('change', recolour);
+  $('hops-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    poseQuestion();
+    $('think-form').requestSubmit();
+  });
+  for (const id of ['hops-seed', 'hops-k', 'hops-start']) $(id).addEventListener('change', poseQuestion);
+  $('hops-new').addEventListener('click', () => {
+    $('hops-seed').value = Math.floor(Math.random() * 100000);
+    poseQuestion();
+  });
   recolour();
 }

@@ -2,8 +2,8 @@
 // playwright-core (never `playwright install`: the browser is /usr/bin/chromium). Serves web/dist
 // itself, then for WebGPU (--enable-unsafe-webgpu: SwiftShader's adapter) and for the CPU path
 // (no flag: no adapter): the page loads the built-in model and names its backend, the Think view
-// streams tokens each with a thought, a bad file gives a visible error and the page keeps
-// working. Screenshots go to web/tests/screenshots/ — look at them.
+// answers questions on held-out tables with the thought read against the table, a bad file gives
+// a visible error and the page keeps working. Screenshots go to web/tests/screenshots/ — look at them.
 import { chromium } from 'playwright-core';
 import http from 'node:http';
 import fs from 'node:fs';
@@ -34,6 +34,8 @@ await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
 const base = `http://127.0.0.1:${server.address().port}/`;
 
 const results = {};
+// Questions on held-out tables: [table, hops, start].
+const PUZZLES = [[1, 4, 'a'], [2, 5, 'c'], [3, 6, 'e'], [4, 4, 'g'], [5, 5, 'b'], [6, 6, 'd']];
 async function run(mode) {
   const args = ['--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
   if (mode === 'webgpu') args.push('--enable-unsafe-webgpu');
@@ -50,15 +52,38 @@ async function run(mode) {
     if (mode === 'webgpu') assert.match(backend, /^WebGPU/, 'the page should run on WebGPU when the browser offers it');
     else assert.match(backend, /^CPU/, 'without WebGPU the page should fall back to the CPU backend');
 
-    await page.fill('#prompt', '25+37=');
-    await page.fill('#max-tokens', '6');
-    await page.click('#think-button');
-    await page.waitForSelector('body[data-thinking="done"]', { timeout: 600_000 });
-    assert.equal(await page.textContent('#status'), '', 'no error after thinking');
-    const tokens = await page.$$eval('#output .tok', (els) => els.map((e) => ({ text: e.textContent, thought: e.dataset.thought, w: Number(e.dataset.weight), gain: Number(e.dataset.gain) })));
-    console.log(`[${mode}] tokens: ${JSON.stringify(tokens)}`);
-    assert.ok(tokens.length >= 1, 'at least one token streamed');
+    // The built-in multi-hop model on held-out tables, at 4 to 6 hops (a 2-layer model answers
+    // those by chance without a thought that writes the chain): the answer, and its thought
+    // read against the table.
+    assert.equal(await page.isHidden('#hops-panel'), false, 'the multi-hop panel shows for the built-in model');
     const nThought = Number(await page.evaluate(() => document.getElementById('model-info').textContent.match(/thought (\d+) tokens/)[1]));
+    const asked = [];
+    let tokens = [];
+    for (const [seed, k, start] of PUZZLES) {
+      await page.fill('#hops-seed', String(seed));
+      await page.selectOption('#hops-k', String(k));
+      await page.selectOption('#hops-start', start);
+      await page.click('#hops-ask');
+      await page.waitForSelector('body[data-hops-answer]', { timeout: 120_000 });
+      await page.waitForSelector('body[data-thinking="done"]', { timeout: 120_000 });
+      assert.equal(await page.textContent('#status'), '', 'no error after thinking');
+      const prompt = await page.inputValue('#prompt');
+      assert.ok(prompt.endsWith(`?${k}${start}=`), `the question is posed in the prompt: ${prompt}`);
+      tokens = await page.$$eval('#output .tok', (els) => els.map((e) => ({ text: e.textContent, thought: e.dataset.thought, w: Number(e.dataset.weight), gain: Number(e.dataset.gain) })));
+      const reading = await page.textContent('#hops-reading');
+      const answer = await page.evaluate(() => document.body.dataset.hopsAnswer);
+      const followed = Number(await page.evaluate(() => document.body.dataset.hopsFollowed));
+      const marked = await page.$$eval('#hops-table td.hop', (els) => els.length);
+      assert.match(reading, new RegExp(`hop 1: after ${start} comes`), reading);
+      assert.ok(marked >= 1, 'the thought\'s hops are marked on the table');
+      asked.push({ seed, k, start, answer, followed, thought: tokens[0].thought, text: tokens[0].text, w: tokens[0].w, gain: tokens[0].gain });
+      if (seed === PUZZLES[0][0]) await page.screenshot({ path: path.join(shots, `think-hops-${mode}.png`), fullPage: true });
+    }
+    console.log(`[${mode}] questions: ${JSON.stringify(asked)}`);
+    const right = asked.filter((a) => a.answer === 'right');
+    assert.ok(right.length >= PUZZLES.length - 1, `the built-in model should answer at least ${PUZZLES.length - 1} of ${PUZZLES.length} (got ${right.length}): ${JSON.stringify(asked)}`);
+    assert.ok(right.every((a) => a.followed >= a.k - 1), `a right answer comes from a thought that followed the table: ${JSON.stringify(right)}`);
+    assert.ok(tokens.length >= 1, 'at least one token streamed');
     for (const t of tokens) {
       assert.equal(typeof t.thought, 'string');
       assert.ok(t.w >= 0 && t.w <= 1, `mixing weight in [0, 1]: ${t.w}`);
@@ -75,7 +100,7 @@ async function run(mode) {
     await page.selectOption('#colour', 'weight');
     const speed = await page.textContent('#speed');
     console.log(`[${mode}] ${speed}`);
-    results[mode] = { backend, tokens, tokensPerSecond: Number(await page.evaluate(() => document.body.dataset.tokensPerSecond)) };
+    results[mode] = { backend, tokens: asked, tokensPerSecond: Number(await page.evaluate(() => document.body.dataset.tokensPerSecond)) };
     await page.screenshot({ path: path.join(shots, `think-${mode}.png`), fullPage: true });
 
     // A file that is not a model: a visible message, and the loaded model keeps working.
@@ -221,7 +246,7 @@ async function deviceLost(page) {
   console.log(`[webgpu] device lost: ${message}`);
   assert.match(message, /device was lost/);
   await page.screenshot({ path: path.join(shots, 'device-lost.png'), fullPage: true });
-  const files = ['config.json', 'model.safetensors', 'tokenizer.json', 'quiet.safetensors', 'quiet_config.json']
+  const files = ['config.json', 'model.safetensors', 'tokenizer.json', 'quiet.safetensors', 'quiet_config.json', 'hops.json']
     .map((name) => ({ name, mimeType: 'application/octet-stream', buffer: fs.readFileSync(path.join(dist, 'model', name)) }));
   await page.setInputFiles('#files', files);
   await page.waitForFunction(() => /^CPU/.test(document.getElementById('backend').textContent), null, { timeout: 120_000 });
@@ -229,6 +254,7 @@ async function deviceLost(page) {
   await page.click('#think-button');
   await page.waitForSelector('body[data-thinking="done"]', { timeout: 120_000 });
   assert.ok((await page.$$('#output .tok')).length >= 1, 'after reloading, the model runs on the CPU');
+  assert.equal(await page.isHidden('#hops-panel'), false, 'the reloaded model keeps its task card');
 }
 
 try {
@@ -237,7 +263,7 @@ try {
   // Greedy decoding: both backends write the same tokens and thoughts, with the same weights.
   const [g, c] = [results.webgpu.tokens, results.cpu.tokens];
   assert.deepEqual(g.map((t) => [t.text, t.thought]), c.map((t) => [t.text, t.thought]), 'WebGPU and CPU disagree');
-  g.forEach((t, i) => assert.ok(Math.abs(t.w - c[i].w) < 1e-3 && Math.abs(t.gain - c[i].gain) < 1e-2, `scores differ at token ${i}: ${JSON.stringify(t)} vs ${JSON.stringify(c[i])}`));
+  g.forEach((t, i) => assert.ok(Math.abs(t.w - c[i].w) < 1e-3 && Math.abs(t.gain - c[i].gain) < 1e-2, `scores differ at question ${i}: ${JSON.stringify(t)} vs ${JSON.stringify(c[i])}`));
   assert.deepEqual(results.webgpu.rationalize, results.cpu.rationalize, 'Rationalize: WebGPU and CPU disagree');
   for (const [mode, r] of Object.entries(results)) {
         console.log(`tokens/s in the page, ${mode}: ${r.tokensPerSecond} (${r.backend}); STaR iteration (24 sums, 4 steps, 8 dev sums): ${r.star.seconds.toFixed(0)} s`);

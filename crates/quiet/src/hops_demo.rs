@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use starling_model::weights::init_transformer_with_std;
 use starling_model::{ModelConfig, Tokenizer, Transformer};
-use starling_tasks::hops::{CHAIN_CLOSE, CHAIN_OPEN, FILLER, HopDocument, HopForm, HopSplit, HopTask};
+use starling_tasks::hops::{CHAIN_CLOSE, CHAIN_OPEN, FILLER, HopDocument, HopForm, HopSplit, HopTask, HopsCard};
 use starling_thought::Kernel;
 use starling_train::data::Example;
 use starling_train::trainer::{TrainConfig, train};
@@ -74,6 +74,11 @@ impl HopsSettings {
     /// Tokens of every document: the table, then `queries` compressed queries.
     pub fn doc_len(&self) -> usize {
         self.task.table_len() + self.queries * self.task.query_len(HopForm::Compressed)
+    }
+
+    /// What the page needs to pose questions to a model of these settings.
+    pub fn card(&self) -> HopsCard {
+        HopsCard { task: self.task, queries: self.queries }
     }
 
     /// The position whose next token is the last query's answer (its `=`).
@@ -241,6 +246,119 @@ fn encode_docs(
         .collect()
 }
 
+/// One seed's warm-started model, and what every continuation from it trains on.
+struct Start<'a> {
+    s: &'a HopsSettings,
+    seed: u64,
+    tok: &'a Tokenizer,
+    /// The warm-start model, on the autodiff device.
+    warm: Transformer,
+    /// Compressed documents of training tables, the same for every condition.
+    train_ids: Vec<Vec<u32>>,
+    cont: TrainConfig,
+    seconds: f64,
+}
+
+impl<'a> Start<'a> {
+    /// The warm start: documents of pretraining tables whose queries are written out or not,
+    /// each at random (per query, not per document: a document's earlier queries then do not
+    /// tell whether `[` after `=` opens a chain, which is what the thought's start marker reuses).
+    fn new(
+        s: &'a HopsSettings,
+        seed: u64,
+        tok: &'a Tokenizer,
+        device: &Device,
+        obs: &mut dyn DemoObserver,
+    ) -> Result<Self> {
+        let len = s.doc_len();
+        let ad = device.clone().autodiff();
+        let model_config = ModelConfig::builder(tok.vocab_size())
+            .layers(s.layers)
+            .hidden(s.hidden)
+            .heads(4, 2)
+            .context((len + s.quiet.thought_slots() + s.quiet.n_talk).next_power_of_two())
+            .special_tokens(tok)
+            .build()?;
+        let pre_docs = s.task.documents(HopSplit::Pretrain, s.pretrain_steps * s.batch_size, s.queries, seed);
+        let mut form_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x666f_726d);
+        let forms: Vec<Vec<HopForm>> =
+            (0..pre_docs.len())
+                .map(|_| {
+                    (0..s.queries)
+                        .map(|_| {
+                            if form_rng.random_bool(s.explicit_share) { HopForm::Explicit } else { HopForm::Compressed }
+                        })
+                        .collect()
+                })
+                .collect();
+        // The table's own tokens are random draws, noise for the gradient: the warm start learns
+        // from the queries (lookups, chains, answers) only.
+        let table_len = s.task.table_len();
+        let pre: Vec<Example> = encode_docs(s, tok, &pre_docs, |i, q| forms[i][q])?
+            .into_iter()
+            .map(|ids| Example { train: (0..ids.len()).map(|i| i >= table_len).collect(), ids })
+            .collect();
+        obs.phase("warm start", s.pretrain_steps);
+        let t0 = Instant::now();
+        let fresh = init_transformer_with_std(&model_config, seed, s.init_std, &ad)?;
+        let (warm, _) =
+            train(fresh, &pre, None, &train_config(s, s.pretrain_steps, s.pretrain_lr, seed), None, &mut Plain(obs))?;
+        let seconds = t0.elapsed().as_secs_f64();
+        let train_docs = s.task.documents(HopSplit::Train, s.steps * s.batch_size, s.queries, seed);
+        let train_ids = encode_docs(s, tok, &train_docs, |_, _| HopForm::Compressed)?;
+        let cont = train_config(s, s.steps, s.lr, seed.wrapping_add(1));
+        Ok(Self { s, seed, tok, warm, train_ids, cont, seconds })
+    }
+
+    /// A Quiet-STaR continuation with thoughts from `source` at the last query's `=`; `policy`
+    /// false drops the policy term (the ablation; always dropped when nothing is sampled).
+    fn quiet(&self, source: ThoughtSource, policy: bool, obs: &mut dyn DemoObserver) -> Result<QuietModel> {
+        let s = self.s;
+        let mut quiet = s.quiet.clone();
+        if !policy || source != ThoughtSource::Sampled {
+            quiet.policy_loss_weight = 0.0;
+        }
+        let (open, close) = (CHAIN_OPEN.to_string(), CHAIN_CLOSE.to_string());
+        let qm = QuietModel::with_markers(self.warm.clone(), self.tok, quiet.clone(), self.seed, &open, &close)?;
+        let cfg = QuietRunConfig {
+            train: self.cont.clone(),
+            quiet,
+            loss_chunk: None,
+            thinking: Thinking { positions: Some((s.answer_position(), s.answer_position() + 1)), source },
+        };
+        Ok(train_quiet(qm, &self.train_ids, &cfg, s.kernel, None, None, &mut Quiet(obs))?.0)
+    }
+}
+
+fn train_config(s: &HopsSettings, steps: usize, lr: f64, seed: u64) -> TrainConfig {
+    TrainConfig {
+        steps,
+        batch_size: s.batch_size,
+        max_len: s.doc_len(),
+        lr,
+        warmup_steps: (steps / 20).clamp(1, 100),
+        seed,
+        ..TrainConfig::default()
+    }
+}
+
+/// The model the page shows: the warm start and the Quiet-STaR continuation of the first seed,
+/// the controls skipped, exactly as [`run_hops_demo`] trains them. Also returns its accuracy on
+/// the held-out documents with greedy thoughts (as the page thinks).
+pub fn train_hops_model(s: &HopsSettings, device: &Device, obs: &mut dyn DemoObserver) -> Result<(HopsModel, PerHop)> {
+    s.validate()?;
+    let tok = hops_tokenizer(&s.task)?;
+    let seed = s.seeds[0];
+    let start = Start::new(s, seed, &tok, device, obs)?;
+    obs.phase("quiet-star", s.steps);
+    let quiet = start.quiet(ThoughtSource::Sampled, true, obs)?.valid();
+    obs.phase("evaluation", 1);
+    let eval_docs = s.task.documents(HopSplit::HeldOut, s.eval_docs, s.queries, seed);
+    let eval = Eval::new(s, &tok, &eval_docs)?;
+    let greedy = eval.with(&quiet, &eval.sample(&quiet, 0.0), Pick::Mixed);
+    Ok((HopsModel { model: quiet, tokenizer: tok }, greedy))
+}
+
 fn run_seed(
     s: &HopsSettings,
     seed: u64,
@@ -248,102 +366,39 @@ fn run_seed(
     device: &Device,
     obs: &mut dyn DemoObserver,
 ) -> Result<(SeedResult, QuietModel)> {
-    let len = s.doc_len();
-    let ad = device.clone().autodiff();
-    let model_config = ModelConfig::builder(tok.vocab_size())
-        .layers(s.layers)
-        .hidden(s.hidden)
-        .heads(4, 2)
-        .context((len + s.quiet.thought_slots() + s.quiet.n_talk).next_power_of_two())
-        .special_tokens(tok)
-        .build()?;
-    let train_cfg = |steps: usize, lr: f64, seed: u64| TrainConfig {
-        steps,
-        batch_size: s.batch_size,
-        max_len: len,
-        lr,
-        warmup_steps: (steps / 20).clamp(1, 100),
-        seed,
-        ..TrainConfig::default()
-    };
-    let mut seconds = Vec::new();
-
-    // 1. Warm start: documents of pretraining tables whose queries are written out or not, each
-    // at random (per query, not per document: a document's earlier queries then do not tell
-    // whether `[` after `=` opens a chain, which is what the thought's start marker reuses).
-    let pre_docs = s.task.documents(HopSplit::Pretrain, s.pretrain_steps * s.batch_size, s.queries, seed);
-    let mut form_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x666f_726d);
-    let forms: Vec<Vec<HopForm>> = (0..pre_docs.len())
-        .map(|_| {
-            (0..s.queries)
-                .map(|_| if form_rng.random_bool(s.explicit_share) { HopForm::Explicit } else { HopForm::Compressed })
-                .collect()
-        })
-        .collect();
-    // The table's own tokens are random draws, noise for the gradient: the warm start learns
-    // from the queries (lookups, chains, answers) only.
-    let table_len = s.task.table_len();
-    let pre: Vec<Example> = encode_docs(s, tok, &pre_docs, |i, q| forms[i][q])?
-        .into_iter()
-        .map(|ids| Example { train: (0..ids.len()).map(|i| i >= table_len).collect(), ids })
-        .collect();
-    obs.phase("warm start", s.pretrain_steps);
-    let t0 = Instant::now();
-    let fresh = init_transformer_with_std(&model_config, seed, s.init_std, &ad)?;
-    let (warm, _) = train(fresh, &pre, None, &train_cfg(s.pretrain_steps, s.pretrain_lr, seed), None, &mut Plain(obs))?;
-    seconds.push(("warm start".to_string(), t0.elapsed().as_secs_f64()));
-
-    // 2. Continuations on compressed documents of training tables, the same for every condition.
-    let train_docs = s.task.documents(HopSplit::Train, s.steps * s.batch_size, s.queries, seed);
-    let train_ids = encode_docs(s, tok, &train_docs, |_, _| HopForm::Compressed)?;
-    let cont = train_cfg(s.steps, s.lr, seed.wrapping_add(1));
-    let think_at = Some((s.answer_position(), s.answer_position() + 1));
-    let quiet_run =
-        |model: Transformer, source: ThoughtSource, policy: bool, obs: &mut dyn DemoObserver| -> Result<QuietModel> {
-            let mut quiet = s.quiet.clone();
-            if !policy || source != ThoughtSource::Sampled {
-                quiet.policy_loss_weight = 0.0; // nothing sampled (or the ablation): no policy term
-            }
-            let open = CHAIN_OPEN.to_string();
-            let close = CHAIN_CLOSE.to_string();
-            let qm = QuietModel::with_markers(model, tok, quiet.clone(), seed, &open, &close)?;
-            let cfg = QuietRunConfig {
-                train: cont.clone(),
-                quiet,
-                loss_chunk: None,
-                thinking: Thinking { positions: think_at, source },
-            };
-            Ok(train_quiet(qm, &train_ids, &cfg, s.kernel, None, None, &mut Quiet(obs))?.0)
-        };
+    // 1. Warm start; 2. continuations on compressed documents of training tables.
+    let start = Start::new(s, seed, tok, device, obs)?;
+    let mut seconds = vec![("warm start".to_string(), start.seconds)];
+    let (warm, train_ids, cont) = (&start.warm, &start.train_ids, &start.cont);
 
     obs.phase("plain LM", s.steps);
     let t0 = Instant::now();
     let examples: Vec<Example> = train_ids.iter().cloned().map(Example::full).collect();
-    let (plain, _) = train(warm.clone(), &examples, None, &cont, None, &mut Plain(obs))?;
+    let (plain, _) = train(warm.clone(), &examples, None, cont, None, &mut Plain(obs))?;
     let plain_secs = t0.elapsed().as_secs_f64();
     seconds.push(("plain LM".into(), plain_secs));
 
     obs.phase("quiet-star", s.steps);
     let t0 = Instant::now();
-    let quiet = quiet_run(warm.clone(), ThoughtSource::Sampled, true, obs)?;
+    let quiet = start.quiet(ThoughtSource::Sampled, true, obs)?;
     let quiet_secs = t0.elapsed().as_secs_f64();
     seconds.push(("Quiet-STaR".into(), quiet_secs));
 
     obs.phase("quiet-star without policy term", s.steps);
     let t0 = Instant::now();
-    let no_policy = quiet_run(warm.clone(), ThoughtSource::Sampled, false, obs)?;
+    let no_policy = start.quiet(ThoughtSource::Sampled, false, obs)?;
     seconds.push(("Quiet-STaR without policy term".into(), t0.elapsed().as_secs_f64()));
 
     let pause_id = tok.token_to_id(&FILLER.to_string()).expect("the filler is in the alphabet");
     obs.phase("pause thoughts", s.steps);
     let t0 = Instant::now();
-    let pause = quiet_run(warm.clone(), ThoughtSource::Pause { token: pause_id }, false, obs)?;
+    let pause = start.quiet(ThoughtSource::Pause { token: pause_id }, false, obs)?;
     seconds.push(("pause thoughts".into(), t0.elapsed().as_secs_f64()));
 
     let letters = letter_ids(s, tok);
     obs.phase("random thoughts", s.steps);
     let t0 = Instant::now();
-    let random = quiet_run(warm.clone(), ThoughtSource::Random { tokens: letters.clone() }, false, obs)?;
+    let random = start.quiet(ThoughtSource::Random { tokens: letters.clone() }, false, obs)?;
     seconds.push(("random thoughts".into(), t0.elapsed().as_secs_f64()));
 
     // The plain LM again, for as long as Quiet-STaR trained (more documents, same stream).

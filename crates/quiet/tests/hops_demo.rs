@@ -2,10 +2,15 @@
 //! condition is scored on every held-out answer, and the same seed gives the same numbers.
 
 use burn::tensor::Device;
+use starling_model::generate::GenerateConfig;
 use starling_quiet::QuietConfig;
 use starling_quiet::demo::DemoObserver;
-use starling_quiet::hops_demo::{HopsSettings, chart_svg, margins, report, rows, run_hops_demo, thought_length_svg};
-use starling_tasks::hops::HopTask;
+use starling_quiet::generate::generate_thoughtful;
+use starling_quiet::hops_demo::{
+    HopsSettings, chart_svg, margins, report, rows, run_hops_demo, thought_length_svg, train_hops_model,
+};
+use starling_quiet::probe::{argmax, next_token_with, sample_at};
+use starling_tasks::hops::{HopSplit, HopTask};
 use starling_thought::Kernel;
 
 struct Phases(Vec<String>);
@@ -101,4 +106,39 @@ fn settings_that_cannot_work_are_refused() {
     let mut s = tiny();
     s.quiet.initial_mixing_weight = 1.5;
     assert!(run_hops_demo(&s, &Device::flex(), &mut Phases(Vec::new())).is_err());
+}
+
+/// The page's model (`--model-only`) is the demo's Quiet-STaR model of that seed, and the decoder
+/// the page thinks with answers a posed question as the evaluation scores it: the same greedy
+/// thought at the asked `=`, the same mixing weight, the same answer.
+#[test]
+fn the_page_model_is_the_demo_model_and_decodes_as_the_evaluation_scores() {
+    let s = tiny();
+    let device = Device::flex();
+    let mut phases = Phases(Vec::new());
+    let (page, greedy) = train_hops_model(&s, &device, &mut phases).unwrap();
+    assert_eq!(phases.0, ["warm start", "quiet-star", "evaluation"]);
+    assert_eq!(greedy.count.iter().sum::<usize>(), s.eval_docs, "every held-out answer scored once");
+    let (_, demo) = run_hops_demo(&s, &device, &mut Phases(Vec::new())).unwrap();
+
+    let docs = s.task.documents(HopSplit::HeldOut, 6, s.queries, 11);
+    let prompts: Vec<Vec<u32>> =
+        docs.iter().map(|d| page.tokenizer.encode(&s.task.prompt(d), false).unwrap()).collect();
+    let pos = s.answer_position();
+    assert!(prompts.iter().all(|p| p.len() == pos + 1), "a prompt ends at the asked `=`");
+    let thoughts = sample_at(&page.model, &prompts, pos, 0.0, s.kernel);
+    let scored = next_token_with(&page.model, &prompts, pos, &thoughts, s.kernel);
+    let again = next_token_with(&demo.model, &prompts, pos, &thoughts, s.kernel);
+    for (a, b) in scored.iter().zip(&again) {
+        assert_eq!(a.mixed, b.mixed, "the page's model is the demo's, trained the same way");
+    }
+
+    let cfg = GenerateConfig { max_new_tokens: 1, ..GenerateConfig::default() };
+    let generated = generate_thoughtful(&page.model, &page.tokenizer, &prompts, &cfg, 0.0, &mut |_, _| {}).unwrap();
+    for ((g, t), p) in generated.iter().zip(&thoughts).zip(&scored) {
+        let first = &g.tokens[0];
+        assert_eq!(&first.thought_ids, t, "the decoder's thought is the evaluation's greedy thought");
+        assert_eq!(first.id as usize, argmax(&p.mixed), "the decoder's answer is the evaluation's");
+        assert!((first.mix_weight - p.weight).abs() < 1e-4, "{} vs {}", first.mix_weight, p.weight);
+    }
 }

@@ -66,6 +66,30 @@ pub enum HopForm {
     Explicit,
 }
 
+/// What poses questions to a model trained on this task: the task and the documents' number of
+/// queries (the model answers the last one). Saved beside a checkpoint as [`HOPS_CARD_FILE`]
+/// (by `starling quiet demo`), where the browser page looks for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HopsCard {
+    pub task: HopTask,
+    pub queries: usize,
+}
+
+pub const HOPS_CARD_FILE: &str = "hops.json";
+
+impl HopsCard {
+    /// Reads a card, checking that it describes a task that can be posed.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let card: Self =
+            serde_json::from_str(text).map_err(|e| format!("{HOPS_CARD_FILE} is not a multi-hop task card: {e}"))?;
+        card.task.validate().map_err(|e| format!("{HOPS_CARD_FILE}: {e}"))?;
+        if card.queries < 1 {
+            return Err(format!("{HOPS_CARD_FILE}: documents need at least one query"));
+        }
+        Ok(card)
+    }
+}
+
 /// A permutation of `0..symbols`: `next[s]` = π(s).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HopTable {
@@ -114,6 +138,38 @@ pub struct HopDocument {
     /// The order in which the table's pairs are written (a permutation of the keys).
     pub order: Vec<u8>,
     pub queries: Vec<HopQuery>,
+}
+
+impl HopDocument {
+    /// The last query (the one a model is asked), replaced by `hops` hops from `start`.
+    pub fn ask(&mut self, hops: usize, start: u8) {
+        let q = HopQuery { hops, start, answer: self.table.follow(start, hops) };
+        match self.queries.last_mut() {
+            Some(last) => *last = q,
+            None => self.queries.push(q),
+        }
+    }
+
+    /// The last query.
+    pub fn asked(&self) -> Option<&HopQuery> {
+        self.queries.last()
+    }
+}
+
+/// One hop of a written chain read against the table: the pair of `from` says `expected`, the
+/// chain wrote `written`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ReadHop {
+    pub from: u8,
+    pub expected: u8,
+    pub written: u8,
+}
+
+impl ReadHop {
+    /// Whether this hop looked up the table correctly (from wherever the chain was).
+    pub fn followed(&self) -> bool {
+        self.written == self.expected
+    }
 }
 
 impl HopTask {
@@ -219,6 +275,30 @@ impl HopTask {
         s
     }
 
+    /// What a model answers from: the compressed document up to its last query's `=`.
+    pub fn prompt(&self, doc: &HopDocument) -> String {
+        let mut text = self.text(doc, HopForm::Compressed);
+        text.truncate(text.len() - 2); // the answer letter and `;`
+        text
+    }
+
+    /// A written chain (a thought's text, the brackets left out) read hop by hop from `start`:
+    /// hop i looks up the letter written before it (the start for the first). Reading stops at
+    /// the first character that is not one of the table's letters, or after `max_hops` hops.
+    pub fn read_chain(&self, table: &HopTable, start: u8, written: &str) -> Vec<ReadHop> {
+        let mut from = start;
+        written
+            .chars()
+            .map_while(|c| symbol(c).filter(|&s| (s as usize) < self.symbols))
+            .take(self.max_hops)
+            .map(|w| {
+                let hop = ReadHop { from, expected: table.next[from as usize], written: w };
+                from = w;
+                hop
+            })
+            .collect()
+    }
+
     /// The document's text: the table, then every query in `form`.
     pub fn text(&self, doc: &HopDocument, form: HopForm) -> String {
         self.text_with(doc, |_| form)
@@ -240,6 +320,11 @@ impl HopTask {
 /// The character of symbol `s`.
 pub fn letter(s: u8) -> char {
     (b'a' + s) as char
+}
+
+/// The symbol of a lower-case letter.
+pub fn symbol(c: char) -> Option<u8> {
+    c.is_ascii_lowercase().then(|| c as u8 - b'a')
 }
 
 /// The character of symbol `s` as a table key.
@@ -326,6 +411,53 @@ mod tests {
         }
         assert_eq!(task.documents(HopSplit::Train, 3, 4, 5), task.documents(HopSplit::Train, 3, 4, 5));
         assert_ne!(task.documents(HopSplit::Train, 3, 4, 5), task.documents(HopSplit::Train, 3, 4, 6));
+    }
+
+    #[test]
+    fn a_prompt_stops_at_the_asked_query_and_chains_read_against_the_table() {
+        let task = HopTask { symbols: 8, max_hops: 6 };
+        let mut doc = task.document(HopSplit::HeldOut, 8, &mut ChaCha8Rng::seed_from_u64(4));
+        doc.ask(4, 2);
+        let q = *doc.asked().unwrap();
+        assert_eq!((q.hops, q.start, q.answer), (4, 2, doc.table.follow(2, 4)));
+        let full = task.text(&doc, HopForm::Compressed);
+        let prompt = task.prompt(&doc);
+        assert!(prompt.ends_with("?4c="), "{prompt}");
+        assert_eq!(format!("{prompt}{};", letter(q.answer)), full);
+
+        // The true chain, padded: every hop followed, reading stops at the filler.
+        let chain = task.chain_text(&doc.table, &q);
+        let read = task.read_chain(&doc.table, 2, &chain[1..chain.len() - 1]);
+        assert_eq!(read.len(), 4);
+        assert!(read.iter().all(ReadHop::followed));
+        assert_eq!(read.last().unwrap().written, q.answer);
+        // A wrong second letter, then the table followed from it: hop 2 is wrong, hop 3 right.
+        let first = letter(doc.table.follow(2, 1));
+        let wrong = (0..8u8).find(|&s| s != doc.table.follow(2, 2)).unwrap();
+        let after = letter(doc.table.next[wrong as usize]);
+        let read = task.read_chain(&doc.table, 2, &format!("{first}{}{after}", letter(wrong)));
+        assert_eq!(read.iter().map(ReadHop::followed).collect::<Vec<_>>(), [true, false, true]);
+        assert_eq!(read[2].from, wrong);
+        // Letters outside the table and other characters end the reading.
+        assert!(task.read_chain(&doc.table, 2, "z").is_empty());
+        assert_eq!(task.read_chain(&doc.table, 2, &format!("{first};?1")).len(), 1);
+        assert_eq!(task.read_chain(&doc.table, 2, &"a".repeat(20)).len(), 6, "at most max_hops");
+    }
+
+    #[test]
+    fn a_task_card_is_checked_when_read() {
+        let card = HopsCard { task: HopTask { symbols: 4, max_hops: 3 }, queries: 2 };
+        assert_eq!(HopsCard::parse(&serde_json::to_string(&card).unwrap()).unwrap(), card);
+        let bad = [
+            "{}",
+            "not json",
+            r#"{"task": {"symbols": 40, "max_hops": 3}, "queries": 2}"#,
+            r#"{"task": {"symbols": 4, "max_hops": 3}, "queries": 0}"#,
+        ];
+        for text in bad {
+            let err = HopsCard::parse(text).unwrap_err();
+            assert!(err.contains("hops.json"), "{err}");
+        }
     }
 
     fn alphabet_has(task: &HopTask, c: char) -> bool {
