@@ -13,6 +13,14 @@ use starling_quiet::probe::{argmax, next_token_with, sample_at};
 use starling_tasks::hops::{HopSplit, HopTask};
 use starling_thought::Kernel;
 
+/// The tests here sample on the device's one random stream; run concurrently, they would draw
+/// from it in turns and no run would repeat itself. Each holds this while it runs.
+static DEVICE_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    DEVICE_RNG.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 struct Phases(Vec<String>);
 
 impl DemoObserver for Phases {
@@ -52,6 +60,7 @@ fn tiny() -> HopsSettings {
 
 #[test]
 fn tiny_seeded_demo_runs_every_phase_and_scores_every_answer() {
+    let _rng = one_at_a_time();
     let s = tiny();
     let device = Device::flex();
     let mut phases = Phases(Vec::new());
@@ -99,6 +108,7 @@ fn tiny_seeded_demo_runs_every_phase_and_scores_every_answer() {
 
 #[test]
 fn settings_that_cannot_work_are_refused() {
+    let _rng = one_at_a_time();
     let mut s = tiny();
     s.quiet.n_thought = 2; // shorter than the longest chain
     let err = run_hops_demo(&s, &Device::flex(), &mut Phases(Vec::new())).err().unwrap().to_string();
@@ -113,6 +123,7 @@ fn settings_that_cannot_work_are_refused() {
 /// thought at the asked `=`, the same mixing weight, the same answer.
 #[test]
 fn the_page_model_is_the_demo_model_and_decodes_as_the_evaluation_scores() {
+    let _rng = one_at_a_time();
     let s = tiny();
     let device = Device::flex();
     let mut phases = Phases(Vec::new());
