@@ -26,8 +26,11 @@ fn tok_err(e: impl std::fmt::Display) -> ModelError {
 impl Tokenizer {
     /// Parses the contents of a `tokenizer.json`.
     pub fn from_json(json: &str) -> Result<Self> {
-        let inner: tokenizers::Tokenizer =
-            json.parse().map_err(|e| ModelError::Tokenizer(format!("not a valid tokenizer.json: {e}")))?;
+        let bad = |e: &dyn std::fmt::Display| ModelError::Tokenizer(format!("not a valid tokenizer.json: {e}"));
+        // The syntax first: tokenizers 0.22 panics (`expect("Helper")` in its decoder's
+        // deserializer) on a document cut short inside the decoder, e.g. a truncated download.
+        let value: serde_json::Value = serde_json::from_str(json).map_err(|e| bad(&e))?;
+        let inner: tokenizers::Tokenizer = serde_json::from_value(value).map_err(|e| bad(&e))?;
         Ok(Self { inner })
     }
 
@@ -39,9 +42,11 @@ impl Tokenizer {
         &self.inner
     }
 
-    /// Vocabulary size including added tokens.
+    /// Vocabulary size including added tokens: one more than the largest id, so that every id
+    /// the tokenizer writes has an embedding row in a model of this size (a tokenizer.json may
+    /// leave gaps between ids, where counting the entries would come short).
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        self.inner.get_vocab(true).values().max().map_or(0, |&m| m as usize + 1)
     }
 
     /// Encodes text. `add_special` applies the tokenizer's post-processor (e.g. a BOS token

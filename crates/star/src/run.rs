@@ -125,16 +125,22 @@ fn model_exists(dir: &Path) -> bool {
 
 fn read_records(path: &Path) -> Result<Vec<RationaleRecord>, StarError> {
     let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
+    parse_records(&text).map_err(|e| io(path, e))
+}
+
+/// The records of a `rationales.jsonl`. A last line cut short (by a kill mid-write) ends the
+/// list — what it held is redone; a bad line before it is an error naming the line.
+pub fn parse_records(text: &str) -> Result<Vec<RationaleRecord>, String> {
     let mut out = Vec::new();
+    let lines = text.lines().count();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         match serde_json::from_str(line) {
             Ok(r) => out.push(r),
-            // A line cut short by a kill mid-write: everything after it is redone.
-            Err(_) if i + 1 == text.lines().count() => break,
-            Err(e) => return Err(io(path, format!("line {}: {e}", i + 1))),
+            Err(_) if i + 1 == lines => break,
+            Err(e) => return Err(format!("line {}: {e}", i + 1)),
         }
     }
     Ok(out)

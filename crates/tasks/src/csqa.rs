@@ -32,8 +32,13 @@ struct Choice {
     text: String,
 }
 
-/// An item from a stem, choice texts, and the index of the correct choice.
+/// An item from a stem, choice texts (at most 26: they are lettered a–z), and the index of the
+/// correct choice.
 pub fn item(id: &str, stem: &str, choices: &[String], correct: usize) -> Item {
+    assert!(
+        choices.len() <= 26 && correct < choices.len(),
+        "choices are lettered a–z and the correct one is among them"
+    );
     let letter = (b'a' + correct as u8) as char;
     let q = format!("Q: {}\n", stem.trim());
     Item {

@@ -205,7 +205,12 @@ impl GgufFile {
         let mut tensors = BTreeMap::new();
         let mut unsupported = BTreeMap::new();
         for (name, shape, ty_id, offset) in infos {
-            let n: usize = shape.iter().product();
+            let Some(n) = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) else {
+                return Err(ModelError::format(
+                    &path,
+                    format!("tensor `{name}` claims shape {shape:?}, more values than can exist: corrupt header"),
+                ));
+            };
             let ty = match GgmlType::from_id(ty_id) {
                 Ok(ty) => ty,
                 Err(why) => {
@@ -216,17 +221,18 @@ impl GgufFile {
             let len = ty.bytes_for(n).ok_or_else(|| {
                 ModelError::format(
                     &path,
-                    format!("tensor `{name}` has {n} values, not a whole number of {ty:?} blocks"),
+                    format!("tensor `{name}` has {n} values: not a whole number of {ty:?} blocks, or more bytes than can exist"),
                 )
             })?;
-            let start = data_start + offset;
-            if start.checked_add(len).is_none_or(|end| end > bytes.len()) {
+            let start = data_start.checked_add(offset);
+            if let Some(start) = start.filter(|s| s.checked_add(len).is_some_and(|end| end <= bytes.len())) {
+                tensors.insert(name.clone(), GgufTensorInfo { name, shape, ty, start, len });
+            } else {
                 return Err(ModelError::format(
                     &path,
                     format!("tensor `{name}` extends past the end of the file; the file is truncated"),
                 ));
             }
-            tensors.insert(name.clone(), GgufTensorInfo { name, shape, ty, start, len });
         }
         Ok(Self { path, version, metadata, tensors, unsupported, bytes })
     }
@@ -298,8 +304,11 @@ impl GgufFile {
             self.metadata.get(&format!("tokenizer.ggml.{key}")).and_then(MetaValue::as_u64).map(|v| v as u32)
         };
         let has_bias = self.tensors.contains_key("blk.0.attn_q.bias");
+        let vocab_size = *embed.first().ok_or_else(|| {
+            ModelError::format(&self.path, "tensor `token_embd.weight` has no dimensions: corrupt header")
+        })?;
         let cfg = ModelConfig {
-            vocab_size: embed[0],
+            vocab_size,
             hidden_size,
             intermediate_size: need("feed_forward_length")?,
             num_layers: need("block_count")?,
@@ -354,7 +363,7 @@ pub fn hf_name(gguf: &str) -> Option<String> {
 /// Undoes llama.cpp's reordering of Q/K projection rows. Its converter interleaves the two
 /// halves of each head (for GPT-J-style RoPE); Hugging Face Llama rotates halves, so the rows of
 /// each head go back from `[h, d/2, 2]` to `[h, 2, d/2]` order. Works for weights (`[out, in]`)
-/// and biases (`[out]`).
+/// and biases (`[out]`) whose rows are `n_heads` heads of an even size.
 pub fn unpermute_rows(t: &HostTensor, n_heads: usize) -> HostTensor {
     let rows = t.shape[0];
     let cols: usize = t.shape[1..].iter().product();
@@ -421,18 +430,32 @@ impl WeightSource for GgufSource {
         // Only llama-architecture files are converted with the Q/K row interleave; qwen2 uses
         // the rotate-half RoPE natively and is stored unpermuted.
         let permuted = matches!(self.file.architecture(), "llama" | "mistral");
-        Ok(if permuted && name.contains(".q_proj.") {
-            unpermute_rows(&t, self.config.num_heads)
-        } else if permuted && name.contains(".k_proj.") {
-            unpermute_rows(&t, self.config.num_kv_heads)
+        let heads = if name.contains(".q_proj.") {
+            self.config.num_heads
+        } else if name.contains(".k_proj.") {
+            self.config.num_kv_heads
         } else {
-            t
-        })
+            return Ok(t);
+        };
+        if !permuted {
+            return Ok(t);
+        }
+        let rows = t.shape.first().copied().unwrap_or(0);
+        if heads == 0 || rows == 0 || !rows.is_multiple_of(2 * heads) {
+            return Err(ModelError::format(
+                &self.file.path,
+                format!(
+                    "tensor `{gguf_name}` has shape {:?}: its rows are not {heads} heads of an even size; the file is damaged",
+                    t.shape
+                ),
+            ));
+        }
+        Ok(unpermute_rows(&t, heads))
     }
 }
 
-/// Writes a GGUF v3 file (tests build small files with it; not a general-purpose writer).
-#[cfg(test)]
+/// Writes a GGUF v3 file (tests and the fuzz seeds build small files with it; not a
+/// general-purpose writer).
 pub fn write_gguf(metadata: &[(&str, MetaValue)], tensors: &[(&str, GgmlType, Vec<usize>, Vec<u8>)]) -> Vec<u8> {
     fn put_str(out: &mut Vec<u8>, s: &str) {
         out.extend((s.len() as u64).to_le_bytes());

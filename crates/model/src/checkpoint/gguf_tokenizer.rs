@@ -52,6 +52,16 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Tokenizer> {
         .and_then(MetaValue::as_array)
         .map(|a| a.iter().map(|v| v.as_u64().unwrap_or(1)).collect())
         .unwrap_or_default();
+    if !types.is_empty() && types.len() != tokens.len() {
+        return Err(ModelError::format(
+            &file.path,
+            format!(
+                "metadata `tokenizer.ggml.token_type` has {} entries for {} tokens: corrupt tokenizer",
+                types.len(),
+                tokens.len()
+            ),
+        ));
+    }
     let special_ids: Vec<u32> = types
         .iter()
         .enumerate()
@@ -67,6 +77,15 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Tokenizer> {
         .collect();
     let vocab: serde_json::Map<String, Value> = tokens.iter().enumerate().map(|(i, t)| (t.clone(), json!(i))).collect();
     let bos = meta("bos_token_id").and_then(MetaValue::as_u64);
+    if let Some(bos) = bos.filter(|&b| b >= tokens.len() as u64) {
+        return Err(ModelError::format(
+            &file.path,
+            format!(
+                "metadata `tokenizer.ggml.bos_token_id` is {bos}, outside the {} tokens: corrupt tokenizer",
+                tokens.len()
+            ),
+        ));
+    }
     let add_bos = meta("add_bos_token").and_then(|v| match v {
         MetaValue::Bool(b) => Some(*b),
         _ => None,

@@ -80,10 +80,11 @@ impl GgmlType {
         }
     }
 
-    /// Bytes taken by `n` values; `None` when `n` is not a whole number of blocks.
+    /// Bytes taken by `n` values; `None` when `n` is not a whole number of blocks, or when the
+    /// byte count would not fit in a `usize` (a corrupt header's claim).
     pub fn bytes_for(self, n: usize) -> Option<usize> {
         let (per_block, bytes) = self.block();
-        n.is_multiple_of(per_block).then(|| n / per_block * bytes)
+        if n.is_multiple_of(per_block) { (n / per_block).checked_mul(bytes) } else { None }
     }
 }
 
