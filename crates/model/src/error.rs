@@ -30,6 +30,14 @@ pub enum ModelError {
     #[error("{path}: tensor `{name}` is missing; {hint}")]
     MissingTensor { path: PathBuf, name: String, hint: String },
 
+    /// A weight that is NaN or infinite: the file is damaged, or was saved from a run that
+    /// diverged.
+    #[error(
+        "{path}: tensor `{name}` holds {count} NaN or infinite value(s) (the first at index {first}: {value}); \
+         the file is damaged or was saved after training diverged — use an earlier checkpoint"
+    )]
+    NonFinite { path: PathBuf, name: String, count: usize, first: usize, value: f32 },
+
     #[error("tokenizer: {0}")]
     Tokenizer(String),
 

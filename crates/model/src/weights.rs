@@ -143,7 +143,9 @@ impl TensorProvider for FromSource<'_> {
             return Err(ModelError::Shape { path: origin, name: name.to_string(), expected: shape.to_vec(), found });
         }
         self.used.insert(name.to_string());
-        self.source.load(name)
+        let t = self.source.load(name)?;
+        t.check_finite(&origin, name)?;
+        Ok(t)
     }
 }
 

@@ -355,6 +355,36 @@ fn sharded_folder_loads_like_a_single_file() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A weight that is NaN or infinite is refused at load, naming the tensor, the count and the
+/// first bad value.
+#[test]
+fn a_model_with_non_finite_weights_is_refused_by_name() {
+    use starling_model::checkpoint::safetensors::serialize_f32;
+    use starling_model::weights::export_tensors;
+    use std::collections::HashMap;
+    let device = common::cpu();
+    let model = init_transformer(&tiny_config(), 8, &device).unwrap();
+    let tok = Tokenizer::char_level("abc", &[]).unwrap();
+    for (bad, shown) in [(f32::NAN, "NaN"), (f32::NEG_INFINITY, "-inf")] {
+        let mut tensors = export_tensors(&model);
+        let w = tensors.get_mut("model.layers.1.mlp.up_proj.weight").unwrap();
+        w.data[5] = bad;
+        w.data[9] = bad;
+        let dir = std::env::temp_dir().join(format!("starling-nonfinite-{}-{shown}", std::process::id()));
+        save_hf_folder(&dir, &model, &tok).unwrap();
+        std::fs::write(dir.join("model.safetensors"), serialize_f32(&tensors, HashMap::new()).unwrap()).unwrap();
+        let ck = open_checkpoint(&dir, None).unwrap();
+        let err = load_transformer(&ck.config, ck.weights.as_ref(), &device).err().unwrap().to_string();
+        assert!(
+            err.contains("model.layers.1.mlp.up_proj.weight")
+                && err.contains("holds 2 NaN or infinite")
+                && err.contains(&format!("index 5: {shown}")),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
 /// What `save_hf_folder` writes has the names, shapes and config keys of a folder written by
 /// transformers itself (the shared SmolLM2 folder), so transformers can load it back.
 #[test]

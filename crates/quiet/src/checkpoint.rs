@@ -151,6 +151,7 @@ fn wrap(
     let d = lm.config().hidden_size;
     let get = |name: &str, shape: &[usize]| -> Result<TensorData> {
         let t = source.load(name).map_err(|e| QuietError::Checkpoint(format!("{}: {name}: {e}", path.display())))?;
+        t.check_finite(&path, name)?;
         if t.shape != shape {
             return Err(QuietError::Checkpoint(format!(
                 "{}: {name} has shape {:?}, expected {shape:?} for a model with d={d}; the quiet weights belong to another model",

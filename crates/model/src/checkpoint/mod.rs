@@ -45,6 +45,19 @@ impl HostTensor {
         Self { shape, data }
     }
 
+    /// Refuses a tensor holding NaN or infinite values, naming it (`path` and `name` say where
+    /// it was read from).
+    pub fn check_finite(&self, path: &std::path::Path, name: &str) -> crate::Result<()> {
+        let Some(first) = self.data.iter().position(|v| !v.is_finite()) else { return Ok(()) };
+        Err(crate::ModelError::NonFinite {
+            path: path.to_path_buf(),
+            name: name.to_string(),
+            count: self.data.iter().filter(|v| !v.is_finite()).count(),
+            first,
+            value: self.data[first],
+        })
+    }
+
     /// Transpose of a 2-D tensor (`[r, c]` → `[c, r]`).
     pub fn transposed(&self) -> HostTensor {
         let [r, c] = [self.shape[0], self.shape[1]];
