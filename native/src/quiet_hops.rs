@@ -10,13 +10,14 @@ use anyhow::{Context, Result};
 use indicatif::ProgressBar;
 
 use starling_model::checkpoint::files::{write_atomic, write_folder_atomic};
-use starling_model::device::DeviceChoice;
+use starling_model::device::{DeviceChoice, SelectedDevice};
 use starling_quiet::QuietConfig;
 use starling_quiet::checkpoint::checkpoint_files;
 use starling_quiet::config::{MixingWeight, PolicyReduction};
 use starling_quiet::demo::DemoObserver;
 use starling_quiet::hops_demo::{
-    HopsModel, HopsSettings, PerHop, SeedResult, chart_svg, report, run_hops_demo, thought_length_svg, train_hops_model,
+    HARD_FROM, HopsModel, HopsSettings, PerHop, SeedResult, chart_svg, report, run_hops_demo, thought_length_svg,
+    train_hops_model,
 };
 use starling_quiet::trainer::QuietStepMetrics;
 use starling_tasks::hops::{HOPS_CARD_FILE, HopTask};
@@ -172,45 +173,19 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     }
     let dev = pick_device(device)?;
     let s = a.settings();
-    if a.model_only {
-        eprintln!(
-            "hidden multi-hop lookups, the page's model: seed {}, warm start {} steps, Quiet-STaR {} steps, batch {} of {} tokens",
-            s.seeds[0],
-            s.pretrain_steps,
-            s.steps,
-            s.batch_size,
-            s.doc_len()
-        );
-    } else {
-        eprintln!(
-            "hidden multi-hop lookups: {} seed(s) × (warm start {} steps, 5 continuations of {} steps and one of the \
-             same training time), batch {} of {} tokens",
-            s.seeds.len(),
-            s.pretrain_steps,
-            s.steps,
-            s.batch_size,
-            s.doc_len()
-        );
-    }
     let mut bars = Bars(None, String::new());
     if a.model_only {
-        let t0 = std::time::Instant::now();
-        let (model, greedy) = train_hops_model(&s, &dev.device, &mut bars)?;
-        if let Some(pb) = bars.0.take() {
-            pb.finish();
-        }
-        save_model(&a.out, &model, &s)?;
-        println!(
-            "Quiet-STaR model of seed {} on held-out tables, greedy thoughts ({} documents, {:.0} s on {}):\n{}",
-            s.seeds[0],
-            s.eval_docs,
-            t0.elapsed().as_secs_f64(),
-            dev.name,
-            accuracy_line(&greedy, s.task.max_hops)
-        );
-        eprintln!("Quiet-STaR checkpoint: {}", a.out.join("model").display());
-        return Ok(());
+        return run_model_only(&a.out, &s, &dev, bars);
     }
+    eprintln!(
+        "hidden multi-hop lookups: {} seed(s) × (warm start {} steps, 5 continuations of {} steps and one of the \
+         same training time), batch {} of {} tokens",
+        s.seeds.len(),
+        s.pretrain_steps,
+        s.steps,
+        s.batch_size,
+        s.doc_len()
+    );
     let (results, model) = run_hops_demo(&s, &dev.device, &mut bars)?;
     if let Some(pb) = bars.0.take() {
         pb.finish();
@@ -229,6 +204,34 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     Ok(())
 }
 
+/// `--model-only`: the page's model, saved to `out/model`, and its held-out accuracy printed.
+fn run_model_only(out: &Path, s: &HopsSettings, dev: &SelectedDevice, mut bars: Bars) -> Result<()> {
+    eprintln!(
+        "hidden multi-hop lookups, the page's model: seed {}, warm start {} steps, Quiet-STaR {} steps, batch {} of {} tokens",
+        s.seeds[0],
+        s.pretrain_steps,
+        s.steps,
+        s.batch_size,
+        s.doc_len()
+    );
+    let t0 = std::time::Instant::now();
+    let (model, greedy) = train_hops_model(s, &dev.device, &mut bars)?;
+    if let Some(pb) = bars.0.take() {
+        pb.finish();
+    }
+    save_model(out, &model, s)?;
+    println!(
+        "Quiet-STaR model of seed {} on held-out tables, greedy thoughts ({} documents, {:.0} s on {}):\n{}",
+        s.seeds[0],
+        s.eval_docs,
+        t0.elapsed().as_secs_f64(),
+        dev.name,
+        accuracy_line(&greedy, s.task.max_hops)
+    );
+    eprintln!("Quiet-STaR checkpoint: {}", out.join("model").display());
+    Ok(())
+}
+
 /// The checkpoint and the card that lets the page pose the model questions, in `out/model`.
 fn save_model(out: &Path, model: &HopsModel, s: &HopsSettings) -> Result<()> {
     let mut files = checkpoint_files(&model.model, &model.tokenizer)?;
@@ -240,8 +243,8 @@ fn save_model(out: &Path, model: &HopsModel, s: &HopsSettings) -> Result<()> {
 /// `k=1 100.0%  k=2 99.8%  …  k≥4 99.9%`.
 fn accuracy_line(r: &PerHop, max_hops: usize) -> String {
     let mut line: Vec<String> = (1..=max_hops).map(|k| format!("k={k} {:.1}%", 100.0 * r.accuracy(k))).collect();
-    if max_hops >= 4 {
-        line.push(format!("k≥4 {:.1}%", 100.0 * r.accuracy_over(4..=max_hops)));
+    if max_hops >= HARD_FROM {
+        line.push(format!("k≥{HARD_FROM} {:.1}%", 100.0 * r.accuracy_over(HARD_FROM..=max_hops)));
     }
     line.join("  ")
 }

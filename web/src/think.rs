@@ -8,6 +8,7 @@ use std::rc::Rc;
 use burn::tensor::{TensorData, Transaction};
 use serde::Serialize;
 use starling_model::Tokenizer;
+use starling_model::checkpoint::memory::base_name;
 use starling_model::generate::GenerateConfig;
 use starling_model::sampling::SamplingConfig;
 use starling_quiet::QuietModel;
@@ -54,13 +55,13 @@ impl Starling {
         files: Vec<js_sys::Uint8Array>,
         prefer_gpu: bool,
     ) -> Result<Starling, JsError> {
-        let (cards, files): (Vec<_>, Vec<_>) = named_files(names, files)?
-            .into_iter()
-            .partition(|(name, _)| name.rsplit(['/', '\\']).next() == Some(HOPS_CARD_FILE));
-        let card = match cards.first() {
-            Some((_, bytes)) => Some(HopsCard::parse(&String::from_utf8_lossy(bytes)).map_err(js_err)?),
-            None => None,
-        };
+        let (cards, files): (Vec<_>, Vec<_>) =
+            named_files(names, files)?.into_iter().partition(|(name, _)| base_name(name) == HOPS_CARD_FILE);
+        let card = cards
+            .first()
+            .map(|(_, bytes)| HopsCard::parse(&String::from_utf8_lossy(bytes)))
+            .transpose()
+            .map_err(js_err)?;
         let files = starling_quiet::checkpoint::open_files(files).map_err(js_err)?;
         let backend = pick_backend(prefer_gpu).await;
         backend.check_weights_fit(files.base.weights.as_ref()).map_err(js_err)?;
@@ -94,8 +95,7 @@ impl Starling {
     /// drawn query). Returns `{prompt, pairs, hops, start, answer, chain}`; the prompt is what to
     /// think on, and [`read_thought`](Self::read_thought) reads a thought against this table.
     pub fn pose(&self, seed: u64, hops: usize, start: char) -> Result<JsValue, JsError> {
-        let card =
-            self.inner.card.as_ref().ok_or_else(|| js_err("this model has no multi-hop task card (hops.json)"))?;
+        let card = self.card()?;
         let (doc, puzzle) = crate::hops::pose(card, seed, hops, start).map_err(js_err)?;
         *self.posed.borrow_mut() = Some(doc);
         to_js(&puzzle)
@@ -105,8 +105,7 @@ impl Starling {
     /// `{from, expected, written, followed, on_chain}`.
     #[wasm_bindgen(js_name = readThought)]
     pub fn read_thought(&self, thought: &str) -> Result<JsValue, JsError> {
-        let card =
-            self.inner.card.as_ref().ok_or_else(|| js_err("this model has no multi-hop task card (hops.json)"))?;
+        let card = self.card()?;
         let posed = self.posed.borrow();
         let doc = posed.as_ref().ok_or_else(|| js_err("no question posed yet"))?;
         to_js(&crate::hops::read_thought(card, doc, thought))
@@ -154,6 +153,15 @@ impl Starling {
                 .map_err(JsValue::from)?;
             Ok(JsValue::from(n as u32))
         })
+    }
+}
+
+impl Starling {
+    fn card(&self) -> Result<&HopsCard, JsError> {
+        self.inner
+            .card
+            .as_ref()
+            .ok_or_else(|| js_err(format!("this model has no multi-hop task card ({HOPS_CARD_FILE})")))
     }
 }
 

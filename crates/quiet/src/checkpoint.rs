@@ -98,7 +98,7 @@ pub fn open_files(files: impl IntoIterator<Item = (String, Vec<u8>)>) -> Result<
     let mut rest = Vec::new();
     let (mut config, mut weights) = (None, None);
     for (name, bytes) in files {
-        match name.rsplit(['/', '\\']).next().unwrap_or(&name) {
+        match starling_model::checkpoint::memory::base_name(&name) {
             QUIET_CONFIG => config = Some(bytes),
             QUIET_WEIGHTS => weights = Some(bytes),
             _ => rest.push((name, bytes)),

@@ -281,16 +281,8 @@ impl<'a> Start<'a> {
             .build()?;
         let pre_docs = s.task.documents(HopSplit::Pretrain, s.pretrain_steps * s.batch_size, s.queries, seed);
         let mut form_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x666f_726d);
-        let forms: Vec<Vec<HopForm>> =
-            (0..pre_docs.len())
-                .map(|_| {
-                    (0..s.queries)
-                        .map(|_| {
-                            if form_rng.random_bool(s.explicit_share) { HopForm::Explicit } else { HopForm::Compressed }
-                        })
-                        .collect()
-                })
-                .collect();
+        let mut form = || if form_rng.random_bool(s.explicit_share) { HopForm::Explicit } else { HopForm::Compressed };
+        let forms: Vec<Vec<HopForm>> = (0..pre_docs.len()).map(|_| (0..s.queries).map(|_| form()).collect()).collect();
         // The table's own tokens are random draws, noise for the gradient: the warm start learns
         // from the queries (lookups, chains, answers) only.
         let table_len = s.task.table_len();

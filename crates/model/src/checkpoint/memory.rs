@@ -14,7 +14,7 @@ use crate::error::{ModelError, Result};
 use crate::tokenizer::Tokenizer;
 
 /// The base name of a picked file (a folder pick names files `folder/config.json`).
-fn base_name(name: &str) -> &str {
+pub fn base_name(name: &str) -> &str {
     name.rsplit(['/', '\\']).next().unwrap_or(name)
 }
 
