@@ -241,7 +241,7 @@ fn bad_input_gives_clear_errors() {
     fails_with(&["--device", "cpu", "train-lm", "--data", s(&broken), "--out", s(&dir.join("r2"))], "broken.jsonl:2:");
     fails_with(
         &["--device", "cpu", "train-lm", "--builtin", "arithmetic", "--out", s(&dir.join("r3")), "--resume"],
-        "no checkpoint",
+        "holds no run to resume",
     );
 }
 
@@ -618,4 +618,38 @@ fn quiet_and_eval_report_bad_input_clearly() {
         &["--device", "cpu", "quiet", "train", "-m", m, "--text", s(&docs), "--out", s(&dir.join("run2"))],
         "docs.jsonl:2:",
     );
+}
+
+/// The peak resident memory (VmHWM) of a running process, in MiB, while /proc shows it.
+fn peak_mib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kib| kib / 1024)
+}
+
+#[test]
+fn a_two_gib_data_line_is_refused_in_bounded_memory() {
+    let dir = temp("huge-line");
+    let data = dir.join("huge.jsonl");
+    // One 2 GiB line with no line break (sparse: it takes no disk).
+    let mut f = std::fs::File::create(&data).unwrap();
+    std::io::Write::write_all(&mut f, br#"{"text": ""#).unwrap();
+    f.set_len(2 << 30).unwrap();
+    drop(f);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_starling"))
+        .args(["--device", "cpu", "train-lm", "--data", s(&data), "--out", s(&dir.join("run")), "--steps", "1"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // VmHWM only grows: the last reading before the process ends is (nearly) its peak.
+    let mut peak = 0;
+    while child.try_wait().unwrap().is_none() {
+        peak = peak.max(peak_mib(child.id()).unwrap_or(0));
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("huge.jsonl: line 1 is longer than 64 MiB") && !err.contains("panicked"), "{err}");
+    assert!(peak > 0 && peak < 512, "peak resident memory {peak} MiB while refusing a 2 GiB line");
 }

@@ -12,7 +12,21 @@ use starling_train::TrainError;
 
 /// The hint for the first error in `e`'s chain that has one.
 pub fn for_error(e: &anyhow::Error) -> Option<&'static str> {
+    if e.chain().any(is_disk_full) {
+        return Some(DISK_FULL);
+    }
     e.chain().find_map(hint)
+}
+
+const DISK_FULL: &str = "the disk is full: free some space, or copy the run folder to a disk with room and point \
+     --out at it; then run the same command again (with --resume where it has one). Everything written before \
+     this failure is intact: files are replaced only once their new copy is complete";
+
+/// A write refused because the disk (or the user's quota) is full; the core keeps the
+/// `io::Error` of every failed write.
+fn is_disk_full(e: &(dyn Error + 'static)) -> bool {
+    use std::io::ErrorKind::{QuotaExceeded, StorageFull};
+    e.downcast_ref::<std::io::Error>().is_some_and(|io| matches!(io.kind(), StorageFull | QuotaExceeded))
 }
 
 fn hint(e: &(dyn Error + 'static)) -> Option<&'static str> {
@@ -77,6 +91,7 @@ fn train(e: &TrainError) -> Option<&'static str> {
     match e {
         TrainError::BadLine { .. } => Some(SKIP_BAD_LINES),
         TrainError::NonFinite { .. } => Some("lower --lr, or clip gradients with --grad-clip"),
+        TrainError::NonFiniteGradient { .. } => Some("lower --lr"),
         TrainError::Model(m) => model(m),
         _ => None,
     }
@@ -103,5 +118,10 @@ mod tests {
         let e = anyhow::Error::new(TaskError::BadLine { origin: "d.jsonl".into(), line: 2, message: "bad".into() });
         assert_eq!(for_error(&e), Some(SKIP_BAD_LINES));
         assert_eq!(for_error(&anyhow::anyhow!("plain")), None);
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        let e = anyhow::Error::new(StarError::Train(TrainError::Model(ModelError::write("run/x", full))));
+        assert_eq!(for_error(&e), Some(DISK_FULL));
+        let e = anyhow::Error::new(ModelError::io("run/x", std::io::Error::from(std::io::ErrorKind::NotFound)));
+        assert_eq!(for_error(&e), None);
     }
 }

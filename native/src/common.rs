@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use starling_model::checkpoint::files::{Checkpoint, open_checkpoint};
@@ -93,4 +93,60 @@ pub fn bar(len: u64, what: &str) -> ProgressBar {
     );
     pb.set_message(what.to_string());
     pb
+}
+
+/// The longest line a data file may have: far beyond any model's context (~16 M tokens), and
+/// small enough that a file without line breaks is refused before it is held in memory.
+pub const MAX_LINE_BYTES: usize = 64 << 20;
+
+/// A text data file (JSONL, a corpus, prompts), read line by line: a line longer than
+/// [`MAX_LINE_BYTES`] is refused once that much of it is read, whatever the file's size.
+pub fn read_data_file(path: &Path) -> Result<String> {
+    let file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    read_bounded(std::io::BufReader::new(file), &path.display().to_string(), MAX_LINE_BYTES)
+}
+
+fn read_bounded(mut reader: impl std::io::BufRead, origin: &str, max_line: usize) -> Result<String> {
+    use std::io::{BufRead, Read};
+    let mut text = String::new();
+    let mut line = Vec::new();
+    for number in 1.. {
+        line.clear();
+        let read = (&mut reader)
+            .take(max_line as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .with_context(|| format!("cannot read {origin}"))?;
+        if read == 0 {
+            break;
+        }
+        if line.len() > max_line {
+            bail!(
+                "{origin}: line {number} is longer than {} MiB; a data line holds one example (split the \
+                 text into lines, or check that this is the file you meant)",
+                max_line >> 20
+            );
+        }
+        let line = std::str::from_utf8(&line).with_context(|| format!("{origin}: line {number} is not UTF-8 text"))?;
+        text.push_str(line);
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_beyond_the_limit_is_refused_after_reading_only_the_limit() {
+        // An endless line: the reader must stop by itself.
+        let endless = std::io::BufReader::new(std::io::repeat(b'x'));
+        let e = read_bounded(endless, "stream", 1 << 20).unwrap_err().to_string();
+        assert!(e.contains("stream: line 1 is longer than 1 MiB"), "{e}");
+        let e = read_bounded(&b"ok\nxxxxxxxxx\n"[..], "f", 8).unwrap_err().to_string();
+        assert!(e.contains("line 2 is longer"), "{e}");
+        // A line of exactly the limit (its newline included) passes; text comes back unchanged.
+        assert_eq!(read_bounded(&b"1234567\nab"[..], "f", 8).unwrap(), "1234567\nab");
+        let e = read_bounded(&b"ok\n\xff\n"[..], "f", 8).unwrap_err();
+        assert!(format!("{e:#}").contains("f: line 2 is not UTF-8"), "{e:#}");
+    }
 }

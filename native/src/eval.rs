@@ -98,7 +98,7 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
 }
 
 fn load_items(task: &str, a: &EvalArgs) -> Result<Vec<Item>> {
-    let text = std::fs::read_to_string(&a.data).with_context(|| format!("cannot read {}", a.data.display()))?;
+    let text = crate::common::read_data_file(&a.data)?;
     let origin = a.data.display().to_string();
     let on_bad = if a.skip_bad_lines { OnBadLine::Skip } else { OnBadLine::Error };
     let (items, skipped) = match task {

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use starling_model::device::DeviceChoice;
 use starling_model::generate::{FinishReason, GenerateConfig, generate};
@@ -52,7 +52,7 @@ pub struct Args {
 pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     let mut prompts = a.prompts.clone();
     if let Some(f) = &a.prompts_file {
-        let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let text = crate::common::read_data_file(f)?;
         prompts.extend(text.lines().filter(|l| !l.trim().is_empty()).map(|l| l.replace("\\n", "\n")));
     }
     if prompts.is_empty() {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use starling_model::device::DeviceChoice;
 use starling_model::score::stream_nll;
@@ -29,7 +29,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
-    let text = std::fs::read_to_string(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?;
+    let text = crate::common::read_data_file(&a.file)?;
     if text.trim().is_empty() {
         bail!("{} is empty; perplexity needs some text", a.file.display());
     }

@@ -244,8 +244,7 @@ fn train(a: TrainArgs, device: DeviceChoice) -> Result<()> {
         loss_chunk: a.loss_chunk,
         thinking: Default::default(),
     };
-    let text =
-        std::fs::read_to_string(&a.text).with_context(|| format!("cannot read the corpus {}", a.text.display()))?;
+    let text = crate::common::read_data_file(&a.text)?;
     if a.fresh && a.out.exists() {
         std::fs::remove_dir_all(&a.out).with_context(|| format!("cannot delete {}", a.out.display()))?;
     }
@@ -403,7 +402,7 @@ fn analyze(a: AnalyzeArgs, device: DeviceChoice) -> Result<()> {
     }
     let text = match (&a.text, &a.file) {
         (Some(t), _) => t.clone(),
-        (None, Some(f)) => std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?,
+        (None, Some(f)) => crate::common::read_data_file(f)?,
         _ => bail!("give --text TEXT or --file FILE"),
     };
     let dev = pick_device(device)?;
@@ -440,7 +439,7 @@ fn analyze(a: AnalyzeArgs, device: DeviceChoice) -> Result<()> {
 
 /// `quiet analyze --corpus`: where do thoughts help, over a held-out corpus?
 fn analyze_corpus(a: &AnalyzeArgs, corpus: &Path, device: DeviceChoice) -> Result<()> {
-    let text = std::fs::read_to_string(corpus).with_context(|| format!("cannot read {}", corpus.display()))?;
+    let text = crate::common::read_data_file(corpus)?;
     let dev = pick_device(device)?;
     let (model, tok) = load_quiet(&a.model, &dev.device)?;
     model.check_kernel(a.kernel)?;

@@ -66,7 +66,7 @@ pub struct Task {
 }
 
 fn read(path: &PathBuf) -> Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+    crate::common::read_data_file(path)
 }
 
 fn report<T>(p: Parsed<T>, origin: &Path) -> Vec<T> {

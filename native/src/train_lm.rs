@@ -157,7 +157,7 @@ fn builtin_data(tokenizer: Tokenizer, eos: Option<u32>, seed: u64, digits: (usiz
 }
 
 fn read_text(path: &PathBuf) -> Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+    crate::common::read_data_file(path)
 }
 
 /// Examples from the contents `text` of the data file `path` (.jsonl or plain text).
@@ -244,8 +244,10 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     let data = load_data(&a, &loaded)?;
     let eos = end_of_text(&loaded, &data.tokenizer);
 
+    // A run started earlier (and perhaps killed before its first checkpoint) left its config.
+    let started_before = out.join("train_config.json").exists();
     let run = RunDir::create(&out, &cfg, &data.tokenizer)?;
-    let (model, start) = starting_point(&a, &run, loaded, &data.tokenizer, &train_device)?;
+    let (model, start) = starting_point(&a, &run, loaded, &data.tokenizer, &train_device, started_before)?;
     eprintln!(
         "data: {} training examples, {} held out; {} steps × {} examples",
         data.train.len(),
@@ -341,6 +343,7 @@ fn starting_point(
     loaded: Option<crate::common::Loaded>,
     tokenizer: &Tokenizer,
     device: &burn::tensor::Device,
+    started_before: bool,
 ) -> Result<(Transformer, Option<StartPoint>)> {
     if !a.resume
         && let Some((step, _)) = run.latest_checkpoint()
@@ -356,14 +359,20 @@ fn starting_point(
             eprintln!("resuming from {} (step {} of {})", r.checkpoint.display(), r.step, a.steps);
             Ok((r.model, Some(r.start)))
         }
-        None if a.resume => bail!("--resume: {} has no checkpoint to resume from", run.root.display()),
-        None => Ok((
-            match loaded {
-                Some(l) => l.model,
-                None => new_model(a, tokenizer, device)?,
-            },
-            None,
-        )),
+        None if a.resume && !started_before => bail!("--resume: {} holds no run to resume", run.root.display()),
+        None => {
+            if a.resume {
+                // Killed before its first checkpoint: the run starts over (same seed, same result).
+                eprintln!("resuming: {} has no checkpoint yet; starting from step 0", run.root.display());
+            }
+            Ok((
+                match loaded {
+                    Some(l) => l.model,
+                    None => new_model(a, tokenizer, device)?,
+                },
+                None,
+            ))
+        }
     }
 }
 

@@ -16,6 +16,14 @@ pub enum ModelError {
         source: std::io::Error,
     },
 
+    /// Writing a file failed; what was there before is unchanged (writes are atomic).
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// A checkpoint or tokenizer file whose contents are not what its format promises.
     #[error("{path}: {message}")]
     Format { path: PathBuf, message: String },
@@ -81,6 +89,10 @@ pub enum ModelError {
 impl ModelError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         ModelError::Io { path: path.into(), source }
+    }
+
+    pub fn write(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        ModelError::Write { path: path.into(), source }
     }
 
     pub fn format(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {

@@ -385,6 +385,50 @@ fn a_model_with_non_finite_weights_is_refused_by_name() {
     }
 }
 
+/// Hostile tokenizer files are refused before they cost memory or reach the weights: one whose
+/// ids run past the model's embedding (a 4-billion id), and one far bigger than any tokenizer.
+#[test]
+fn tokenizers_that_do_not_fit_the_model_are_refused() {
+    let device = common::cpu();
+    let model = init_transformer(&tiny_config(), 8, &device).unwrap();
+    let dir = std::env::temp_dir().join(format!("starling-huge-vocab-{}", std::process::id()));
+    save_hf_folder(&dir, &model, &Tokenizer::char_level("abc", &[]).unwrap()).unwrap();
+    assert!(open_checkpoint(&dir, None).is_ok());
+    let tok = dir.join("tokenizer.json");
+    let huge_id = r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],"normalizer":null,
+        "pre_tokenizer":{"type":"Whitespace"},"post_processor":null,"decoder":null,
+        "model":{"type":"WordLevel","vocab":{"a":0,"b":3999999999},"unk_token":"a"}}"#;
+    std::fs::write(&tok, huge_id).unwrap();
+    let err = open_checkpoint(&dir, None).err().unwrap().to_string();
+    assert!(err.contains("token ids up to 3999999999") && err.contains("vocabulary has"), "{err}");
+    // A 300 MiB tokenizer.json (sparse: no disk used) is refused from its size alone.
+    std::fs::File::create(&tok).unwrap().set_len(300 << 20).unwrap();
+    let err = open_checkpoint(&dir, None).err().unwrap().to_string();
+    assert!(err.contains("tokenizer.json") && err.contains("is 300 MiB") && err.contains("without reading"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A zip-bomb-like safetensors header — a header length of 2⁶² bytes, or a tensor claiming
+/// 2⁶² values in a 16-byte file — is refused from the header, before anything is allocated.
+#[test]
+fn safetensors_headers_claiming_huge_sizes_are_refused() {
+    let device = common::cpu();
+    let model = init_transformer(&tiny_config(), 8, &device).unwrap();
+    let dir = std::env::temp_dir().join(format!("starling-bomb-{}", std::process::id()));
+    save_hf_folder(&dir, &model, &Tokenizer::char_level("abc", &[]).unwrap()).unwrap();
+    let weights = dir.join("model.safetensors");
+    let with_header = |len: u64, header: &str| [&len.to_le_bytes()[..], header.as_bytes(), &[0u8; 16]].concat();
+    std::fs::write(&weights, with_header(1 << 62, "{}")).unwrap();
+    let err = open_checkpoint(&dir, None).err().unwrap().to_string();
+    assert!(err.contains("model.safetensors") && err.contains("not a valid safetensors file"), "{err}");
+    let header =
+        r#"{"model.embed_tokens.weight":{"dtype":"F32","shape":[2147483648,2147483648],"data_offsets":[0,16]}}"#;
+    std::fs::write(&weights, with_header(header.len() as u64, header)).unwrap();
+    let err = open_checkpoint(&dir, None).err().unwrap().to_string();
+    assert!(err.contains("model.safetensors") && err.contains("not a valid safetensors file"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// What `save_hf_folder` writes has the names, shapes and config keys of a folder written by
 /// transformers itself (the shared SmolLM2 folder), so transformers can load it back.
 #[test]

@@ -21,7 +21,7 @@ use starling_model::Tokenizer;
 use starling_model::checkpoint::files::write_atomic;
 use starling_thought::Kernel;
 use starling_train::data::BatchOrder;
-use starling_train::optim::{AdamW, clip_scale, global_grad_norm};
+use starling_train::optim::{AdamW, clip_scale, global_grad_norm, non_finite_gradients};
 use starling_train::run_dir::RunDir;
 use starling_train::trainer::{StartPoint, TrainConfig};
 
@@ -202,7 +202,12 @@ pub fn train_quiet(
         let mut grads = accumulator.grads();
         let grad_norm = global_grad_norm(&model, &grads);
         if !grad_norm.is_finite() {
-            return Err(QuietError::NonFinite { what: "gradient norm", step: step + 1, value: grad_norm });
+            let fault = non_finite_gradients(&model, &grads);
+            return Err(QuietError::Train(starling_train::trainer::TrainError::NonFiniteGradient {
+                step: step + 1,
+                value: grad_norm,
+                fault,
+            }));
         }
         let lr = schedule.lr(step);
         model = optimizer.step(model, &mut grads, lr, clip_scale(grad_norm, t.grad_clip));

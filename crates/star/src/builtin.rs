@@ -152,7 +152,8 @@ impl BaseRecipe {
             grad_clip: Some(1.0),
             seed: self.seed,
             eval_every: None,
-            save_every: Some(250),
+            // A kill loses at most a tenth of the pretraining (and never more than 250 steps).
+            save_every: Some((self.steps / 10).clamp(1, 250)),
             keep_checkpoints: 1,
         }
     }
@@ -251,7 +252,7 @@ mod native {
         recipe.validate().map_err(BaseError::Recipe)?;
         let record =
             RecordedRecipe { recipe: recipe.clone(), fingerprint: recipe.fingerprint().map_err(StarError::from)? };
-        let io = |e: std::io::Error| StarError::Io { path: dir.to_path_buf(), message: e.to_string() };
+        let io = |e: std::io::Error| StarError::Model(starling_model::ModelError::write(dir, e));
         if recorded(dir).as_ref() != Some(&record) {
             // Another recipe's model or unfinished pretraining must not be reused.
             let _ = std::fs::remove_dir_all(dir.join("train"));

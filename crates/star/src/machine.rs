@@ -195,6 +195,11 @@ impl StarLoop {
                 (Phase::evaluate(iteration, model.clone()), model, records)
             }
         };
+        // A run that already ended (resumed after its last iteration) stays ended.
+        let phase = match next_after(&rows, &setup.cfg) {
+            Some(finish) => Phase::Done(finish),
+            None => phase,
+        };
         let generation_order = length_order(&setup.data.train);
         let dev_order = length_order(&setup.data.dev);
         let run = Self {
@@ -473,7 +478,7 @@ pub fn batch_seed(seed: u64, iteration: usize, batch: usize) -> u64 {
 
 /// What ends the run after the last row: the planned iterations, or a plateau of `patience`
 /// iterations without a better dev accuracy.
-fn next_after(rows: &[IterationRow], cfg: &StarConfig) -> Option<Finish> {
+pub(crate) fn next_after(rows: &[IterationRow], cfg: &StarConfig) -> Option<Finish> {
     let last = rows.last()?.iteration;
     let (mut best, mut best_acc) = (0, f64::NEG_INFINITY);
     for r in rows {

@@ -29,7 +29,7 @@ use starling_model::checkpoint::files::{open_checkpoint, save_hf_folder, write_a
 use starling_model::hash::Fnv1a;
 use starling_model::host::{Blocking, block_on};
 use starling_model::weights::load_transformer;
-use starling_model::{Tokenizer, Transformer};
+use starling_model::{ModelError, Tokenizer, Transformer};
 use starling_tasks::Item;
 use starling_train::run_dir::RunDir;
 use starling_train::trainer::StepMetrics;
@@ -38,10 +38,16 @@ use crate::StarError;
 use crate::attempt::{Outcome, RationaleRecord};
 use crate::config::StarConfig;
 use crate::fingerprint::fingerprint;
-use crate::machine::{Checkpointed, Finish, Resume, StarData, StarEvent, StarLoop, StarSetup};
+use crate::machine::{Checkpointed, Finish, Resume, StarData, StarEvent, StarLoop, StarSetup, next_after};
 use crate::report::{IterationRow, markdown_table, svg_chart};
 
-fn io(path: &Path, e: impl std::fmt::Display) -> StarError {
+/// A file operation of the run that failed (the io::Error kept: a full disk is told apart).
+fn io(path: &Path, e: std::io::Error) -> StarError {
+    StarError::Model(ModelError::write(path, e))
+}
+
+/// A file of the run that is there but cannot be used.
+fn unreadable(path: &Path, e: impl std::fmt::Display) -> StarError {
     StarError::Io { path: path.to_path_buf(), message: e.to_string() }
 }
 
@@ -110,12 +116,12 @@ pub struct StarRun<'a> {
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StarError> {
     let bytes = serde_json::to_vec_pretty(value).expect("serializable");
-    write_atomic(path, &bytes).map_err(|e| io(path, e))
+    Ok(write_atomic(path, &bytes)?)
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, StarError> {
-    let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| io(path, format!("unreadable ({e}); delete it to redo this phase")))
+    let text = std::fs::read_to_string(path).map_err(|e| StarError::Model(ModelError::io(path, e)))?;
+    serde_json::from_str(&text).map_err(|e| unreadable(path, format!("unreadable ({e}); delete it to redo this phase")))
 }
 
 /// Whether `dir` holds a complete saved model (folders are renamed into place when complete).
@@ -124,8 +130,8 @@ fn model_exists(dir: &Path) -> bool {
 }
 
 fn read_records(path: &Path) -> Result<Vec<RationaleRecord>, StarError> {
-    let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
-    parse_records(&text).map_err(|e| io(path, e))
+    let text = std::fs::read_to_string(path).map_err(|e| StarError::Model(ModelError::io(path, e)))?;
+    parse_records(&text).map_err(|e| unreadable(path, e))
 }
 
 /// The records of a `rationales.jsonl`. A last line cut short (by a kill mid-write) ends the
@@ -148,7 +154,7 @@ pub fn parse_records(text: &str) -> Result<Vec<RationaleRecord>, String> {
 
 fn write_records(path: &Path, records: &[RationaleRecord]) -> Result<(), StarError> {
     let text: String = records.iter().map(|r| serde_json::to_string(r).expect("record JSON") + "\n").collect();
-    write_atomic(path, text.as_bytes()).map_err(|e| io(path, e))
+    Ok(write_atomic(path, text.as_bytes())?)
 }
 
 /// The rationales of an iteration in progress, appended batch by batch to
@@ -168,10 +174,9 @@ impl PartialRecords {
     }
 
     fn append(&mut self, records: &[RationaleRecord]) -> Result<(), StarError> {
-        for r in records {
-            writeln!(self.file, "{}", serde_json::to_string(r).expect("record JSON")).map_err(|e| io(&self.path, e))?;
-        }
-        self.file.flush().map_err(|e| io(&self.path, e))
+        // The batch in one write: a kill tears at most the last line, which resuming drops.
+        let text: String = records.iter().map(|r| serde_json::to_string(r).expect("record JSON") + "\n").collect();
+        self.file.write_all(text.as_bytes()).map_err(|e| io(&self.path, e))
     }
 
     fn complete(self) -> Result<(), StarError> {
@@ -281,8 +286,10 @@ impl StarRun<'_> {
             tokenizer: self.tokenizer.clone(),
             device: self.device.clone(),
         };
+        // A run resumed after it ended has nothing left to generate.
+        let ended = next_after(&rows, &self.cfg).is_some();
         let mut partial = match &at {
-            Resume::Generate { iteration, records, .. } => {
+            Resume::Generate { iteration, records, .. } if !ended => {
                 let whole = records.len() / self.cfg.gen_batch * self.cfg.gen_batch;
                 std::fs::create_dir_all(self.iter_dir(*iteration)).map_err(|e| io(&self.iter_dir(*iteration), e))?;
                 Some(PartialRecords::open(&self.iter_dir(*iteration), &records[..whole])?)
@@ -394,9 +401,9 @@ impl StarRun<'_> {
         write_json(&self.root.join("summary.json"), &rows)?;
         let title = format!("STaR on {}: dev accuracy by iteration", self.cfg.task.name());
         let svg = svg_chart(rows, &title);
-        write_atomic(&self.root.join("chart.svg"), svg.as_bytes()).map_err(|e| io(&self.root, e))?;
+        write_atomic(&self.root.join("chart.svg"), svg.as_bytes())?;
         let md = report_markdown(rows, &self.cfg, &self.root);
-        write_atomic(&self.root.join("report.md"), md.as_bytes()).map_err(|e| io(&self.root, e))
+        Ok(write_atomic(&self.root.join("report.md"), md.as_bytes())?)
     }
 }
 

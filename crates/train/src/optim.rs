@@ -165,6 +165,81 @@ pub fn global_grad_norm<M: Module>(module: &M, grads: &GradientsParams) -> f64 {
     grad_squared_norm(module, grads).map_or(0.0, |t| t.into_scalar::<f64>().sqrt())
 }
 
+/// Where a non-finite gradient norm came from: the parameters (by their path in the module,
+/// e.g. `layers.1.mlp.up_proj.weight`) whose gradients hold NaN or infinite values, with how
+/// many; or, when every value is finite and only the sum of squares overflowed, the parameter
+/// with the largest gradient value. Reads each gradient back: for the failure path only.
+pub fn non_finite_gradients<M: Module>(module: &M, grads: &GradientsParams) -> GradientFault {
+    let mut v = FaultFinder { grads, path: Vec::new(), non_finite: Vec::new(), largest: None };
+    module.visit(&mut v);
+    if v.non_finite.is_empty() {
+        GradientFault::Overflow { largest: v.largest.map(|(name, value)| (name, value as f32)) }
+    } else {
+        GradientFault::NonFinite { tensors: v.non_finite }
+    }
+}
+
+/// See [`non_finite_gradients`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum GradientFault {
+    /// Parameters whose gradients hold NaN or infinite values: (path, how many values).
+    NonFinite { tensors: Vec<(String, usize)> },
+    /// All values finite, their squares' sum not: the parameter holding the largest one.
+    Overflow { largest: Option<(String, f32)> },
+}
+
+impl std::fmt::Display for GradientFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GradientFault::NonFinite { tensors } => {
+                let shown: Vec<String> =
+                    tensors.iter().take(3).map(|(name, n)| format!("{name} ({n} values)")).collect();
+                write!(f, "NaN or infinite gradient in {}", shown.join(", "))?;
+                if tensors.len() > 3 {
+                    write!(f, " and {} more parameters", tensors.len() - 3)?;
+                }
+                Ok(())
+            }
+            GradientFault::Overflow { largest: Some((name, value)) } => {
+                write!(f, "the gradient's squared norm overflowed; its largest value is {value:e}, in {name}")
+            }
+            GradientFault::Overflow { largest: None } => write!(f, "the gradient's squared norm overflowed"),
+        }
+    }
+}
+
+struct FaultFinder<'a> {
+    grads: &'a GradientsParams,
+    path: Vec<String>,
+    non_finite: Vec<(String, usize)>,
+    largest: Option<(String, f64)>,
+}
+
+impl ModuleVisitor for FaultFinder<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let Some(g) = self.grads.get::<D>(param.id) else { return };
+        let name = self.path.iter().filter(|p| !p.is_empty()).cloned().collect::<Vec<_>>().join(".");
+        let bad =
+            g.clone().is_nan().int().sum().into_scalar::<i64>() + g.clone().is_inf().int().sum().into_scalar::<i64>();
+        if bad > 0 {
+            self.non_finite.push((name, bad as usize));
+            return;
+        }
+        let max = g.abs().max().into_scalar::<f64>();
+        if self.largest.as_ref().is_none_or(|(_, m)| max > *m) {
+            self.largest = Some((name, max));
+        }
+    }
+}
+
 /// The factor that brings a gradient of norm `norm` down to `max_norm` (1 when already within),
 /// as PyTorch's `clip_grad_norm_`.
 pub fn clip_scale(norm: f64, max_norm: Option<f64>) -> f64 {
@@ -240,6 +315,27 @@ mod tests {
         assert!((norm - expect).abs() < 1e-4, "{norm} vs {expect}");
         assert_eq!(clip_scale(0.5, Some(1.0)), 1.0);
         assert!((clip_scale(4.0, Some(1.0)) - 0.25).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_faulty_gradient_is_named() {
+        let device = Device::flex();
+        let m = tiny(&device.clone().autodiff());
+        let grads = |w: [f32; 4], b: [f32; 2]| {
+            let mut gp = GradientsParams::new();
+            gp.register(m.w.id, Tensor::<2>::from_data(TensorData::new(w.to_vec(), [2, 2]), &device));
+            gp.register(m.b.id, Tensor::<1>::from_data(TensorData::new(b.to_vec(), [2]), &device));
+            gp
+        };
+        let nan = grads([1.0, 2.0, 3.0, 4.0], [f32::NAN, f32::INFINITY]);
+        assert!(!global_grad_norm(&m, &nan).is_finite());
+        let fault = non_finite_gradients(&m, &nan);
+        assert_eq!(fault, GradientFault::NonFinite { tensors: vec![("b".into(), 2)] });
+        assert_eq!(fault.to_string(), "NaN or infinite gradient in b (2 values)");
+        // Finite values whose squares overflow f32: the largest is named instead.
+        let huge = grads([1.0, 3e30, 3.0, 4.0], [2e30, 0.5]);
+        assert!(!global_grad_norm(&m, &huge).is_finite());
+        assert_eq!(non_finite_gradients(&m, &huge), GradientFault::Overflow { largest: Some(("w".into(), 3e30)) });
     }
 
     #[test]

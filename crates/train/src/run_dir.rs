@@ -21,14 +21,13 @@ use burn::tensor::Device;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use starling_model::Tokenizer;
-use starling_model::Transformer;
 use starling_model::checkpoint::files::{
-    hf_folder_files, map_file, open_checkpoint, write_atomic, write_folder_atomic,
+    hf_folder_files, map_file, open_checkpoint, remove_interrupted_writes, write_atomic, write_folder_atomic,
 };
 use starling_model::checkpoint::safetensors::{SafetensorsSource, serialize_f32};
 use starling_model::checkpoint::{HostTensor, WeightSource};
 use starling_model::weights::load_transformer;
+use starling_model::{ModelError, Tokenizer, Transformer};
 
 use crate::optim::AdamW;
 use crate::trainer::{StartPoint, StepMetrics, TrainConfig, TrainError, TrainObserver};
@@ -82,8 +81,8 @@ impl RunDir {
     /// A run whose trainer writes its own model files through [`RunDir::save_files`] (Quiet-STaR
     /// checkpoints); [`RunDir::save_checkpoint`] is not for it.
     pub fn create_for_files(root: &Path, config: &TrainConfig) -> Result<Self, TrainError> {
-        std::fs::create_dir_all(root.join("checkpoints"))
-            .map_err(|e| ck(format!("cannot create {}: {e}", root.display())))?;
+        let checkpoints = root.join("checkpoints");
+        std::fs::create_dir_all(&checkpoints).map_err(|e| ModelError::write(checkpoints, e))?;
         let json = serde_json::to_vec_pretty(config).expect("config JSON");
         write_atomic(&root.join("train_config.json"), &json)?;
         Ok(Self { root: root.to_path_buf(), config: config.clone(), tokenizer: None })
@@ -118,6 +117,8 @@ impl RunDir {
     /// or from the beginning (`None`; old metric lines are dropped too). `device` is the autodiff
     /// device the model trains on.
     pub fn resume(&self, device: &Device) -> Result<Option<Resumed>, TrainError> {
+        remove_interrupted_writes(&self.root);
+        remove_interrupted_writes(&self.root.join("checkpoints"));
         let Some((step, checkpoint)) = self.latest_checkpoint() else {
             self.truncate_metrics(0)?;
             return Ok(None);
@@ -187,6 +188,10 @@ impl RunDir {
         let source = SafetensorsSource::new(opt_path.clone(), vec![(opt_path.clone(), map_file(&opt_path)?)])?;
         let tensors: BTreeMap<String, HostTensor> =
             source.names().into_iter().map(|n| source.load(&n).map(|t| (n, t))).collect::<Result<_, _>>()?;
+        // A moment holding NaN would turn every later update into NaN: refuse it by name.
+        for (name, t) in &tensors {
+            t.check_finite(&opt_path, name)?;
+        }
         let mut optimizer = AdamW::new(self.config.adamw);
         optimizer
             .load_state(state.optimizer_steps, &tensors, device)
@@ -205,9 +210,10 @@ impl RunDir {
             .create(true)
             .append(true)
             .open(&path)
-            .map_err(|e| ck(format!("{}: {e}", path.display())))?;
-        let line = serde_json::to_string(m).expect("metrics JSON");
-        writeln!(f, "{line}").map_err(|e| ck(format!("{}: {e}", path.display())))
+            .map_err(|e| ModelError::write(&path, e))?;
+        // One write call per line: a kill lands before or after it, never inside a line.
+        let line = serde_json::to_string(m).expect("metrics JSON") + "\n";
+        Ok(f.write_all(line.as_bytes()).map_err(|e| ModelError::write(&path, e))?)
     }
 
     /// Drops metric lines past `step` (left by a run that was killed after its last checkpoint).

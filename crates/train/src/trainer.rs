@@ -107,6 +107,11 @@ pub enum TrainError {
          for this step (the last good one is kept). Lower the learning rate or enable gradient clipping"
     )]
     NonFinite { step: usize, value: f64 },
+    #[error(
+        "the gradient norm became {value} at step {step} ({fault}); training stopped and no checkpoint was \
+         written for this step (the last good one is kept). Lower the learning rate"
+    )]
+    NonFiniteGradient { step: usize, value: f64, fault: crate::optim::GradientFault },
     #[error(transparent)]
     Model(#[from] starling_model::ModelError),
     #[error("checkpoint: {0}")]
@@ -337,7 +342,8 @@ impl<'a> Trainer<'a> {
         }
         let grad_norm = grad_squared_norm.sqrt();
         if !grad_norm.is_finite() {
-            return Err(TrainError::NonFinite { step: step + 1, value: grad_norm });
+            let fault = crate::optim::non_finite_gradients(&model, &pending.grads);
+            return Err(TrainError::NonFiniteGradient { step: step + 1, value: grad_norm, fault });
         }
         let PendingStep { mut grads, tokens, targets, started, .. } = pending;
         let lr = self.schedule.lr(step);

@@ -184,6 +184,40 @@ fn wgpu() -> Device {
     select_device(DeviceChoice::Gpu).expect("a wgpu adapter is required (apt install mesa-vulkan-drivers)").device
 }
 
+/// A checkpoint whose optimizer state holds a NaN (a damaged file, or one saved by a diverged
+/// run elsewhere) is refused at resume, naming the file and the moment tensor: resuming from it
+/// would turn every later update into NaN.
+#[test]
+fn optimizer_state_holding_nan_is_refused_at_resume() {
+    use starling_model::checkpoint::HostTensor;
+    use starling_model::checkpoint::WeightSource;
+    use starling_model::checkpoint::files::map_file;
+    use starling_model::checkpoint::safetensors::{SafetensorsSource, serialize_f32};
+    use std::collections::{BTreeMap, HashMap};
+    let ad = cpu().autodiff();
+    let tok = tokenizer();
+    let cfg = config(2);
+    let dir = temp_dir("nan-optimizer");
+    let run = RunDir::create(&dir, &cfg, &tok).unwrap();
+    let mut obs = RunObserver { run: &run, inner: &mut NoObserver };
+    train(model(&tok, &ad), &examples(&tok, 5, 40), None, &cfg, None, &mut obs).unwrap();
+    assert!(run.resume(&ad).unwrap().is_some(), "a sound checkpoint resumes");
+    let opt = run.latest_checkpoint().unwrap().1.join("optimizer.safetensors");
+    let source = SafetensorsSource::new(opt.clone(), vec![(opt.clone(), map_file(&opt).unwrap())]).unwrap();
+    let mut tensors: BTreeMap<String, HostTensor> =
+        source.names().into_iter().map(|n| (n.clone(), source.load(&n).unwrap())).collect();
+    drop(source);
+    let name = tensors.keys().nth(1).unwrap().clone();
+    tensors.get_mut(&name).unwrap().data[3] = f32::NAN;
+    std::fs::write(&opt, serialize_f32(&tensors, HashMap::new()).unwrap()).unwrap();
+    let err = run.resume(&ad).err().unwrap().to_string();
+    assert!(
+        err.contains("optimizer.safetensors") && err.contains(&format!("`{name}`")) && err.contains("NaN"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 macro_rules! on_both_devices {
     ($($name:ident),*) => {
         mod on_cpu { $( #[test] fn $name() { super::$name(super::cpu()) } )* }

@@ -24,8 +24,41 @@ pub fn map_file(path: &Path) -> Result<FileBytes> {
     Ok(FileBytes::Mapped(map))
 }
 
+/// The largest JSON file of a model read (config, tokenizer, shard index): real tokenizer.json
+/// files stay under ~40 MiB even for 256 k-token vocabularies, so a bigger file is no model's and
+/// is refused before it is read.
+pub const MAX_JSON_BYTES: u64 = 256 << 20;
+
 fn read_text(path: &Path) -> Result<String> {
+    let len = std::fs::metadata(path).map_err(|e| ModelError::io(path, e))?.len();
+    if len > MAX_JSON_BYTES {
+        return Err(ModelError::format(
+            path,
+            format!(
+                "is {} MiB, more than the {} MiB any model's JSON file needs; refused without reading it",
+                len >> 20,
+                MAX_JSON_BYTES >> 20
+            ),
+        ));
+    }
     std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))
+}
+
+/// Every id the tokenizer can produce needs a row in the model's embedding: an id past it would
+/// read outside the weights.
+fn check_vocabulary(config: &ModelConfig, tokenizer: &Tokenizer, origin: &Path) -> Result<()> {
+    if tokenizer.vocab_size() > config.vocab_size {
+        return Err(ModelError::format(
+            origin,
+            format!(
+                "the tokenizer has token ids up to {} but the model's vocabulary has {} entries: it is another \
+                 model's tokenizer (pass this model's own with --tokenizer)",
+                tokenizer.vocab_size() - 1,
+                config.vocab_size
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Opens a model: a folder with `config.json`, `*.safetensors` and `tokenizer.json`, or a
@@ -41,7 +74,7 @@ pub fn open_checkpoint(path: &Path, tokenizer_override: Option<&Path>) -> Result
         .map(|p| Tokenizer::from_json(&read_text(p)?).map_err(|e| ModelError::format(p, e.to_string())))
         .transpose()?;
     if path.is_dir() {
-        open_hf_folder(path, override_tok)
+        open_hf_folder(path, override_tok.zip(tokenizer_override))
     } else {
         let file = GgufFile::parse(path.to_path_buf(), map_file(path)?)?;
         let version = file.version;
@@ -50,6 +83,7 @@ pub fn open_checkpoint(path: &Path, tokenizer_override: Option<&Path>) -> Result
             None => tokenizer_from_gguf(&file)?,
         };
         let source = GgufSource::new(file)?;
+        check_vocabulary(source.config(), &tokenizer, tokenizer_override.unwrap_or(path))?;
         Ok(Checkpoint {
             path: path.to_path_buf(),
             config: source.config().clone(),
@@ -60,7 +94,7 @@ pub fn open_checkpoint(path: &Path, tokenizer_override: Option<&Path>) -> Result
     }
 }
 
-fn open_hf_folder(dir: &Path, override_tok: Option<Tokenizer>) -> Result<Checkpoint> {
+fn open_hf_folder(dir: &Path, override_tok: Option<(Tokenizer, &Path)>) -> Result<Checkpoint> {
     let config_path = dir.join("config.json");
     if !config_path.exists() {
         return Err(ModelError::format(
@@ -79,16 +113,19 @@ fn open_hf_folder(dir: &Path, override_tok: Option<Tokenizer>) -> Result<Checkpo
         files.push((p, bytes));
     }
     let weights = SafetensorsSource::new(dir.to_path_buf(), files)?;
-    let tokenizer = match override_tok {
-        Some(t) => t,
+    let tok_path = dir.join("tokenizer.json");
+    let (tokenizer, tok_origin) = match override_tok {
+        Some((t, origin)) => (t, origin),
         None => {
-            let tok_path = dir.join("tokenizer.json");
             if !tok_path.exists() {
                 return Err(ModelError::MissingTokenizer { dir: dir.to_path_buf() });
             }
-            Tokenizer::from_json(&read_text(&tok_path)?).map_err(|e| ModelError::format(&tok_path, e.to_string()))?
+            let t = Tokenizer::from_json(&read_text(&tok_path)?)
+                .map_err(|e| ModelError::format(&tok_path, e.to_string()))?;
+            (t, tok_path.as_path())
         }
     };
+    check_vocabulary(&config, &tokenizer, tok_origin)?;
     Ok(Checkpoint {
         path: dir.to_path_buf(),
         config,
@@ -137,12 +174,53 @@ fn safetensors_files(dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// The name parts of a temporary entry an atomic write makes: `.NAME.tmp-PID` (the new copy being
+/// written) or `.NAME.old-PID` (the previous folder, between the two renames of a replacement).
+fn temporary_of(entry: &str) -> Option<(&str, bool, u32)> {
+    let rest = entry.strip_prefix('.')?;
+    let (name, old, pid) = match (rest.rfind(".tmp-"), rest.rfind(".old-")) {
+        (Some(i), _) => (&rest[..i], false, &rest[i + 5..]),
+        (None, Some(i)) => (&rest[..i], true, &rest[i + 5..]),
+        (None, None) => return None,
+    };
+    Some((name, old, pid.parse().ok()?))
+}
+
+/// Cleans up after atomic writes in `dir` whose process was killed (another process's
+/// temporaries; ours are in use): a half-written copy is deleted, and a previous folder caught
+/// between the two renames of a replacement is put back under its name (the replacement never
+/// landed, so the old folder is the newest complete one). `only` limits this to one target name.
+fn recover_interrupted_writes(dir: &Path, only: Option<&str>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut entries: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    // Old folders first: one is restored before the copies are cleared.
+    entries.sort_by_key(|e| !temporary_of(e).is_some_and(|(_, old, _)| old));
+    for entry in entries {
+        let Some((name, old, pid)) = temporary_of(&entry) else { continue };
+        if pid == std::process::id() || only.is_some_and(|o| o != name) {
+            continue;
+        }
+        let (path, target) = (dir.join(&entry), dir.join(name));
+        if old && !target.exists() && std::fs::rename(&path, &target).is_ok() {
+            continue;
+        }
+        let _ = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+    }
+}
+
+/// [`recover_interrupted_writes`] for every target in `dir`: run folders call it when they
+/// resume, so nothing a killed run was writing stays behind.
+pub fn remove_interrupted_writes(dir: &Path) {
+    recover_interrupted_writes(dir, None);
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, synced, then
 /// renamed over the target, so a crash never leaves a half-written file under the real name.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    recover_interrupted_writes(dir, Some(&name));
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut f = File::create(&tmp)?;
@@ -152,7 +230,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
-        return Err(ModelError::io(path, e));
+        return Err(ModelError::write(path, e));
     }
     Ok(())
 }
@@ -189,13 +267,14 @@ pub fn hf_folder_files(model: &crate::Transformer, tokenizer: &Tokenizer) -> Res
 pub fn write_folder_atomic(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
     use std::io::Write;
     let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| ModelError::io(parent, e))?;
+    std::fs::create_dir_all(parent).map_err(|e| ModelError::write(parent, e))?;
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    recover_interrupted_writes(parent, Some(&name));
     let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     let old = parent.join(format!(".{name}.old-{}", std::process::id()));
     let cleanup = |e: std::io::Error, at: &Path| {
         let _ = std::fs::remove_dir_all(&tmp);
-        ModelError::io(at, e)
+        ModelError::write(at, e)
     };
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| cleanup(e, &tmp))?;
