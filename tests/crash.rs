@@ -413,6 +413,7 @@ fn crash_trials(
         let _ = std::fs::remove_dir_all(&dir);
         let job = make(&dir);
         let fail = |what: String| format!("{} trial {trial}: {what}", job.name);
+        let failures_before = tally.failures.len();
         let kills = if rng.random_bool(0.5) { 2 } else { 1 };
         let mut started = false;
         for _ in 0..kills {
@@ -450,7 +451,8 @@ fn crash_trials(
             temporaries(&job.out).iter().map(|t| fail(format!("{} left behind after the run ended", t.display()))),
         );
         tally.failures.extend(differences(want, &snapshot(&job.out)).into_iter().map(&fail));
-        if tally.failures.is_empty() {
+        // A failed trial's folder stays for a look.
+        if tally.failures.len() == failures_before {
             let _ = std::fs::remove_dir_all(&dir);
         }
     }

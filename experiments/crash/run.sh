@@ -7,4 +7,4 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/starling-target}"
 STARLING_CRASH_TRIALS="${1:-20}" cargo test --release --workspace --test crash -- --nocapture 2>&1 |
-  grep -E '^\||failures|panicked|test result'
+  grep -E '^\||failures|trial|panicked|test result'

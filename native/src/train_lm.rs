@@ -244,10 +244,8 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     let data = load_data(&a, &loaded)?;
     let eos = end_of_text(&loaded, &data.tokenizer);
 
-    // A run started earlier (and perhaps killed before its first checkpoint) left its config.
-    let started_before = out.join("train_config.json").exists();
     let run = RunDir::create(&out, &cfg, &data.tokenizer)?;
-    let (model, start) = starting_point(&a, &run, loaded, &data.tokenizer, &train_device, started_before)?;
+    let (model, start) = starting_point(&a, &run, loaded, &data.tokenizer, &train_device)?;
     eprintln!(
         "data: {} training examples, {} held out; {} steps × {} examples",
         data.train.len(),
@@ -343,7 +341,6 @@ fn starting_point(
     loaded: Option<crate::common::Loaded>,
     tokenizer: &Tokenizer,
     device: &burn::tensor::Device,
-    started_before: bool,
 ) -> Result<(Transformer, Option<StartPoint>)> {
     if !a.resume
         && let Some((step, _)) = run.latest_checkpoint()
@@ -359,11 +356,11 @@ fn starting_point(
             eprintln!("resuming from {} (step {} of {})", r.checkpoint.display(), r.step, a.steps);
             Ok((r.model, Some(r.start)))
         }
-        None if a.resume && !started_before => bail!("--resume: {} holds no run to resume", run.root.display()),
         None => {
             if a.resume {
-                // Killed before its first checkpoint: the run starts over (same seed, same result).
-                eprintln!("resuming: {} has no checkpoint yet; starting from step 0", run.root.display());
+                // Killed before its first checkpoint (or never started): the run starts from the
+                // beginning, as `star --resume` does; the same seed gives the same run.
+                eprintln!("resuming: {} holds no checkpoint yet; starting from step 0", run.root.display());
             }
             Ok((
                 match loaded {

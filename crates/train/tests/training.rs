@@ -12,7 +12,7 @@ use starling_model::weights::{init_transformer, load_transformer};
 use starling_model::{ModelConfig, Tokenizer, Transformer};
 use starling_tasks::arithmetic::{self, Pool};
 use starling_train::data::Example;
-use starling_train::optim::AdamW;
+use starling_train::optim::{AdamW, GradientFault};
 use starling_train::run_dir::{RunDir, RunObserver};
 use starling_train::trainer::{NoObserver, StepMetrics, TrainConfig, TrainError, TrainObserver, train};
 
@@ -184,6 +184,35 @@ fn wgpu() -> Device {
     select_device(DeviceChoice::Gpu).expect("a wgpu adapter is required (apt install mesa-vulkan-drivers)").device
 }
 
+/// A gradient that overflows while the loss stays finite stops training, naming the parameter:
+/// scaling one MLP's up projection by 1e25 and its down projection by 1e-25 leaves the forward
+/// pass as it was, but the down projection's gradient grows to ~1e22, whose square overflows f32.
+fn gradient_overflow_is_named(device: Device) {
+    use burn::module::Param;
+    use burn::tensor::Tensor;
+    let ad = device.autodiff();
+    let tok = tokenizer();
+    let mut m = model(&tok, &ad);
+    let scaled = |p: &Param<Tensor<2>>, s: f32| Param::initialized(p.id, p.val().mul_scalar(s).detach().require_grad());
+    let mlp = &mut m.layers[0].mlp;
+    mlp.up_proj.weight = scaled(&mlp.up_proj.weight, 1e25);
+    mlp.down_proj.weight = scaled(&mlp.down_proj.weight, 1e-25);
+    let dir = temp_dir("overflow");
+    let cfg = config(4);
+    let run = RunDir::create(&dir, &cfg, &tok).unwrap();
+    let mut obs = RunObserver { run: &run, inner: &mut NoObserver };
+    let err = train(m, &examples(&tok, 3, 16), None, &cfg, None, &mut obs).err().unwrap();
+    let TrainError::NonFiniteGradient { step: 1, fault: GradientFault::Overflow { largest: Some((name, _)) }, .. } =
+        &err
+    else {
+        panic!("expected an overflowing gradient at step 1, got: {err}");
+    };
+    assert!(name.contains("down_proj"), "{err}");
+    assert!(err.to_string().contains(name.as_str()) && err.to_string().contains("the last good one is kept"), "{err}");
+    assert!(run.checkpoints().is_empty());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 /// A checkpoint whose optimizer state holds a NaN (a damaged file, or one saved by a diverged
 /// run elsewhere) is refused at resume, naming the file and the moment tensor: resuming from it
 /// would turn every later update into NaN.
@@ -230,5 +259,6 @@ on_both_devices!(
     resume_is_exact,
     nothing_to_learn_is_an_error,
     accumulation_matches_a_big_batch,
-    nan_loss_stops_training
+    nan_loss_stops_training,
+    gradient_overflow_is_named
 );
