@@ -62,23 +62,13 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// The built-in base model's recipe: the same for its preparation and for STaR on top of it.
+const BASE_RECIPE: [&str; 8] =
+    ["--base-steps", "120", "--base-documents", "1500", "--base-layers", "2", "--base-hidden", "64"];
+
 fn base_job(out: &Path) -> Job {
-    let args = strings(&[
-        "--device",
-        "cpu",
-        "star",
-        "--base-only",
-        "--base-dir",
-        s(out),
-        "--base-steps",
-        "120",
-        "--base-documents",
-        "1500",
-        "--base-layers",
-        "2",
-        "--base-hidden",
-        "64",
-    ]);
+    let args =
+        [strings(&["--device", "cpu", "star", "--base-only", "--base-dir", s(out)]), strings(&BASE_RECIPE)].concat();
     let stage = |out: &Path| if out.join("model").exists() { "gate" } else { "pretraining" }.to_string();
     // Pretraining ends by deleting its checkpoint: one checkpoint (weights and the optimizer's two
     // moments) fits, a second does not.
@@ -164,14 +154,6 @@ fn star_job(out: &Path, base: &Path) -> Job {
         s(out),
         "--base-dir",
         s(base),
-        "--base-steps",
-        "120",
-        "--base-documents",
-        "1500",
-        "--base-layers",
-        "2",
-        "--base-hidden",
-        "64",
         "--digits",
         "1-2",
         "--train-size",
@@ -188,6 +170,7 @@ fn star_job(out: &Path, base: &Path) -> Job {
         "--gen-batch",
         "16",
     ]);
+    let first = [first, strings(&BASE_RECIPE)].concat();
     let again = [first.clone(), strings(&["--resume"])].concat();
     Job { name: "star", out: out.into(), first, again, stage: star_stage, disk: 0.5 }
 }

@@ -9,6 +9,7 @@ use starling_star::StarData;
 use starling_tasks::jsonl::{OnBadLine, Parsed};
 use starling_tasks::{Exemplar, Item, TaskKind, arithmetic, csqa, gsm8k, qa};
 
+use crate::common::read_data_file;
 use crate::train_lm::parse_digit_range;
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -65,10 +66,6 @@ pub struct Task {
     pub data: StarData,
 }
 
-fn read(path: &PathBuf) -> Result<String> {
-    crate::common::read_data_file(path)
-}
-
 fn report<T>(p: Parsed<T>, origin: &Path) -> Vec<T> {
     if p.skipped > 0 {
         eprintln!(
@@ -102,7 +99,7 @@ impl TaskArgs {
             }
         };
         let user_exemplars = match &self.exemplars {
-            Some(p) => Some(qa::parse_exemplars(&read(p)?, &p.display().to_string())?),
+            Some(p) => Some(qa::parse_exemplars(&read_data_file(p)?, &p.display().to_string())?),
             None => None,
         };
         let (kind, train, dev, builtin_exemplars): (TaskKind, Vec<Item>, Vec<Item>, Vec<Exemplar>) = match self.task {
@@ -122,22 +119,22 @@ impl TaskArgs {
             }
             TaskChoice::Csqa => {
                 let (t, d) = files()?;
-                let train = report(csqa::parse_jsonl(&read(t)?, &t.display().to_string(), on_bad)?, t);
-                let dev = report(csqa::parse_jsonl(&read(d)?, &d.display().to_string(), on_bad)?, d);
+                let train = report(csqa::parse_jsonl(&read_data_file(t)?, &t.display().to_string(), on_bad)?, t);
+                let dev = report(csqa::parse_jsonl(&read_data_file(d)?, &d.display().to_string(), on_bad)?, d);
                 (TaskKind::Csqa, train, dev, csqa::exemplars())
             }
             TaskChoice::Gsm8k => {
                 let (t, d) = files()?;
-                let train = report(gsm8k::parse_jsonl(&read(t)?, &t.display().to_string(), on_bad)?, t);
-                let dev = report(gsm8k::parse_jsonl(&read(d)?, &d.display().to_string(), on_bad)?, d);
+                let train = report(gsm8k::parse_jsonl(&read_data_file(t)?, &t.display().to_string(), on_bad)?, t);
+                let dev = report(gsm8k::parse_jsonl(&read_data_file(d)?, &d.display().to_string(), on_bad)?, d);
                 // Reference solutions are not used: STaR learns from its own rationales.
                 let train = train.into_iter().map(|(i, _)| i).collect();
                 (TaskKind::Gsm8k, train, dev.into_iter().map(|(i, _)| i).collect(), gsm8k::exemplars())
             }
             TaskChoice::Qa => {
                 let (t, d) = files()?;
-                let train = report(qa::parse_jsonl(&read(t)?, &t.display().to_string(), on_bad)?, t);
-                let dev = report(qa::parse_jsonl(&read(d)?, &d.display().to_string(), on_bad)?, d);
+                let train = report(qa::parse_jsonl(&read_data_file(t)?, &t.display().to_string(), on_bad)?, t);
+                let dev = report(qa::parse_jsonl(&read_data_file(d)?, &d.display().to_string(), on_bad)?, d);
                 let train = train.into_iter().map(|(i, _)| i).collect();
                 (TaskKind::Qa, train, dev.into_iter().map(|(i, _)| i).collect(), Vec::new())
             }

@@ -156,10 +156,6 @@ fn builtin_data(tokenizer: Tokenizer, eos: Option<u32>, seed: u64, digits: (usiz
     })
 }
 
-fn read_text(path: &PathBuf) -> Result<String> {
-    crate::common::read_data_file(path)
-}
-
 /// Examples from the contents `text` of the data file `path` (.jsonl or plain text).
 fn file_examples(
     path: &Path,
@@ -312,7 +308,7 @@ fn train_config(a: &Args) -> TrainConfig {
 /// character (or built-in piece) per token.
 fn load_data(a: &Args, loaded: &Option<crate::common::Loaded>) -> Result<Data> {
     let bad = if a.skip_bad_lines { BadLines::Skip } else { BadLines::Error };
-    let train_text = a.data.as_ref().map(read_text).transpose()?;
+    let train_text = a.data.as_ref().map(|p| crate::common::read_data_file(p)).transpose()?;
     let tokenizer = match (loaded, &train_text) {
         (Some(l), _) => l.tokenizer.clone(),
         (None, Some(text)) => Tokenizer::char_level(&alphabet_of(text), &SPECIALS)?,
@@ -324,7 +320,7 @@ fn load_data(a: &Args, loaded: &Option<crate::common::Loaded>) -> Result<Data> {
         (None, Some(path), Some(text)) => {
             let train = file_examples(path, text, &tokenizer, eos, a.max_len, bad)?;
             let eval = match &a.eval_data {
-                Some(p) => file_examples(p, &read_text(p)?, &tokenizer, eos, a.max_len, bad)?,
+                Some(p) => file_examples(p, &crate::common::read_data_file(p)?, &tokenizer, eos, a.max_len, bad)?,
                 None => Vec::new(),
             };
             Ok(Data { tokenizer, train, eval, probe: Vec::new() })
