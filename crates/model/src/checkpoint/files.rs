@@ -208,8 +208,9 @@ fn recover_interrupted_writes(dir: &Path, only: Option<&str>) {
     }
 }
 
-/// [`recover_interrupted_writes`] for every target in `dir`: run folders call it when they
-/// resume, so nothing a killed run was writing stays behind.
+/// Cleans up after every atomic write in `dir` whose process was killed: half-written copies
+/// are deleted, and a previous folder caught between the two renames of a replacement is put
+/// back. Run folders call it when they resume, so nothing a killed run was writing stays behind.
 pub fn remove_interrupted_writes(dir: &Path) {
     recover_interrupted_writes(dir, None);
 }
