@@ -42,4 +42,6 @@ mkdir -p web/dist/star-model
 for f in config.json model.safetensors tokenizer.json; do
   cp "models/star-arithmetic-base/model/$f" web/dist/star-model/
 done
-echo "built web/dist ($(du -sh web/dist | cut -f1); wasm $(du -h web/dist/pkg/starling_web_bg.wasm | cut -f1), Think model $(du -ch web/dist/model/* | tail -1 | cut -f1), arithmetic model $(du -ch web/dist/star-model/* | tail -1 | cut -f1)); serve it with: python3 -m http.server --directory web/dist 8080"
+# What a visitor downloads: the module compressed as a web server sends it (gzip -9).
+wasm_gzip=$(gzip -9 -c web/dist/pkg/starling_web_bg.wasm | wc -c | awk '{ printf "%.1f MiB", $1 / 1048576 }')
+echo "built web/dist ($(du -sh web/dist | cut -f1); wasm $(du -h web/dist/pkg/starling_web_bg.wasm | cut -f1), $wasm_gzip gzip-compressed, Think model $(du -ch web/dist/model/* | tail -1 | cut -f1), arithmetic model $(du -ch web/dist/star-model/* | tail -1 | cut -f1)); serve it with: python3 -m http.server --directory web/dist 8080"

@@ -3,10 +3,13 @@
 // itself, then for WebGPU (--enable-unsafe-webgpu: SwiftShader's adapter) and for the CPU path
 // (no flag: no adapter): the page loads the built-in model and names its backend, the Think view
 // answers questions on held-out tables with the thought read against the table, a bad file gives
-// a visible error and the page keeps working. Screenshots go to web/tests/screenshots/ — look at them.
+// a visible error and the page keeps working. Also measured: the wasm module's gzip-compressed
+// size (at most 8 MiB) and, on the CPU path, the first answer within 3 s of page load.
+// Screenshots go to web/tests/screenshots/ — look at them.
 import { chromium } from 'playwright-core';
 import http from 'node:http';
 import fs from 'node:fs';
+import zlib from 'node:zlib';
 import path from 'node:path';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
@@ -45,7 +48,11 @@ async function run(mode) {
   page.on('pageerror', (e) => errors.push(String(e)));
   page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
   try {
+    // Start-up: from navigation to the Think model ready (module, model files, loading).
+    const started = Date.now();
     await page.goto(base);
+    await page.waitForSelector('#think-button:not([disabled])', { timeout: 180_000 });
+    const thinkReadyMs = Date.now() - started;
     await page.waitForSelector('body[data-ready="yes"]', { timeout: 180_000 });
     const backend = await page.textContent('#backend');
     console.log(`[${mode}] backend: ${backend}`);
@@ -63,8 +70,15 @@ async function run(mode) {
       await page.fill('#hops-seed', String(seed));
       await page.selectOption('#hops-k', String(k));
       await page.selectOption('#hops-start', start);
+      const askedAt = Date.now();
       await page.click('#hops-ask');
       await page.waitForSelector('body[data-hops-answer]', { timeout: 120_000 });
+      if (asked.length === 0) {
+        // First answer after page load, for a reader who asks as soon as Think is ready.
+        const answerMs = Date.now() - askedAt;
+        console.log(`[${mode}] first answer ${thinkReadyMs + answerMs} ms after page load (Think ready at ${thinkReadyMs} ms, answer in ${answerMs} ms)`);
+        if (mode === 'cpu') assert.ok(thinkReadyMs + answerMs <= 3000, `the first answer on the CPU path should come within 3 s of page load, took ${thinkReadyMs + answerMs} ms`);
+      }
       await page.waitForSelector('body[data-thinking="done"]', { timeout: 120_000 });
       assert.equal(await page.textContent('#status'), '', 'no error after thinking');
       const prompt = await page.inputValue('#prompt');
@@ -256,6 +270,11 @@ async function deviceLost(page) {
   assert.ok((await page.$$('#output .tok')).length >= 1, 'after reloading, the model runs on the CPU');
   assert.equal(await page.isHidden('#hops-panel'), false, 'the reloaded model keeps its task card');
 }
+
+// The module as a web server sends it: gzip-compressed, within 8 MiB.
+const wasmGzipMiB = zlib.gzipSync(fs.readFileSync(path.join(dist, 'pkg/starling_web_bg.wasm')), { level: 9 }).length / (1 << 20);
+console.log(`wasm module: ${wasmGzipMiB.toFixed(2)} MiB gzip-compressed`);
+assert.ok(wasmGzipMiB <= 8, `the wasm module should be at most 8 MiB gzip-compressed, is ${wasmGzipMiB.toFixed(2)} MiB`);
 
 try {
   await run('webgpu');
