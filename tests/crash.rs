@@ -287,8 +287,13 @@ fn strip_volatile(v: &mut serde_json::Value) {
 /// folder's own path replaced, so two runs of the same command compare equal.
 fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
-    for p in entries(root).into_iter().filter(|p| p.is_file()) {
+    for p in entries(root) {
         let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        if p.is_dir() {
+            // Folders count too: an empty one left behind is a difference.
+            out.insert(format!("{rel}/"), Vec::new());
+            continue;
+        }
         let bytes = std::fs::read(&p).unwrap();
         let normalise_json = |t: &str| {
             let mut v: serde_json::Value = serde_json::from_str(t).unwrap();
@@ -360,7 +365,11 @@ fn kill_at(mut child: Child, moment: &Moment, out: &Path) -> Ending {
             return Ending::Exited(child.wait_with_output().unwrap());
         }
         let now = t0.elapsed();
-        let writing = watch && now >= after && !temporaries(out).is_empty();
+        // Its own temporaries only: a killed predecessor's may still lie there.
+        let own = format!("-{}", child.id());
+        let writing = watch
+            && now >= after
+            && temporaries(out).iter().any(|p| p.file_name().unwrap().to_string_lossy().ends_with(&own));
         if writing || now >= deadline {
             child.kill().unwrap(); // SIGKILL
             child.wait().unwrap();

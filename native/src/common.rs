@@ -112,14 +112,16 @@ fn read_bounded(mut reader: impl std::io::BufRead, origin: &str, max_line: usize
     let mut line = Vec::new();
     for number in 1.. {
         line.clear();
+        // The limit is on the line's text: its `\n` or `\r\n` comes on top.
         let read = (&mut reader)
-            .take(max_line as u64 + 1)
+            .take(max_line as u64 + 2)
             .read_until(b'\n', &mut line)
             .with_context(|| format!("cannot read {origin}"))?;
         if read == 0 {
             break;
         }
-        if line.len() > max_line {
+        let text_len = line.len() - line.ends_with(b"\n") as usize - line.ends_with(b"\r\n") as usize;
+        if text_len > max_line {
             bail!(
                 "{origin}: line {number} is longer than {} MiB; a data line holds one example (split the \
                  text into lines, or check that this is the file you meant)",
@@ -144,8 +146,10 @@ mod tests {
         assert!(e.contains("stream: line 1 is longer than 1 MiB"), "{e}");
         let e = read_bounded(&b"ok\nxxxxxxxxx\n"[..], "f", 8).unwrap_err().to_string();
         assert!(e.contains("line 2 is longer"), "{e}");
-        // A line of exactly the limit (its newline included) passes; text comes back unchanged.
-        assert_eq!(read_bounded(&b"1234567\nab"[..], "f", 8).unwrap(), "1234567\nab");
+        // A line of exactly the limit passes, with either line ending; text comes back unchanged.
+        assert_eq!(read_bounded(&b"12345678\nab"[..], "f", 8).unwrap(), "12345678\nab");
+        assert_eq!(read_bounded(&b"12345678\r\n12345678"[..], "f", 8).unwrap(), "12345678\r\n12345678");
+        assert!(read_bounded(&b"123456789"[..], "f", 8).is_err());
         let e = read_bounded(&b"ok\n\xff\n"[..], "f", 8).unwrap_err();
         assert!(format!("{e:#}").contains("f: line 2 is not UTF-8"), "{e:#}");
     }

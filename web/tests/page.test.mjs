@@ -74,7 +74,8 @@ async function run(mode) {
       await page.click('#hops-ask');
       await page.waitForSelector('body[data-hops-answer]', { timeout: 120_000 });
       if (asked.length === 0) {
-        // First answer after page load, for a reader who asks as soon as Think is ready.
+        // Think ready after navigation, plus the first question's own time (asked once both
+        // built-in models are loaded, so the page is idle).
         const answerMs = Date.now() - askedAt;
         console.log(`[${mode}] first answer ${thinkReadyMs + answerMs} ms after page load (Think ready at ${thinkReadyMs} ms, answer in ${answerMs} ms)`);
         if (mode === 'cpu') assert.ok(thinkReadyMs + answerMs <= 3000, `the first answer on the CPU path should come within 3 s of page load, took ${thinkReadyMs + answerMs} ms`);

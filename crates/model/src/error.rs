@@ -16,7 +16,8 @@ pub enum ModelError {
         source: std::io::Error,
     },
 
-    /// Writing a file failed; what was there before is unchanged (writes are atomic).
+    /// Writing a file or creating a folder failed. Files written whole (checkpoints, models,
+    /// reports) are replaced atomically, so their previous version is unchanged.
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,

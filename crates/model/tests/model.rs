@@ -404,7 +404,7 @@ fn tokenizers_that_do_not_fit_the_model_are_refused() {
     // A 300 MiB tokenizer.json (sparse: no disk used) is refused from its size alone.
     std::fs::File::create(&tok).unwrap().set_len(300 << 20).unwrap();
     let err = open_checkpoint(&dir, None).err().unwrap().to_string();
-    assert!(err.contains("tokenizer.json") && err.contains("is 300 MiB") && err.contains("without reading"), "{err}");
+    assert!(err.contains("tokenizer.json") && err.contains("is 300.0 MiB") && err.contains("without reading"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -117,8 +117,9 @@ impl RunDir {
     /// or from the beginning (`None`; old metric lines are dropped too). `device` is the autodiff
     /// device the model trains on.
     pub fn resume(&self, device: &Device) -> Result<Option<Resumed>, TrainError> {
-        remove_interrupted_writes(&self.root);
-        remove_interrupted_writes(&self.root.join("checkpoints"));
+        // Only what a run writes: the folder may be one the user keeps other files in.
+        remove_interrupted_writes(&self.root, &|n| matches!(n, "metrics.jsonl" | "train_config.json" | "model"));
+        remove_interrupted_writes(&self.root.join("checkpoints"), &|n| n.starts_with("step-"));
         let Some((step, checkpoint)) = self.latest_checkpoint() else {
             self.truncate_metrics(0)?;
             return Ok(None);

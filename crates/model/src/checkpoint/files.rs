@@ -35,8 +35,8 @@ fn read_text(path: &Path) -> Result<String> {
         return Err(ModelError::format(
             path,
             format!(
-                "is {} MiB, more than the {} MiB any model's JSON file needs; refused without reading it",
-                len >> 20,
+                "is {:.1} MiB, more than the {} MiB any model's JSON file needs; refused without reading it",
+                len as f64 / (1u64 << 20) as f64,
                 MAX_JSON_BYTES >> 20
             ),
         ));
@@ -186,33 +186,46 @@ fn temporary_of(entry: &str) -> Option<(&str, bool, u32)> {
     Some((name, old, pid.parse().ok()?))
 }
 
-/// Cleans up after atomic writes in `dir` whose process was killed (another process's
-/// temporaries; ours are in use): a half-written copy is deleted, and a previous folder caught
-/// between the two renames of a replacement is put back under its name (the replacement never
-/// landed, so the old folder is the newest complete one). `only` limits this to one target name.
-fn recover_interrupted_writes(dir: &Path, only: Option<&str>) {
+/// Whether process `pid` may still be running: ours is; where `/proc` lists processes (Linux), a
+/// listed one is; elsewhere every other process counts as gone.
+fn may_be_running(pid: u32) -> bool {
+    let proc = Path::new("/proc");
+    pid == std::process::id() || (proc.join("self").exists() && proc.join(pid.to_string()).exists())
+}
+
+/// Cleans up after atomic writes in `dir` whose process was killed (temporaries of a process
+/// that still runs are in use and left alone): a half-written copy is deleted, and a previous
+/// folder caught between the two renames of a replacement is put back under its name (the
+/// replacement never landed, so the old folder is the newest complete one; if it cannot be put
+/// back it stays where it is). Only targets `of` accepts are touched.
+fn recover_interrupted_writes(dir: &Path, of: &dyn Fn(&str) -> bool) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     let mut entries: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     // Old folders first: one is restored before the copies are cleared.
     entries.sort_by_key(|e| !temporary_of(e).is_some_and(|(_, old, _)| old));
     for entry in entries {
         let Some((name, old, pid)) = temporary_of(&entry) else { continue };
-        if pid == std::process::id() || only.is_some_and(|o| o != name) {
+        if !of(name) || may_be_running(pid) {
             continue;
         }
         let (path, target) = (dir.join(&entry), dir.join(name));
-        if old && !target.exists() && std::fs::rename(&path, &target).is_ok() {
-            continue;
+        if old {
+            if !target.exists() {
+                let _ = std::fs::rename(&path, &target);
+                continue;
+            }
+            // The replacement landed before the kill: this is the superseded copy.
         }
         let _ = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
     }
 }
 
-/// Cleans up after every atomic write in `dir` whose process was killed: half-written copies
-/// are deleted, and a previous folder caught between the two renames of a replacement is put
-/// back. Run folders call it when they resume, so nothing a killed run was writing stays behind.
-pub fn remove_interrupted_writes(dir: &Path) {
-    recover_interrupted_writes(dir, None);
+/// Cleans up after the atomic writes in `dir` of the targets `of` accepts whose process was
+/// killed: half-written copies are deleted, and a previous folder caught between the two renames
+/// of a replacement is put back. Run folders call it for the files they write when they resume,
+/// so nothing a killed run was writing stays behind.
+pub fn remove_interrupted_writes(dir: &Path, of: &dyn Fn(&str) -> bool) {
+    recover_interrupted_writes(dir, of);
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, synced, then
@@ -221,7 +234,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    recover_interrupted_writes(dir, Some(&name));
+    recover_interrupted_writes(dir, &|n| n == name);
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut f = File::create(&tmp)?;
@@ -270,7 +283,7 @@ pub fn write_folder_atomic(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<()
     let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| ModelError::write(parent, e))?;
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
-    recover_interrupted_writes(parent, Some(&name));
+    recover_interrupted_writes(parent, &|n| n == name);
     let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     let old = parent.join(format!(".{name}.old-{}", std::process::id()));
     let cleanup = |e: std::io::Error, at: &Path| {
@@ -280,9 +293,10 @@ pub fn write_folder_atomic(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<()
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| cleanup(e, &tmp))?;
     for (file, bytes) in files {
-        let p = tmp.join(file);
-        let mut f = File::create(&p).map_err(|e| cleanup(e, &p))?;
-        f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| cleanup(e, &p))?;
+        // Errors name the file being replaced: the temporary folder is gone by the time they are read.
+        let (p, shown) = (tmp.join(file), dir.join(file));
+        let mut f = File::create(&p).map_err(|e| cleanup(e, &shown))?;
+        f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| cleanup(e, &shown))?;
     }
     if dir.exists() {
         std::fs::rename(dir, &old).map_err(|e| cleanup(e, dir))?;
@@ -299,4 +313,43 @@ pub fn write_folder_atomic(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<()
 /// Saves `model` as a Hugging Face folder that transformers can load.
 pub fn save_hf_folder(dir: &Path, model: &crate::Transformer, tokenizer: &Tokenizer) -> Result<()> {
     write_folder_atomic(dir, &hf_folder_files(model, tokenizer)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &Path) -> BTreeSet<String> {
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+    }
+
+    /// A killed process's leftovers: the old folder caught between the two renames is put back
+    /// and the half-written copy deleted; a running process's temporaries, and names the caller
+    /// does not own, are left alone; a superseded old copy goes once the replacement landed.
+    #[test]
+    fn interrupted_writes_are_recovered_and_live_ones_left_alone() {
+        let dir = std::env::temp_dir().join(format!("starling-recover-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let gone = u32::MAX - 7; // no process has this id
+        let folder = |name: &str, text: &str| {
+            std::fs::create_dir_all(dir.join(name)).unwrap();
+            std::fs::write(dir.join(name).join("f"), text).unwrap();
+        };
+        folder(&format!(".model.old-{gone}"), "previous");
+        folder(&format!(".model.tmp-{gone}"), "half");
+        folder(".step-1.tmp-1", "in use"); // process 1 runs
+        std::fs::write(dir.join(format!(".notes.old-{gone}")), "the user's").unwrap();
+        std::fs::write(dir.join(format!(".metrics.jsonl.tmp-{gone}")), "torn").unwrap();
+        remove_interrupted_writes(&dir, &|n| n == "model" || n == "metrics.jsonl" || n.starts_with("step-"));
+        assert_eq!(std::fs::read_to_string(dir.join("model/f")).unwrap(), "previous");
+        let left: Vec<String> = names(&dir).into_iter().collect();
+        assert_eq!(left, [format!(".notes.old-{gone}"), ".step-1.tmp-1".to_string(), "model".to_string()]);
+
+        folder(&format!(".model.old-{gone}"), "superseded");
+        write_folder_atomic(&dir.join("model"), &[("f".into(), b"new".to_vec())]).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.join("model/f")).unwrap(), "new");
+        assert!(!names(&dir).iter().any(|n| n.starts_with(".model.")), "{:?}", names(&dir));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
