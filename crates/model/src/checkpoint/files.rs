@@ -209,13 +209,11 @@ fn recover_interrupted_writes(dir: &Path, of: &dyn Fn(&str) -> bool) {
             continue;
         }
         let (path, target) = (dir.join(&entry), dir.join(name));
-        if old {
-            if !target.exists() {
-                let _ = std::fs::rename(&path, &target);
-                continue;
-            }
-            // The replacement landed before the kill: this is the superseded copy.
+        if old && !target.exists() {
+            let _ = std::fs::rename(&path, &target);
+            continue;
         }
+        // A half-written copy, or an old folder whose replacement landed before the kill.
         let _ = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
     }
 }
