@@ -385,14 +385,19 @@ fn a_model_with_non_finite_weights_is_refused_by_name() {
     }
 }
 
+/// A tiny model saved as a Hugging Face folder in the temp folder, for tests that damage it.
+fn tiny_folder(tag: &str) -> std::path::PathBuf {
+    let model = init_transformer(&tiny_config(), 8, &common::cpu()).unwrap();
+    let dir = std::env::temp_dir().join(format!("starling-{tag}-{}", std::process::id()));
+    save_hf_folder(&dir, &model, &Tokenizer::char_level("abc", &[]).unwrap()).unwrap();
+    dir
+}
+
 /// Hostile tokenizer files are refused before they cost memory or reach the weights: one whose
 /// ids run past the model's embedding (a 4-billion id), and one far bigger than any tokenizer.
 #[test]
 fn tokenizers_that_do_not_fit_the_model_are_refused() {
-    let device = common::cpu();
-    let model = init_transformer(&tiny_config(), 8, &device).unwrap();
-    let dir = std::env::temp_dir().join(format!("starling-huge-vocab-{}", std::process::id()));
-    save_hf_folder(&dir, &model, &Tokenizer::char_level("abc", &[]).unwrap()).unwrap();
+    let dir = tiny_folder("huge-vocab");
     assert!(open_checkpoint(&dir, None).is_ok());
     let tok = dir.join("tokenizer.json");
     let huge_id = r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],"normalizer":null,
@@ -412,10 +417,7 @@ fn tokenizers_that_do_not_fit_the_model_are_refused() {
 /// 2⁶² values in a 16-byte file — is refused from the header, before anything is allocated.
 #[test]
 fn safetensors_headers_claiming_huge_sizes_are_refused() {
-    let device = common::cpu();
-    let model = init_transformer(&tiny_config(), 8, &device).unwrap();
-    let dir = std::env::temp_dir().join(format!("starling-bomb-{}", std::process::id()));
-    save_hf_folder(&dir, &model, &Tokenizer::char_level("abc", &[]).unwrap()).unwrap();
+    let dir = tiny_folder("bomb");
     let weights = dir.join("model.safetensors");
     let with_header = |len: u64, header: &str| [&len.to_le_bytes()[..], header.as_bytes(), &[0u8; 16]].concat();
     std::fs::write(&weights, with_header(1 << 62, "{}")).unwrap();

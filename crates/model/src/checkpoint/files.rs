@@ -197,8 +197,9 @@ fn may_be_running(pid: u32) -> bool {
 /// that still runs are in use and left alone): a half-written copy is deleted, and a previous
 /// folder caught between the two renames of a replacement is put back under its name (the
 /// replacement never landed, so the old folder is the newest complete one; if it cannot be put
-/// back it stays where it is). Only targets `of` accepts are touched.
-fn recover_interrupted_writes(dir: &Path, of: &dyn Fn(&str) -> bool) {
+/// back it stays where it is). Only targets `of` accepts are touched. Every atomic write calls it
+/// for its own target; run folders call it for the files they write when they resume.
+pub fn remove_interrupted_writes(dir: &Path, of: &dyn Fn(&str) -> bool) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     let mut entries: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     // Old folders first: one is restored before the copies are cleared.
@@ -218,21 +219,13 @@ fn recover_interrupted_writes(dir: &Path, of: &dyn Fn(&str) -> bool) {
     }
 }
 
-/// Cleans up after the atomic writes in `dir` of the targets `of` accepts whose process was
-/// killed: half-written copies are deleted, and a previous folder caught between the two renames
-/// of a replacement is put back. Run folders call it for the files they write when they resume,
-/// so nothing a killed run was writing stays behind.
-pub fn remove_interrupted_writes(dir: &Path, of: &dyn Fn(&str) -> bool) {
-    recover_interrupted_writes(dir, of);
-}
-
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, synced, then
 /// renamed over the target, so a crash never leaves a half-written file under the real name.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    recover_interrupted_writes(dir, &|n| n == name);
+    remove_interrupted_writes(dir, &|n| n == name);
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut f = File::create(&tmp)?;
@@ -281,7 +274,7 @@ pub fn write_folder_atomic(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<()
     let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| ModelError::write(parent, e))?;
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
-    recover_interrupted_writes(parent, &|n| n == name);
+    remove_interrupted_writes(parent, &|n| n == name);
     let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     let old = parent.join(format!(".{name}.old-{}", std::process::id()));
     let cleanup = |e: std::io::Error, at: &Path| {
