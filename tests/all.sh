@@ -6,11 +6,13 @@
 #
 # Needs Rust >= 1.95 (rustup). What it installs when missing:
 #   - Debian packages: mesa-vulkan-drivers + libvulkan1 (a CPU Vulkan driver, so every wgpu test
-#     runs for real without a GPU), python3 (bench/gpu.sh), chromium, nodejs and npm (the browser
-#     tests). Installed with apt-get when run as root or with password-less sudo; otherwise it
+#     runs for real without a GPU), python3 and python3-venv (bench/gpu.sh; the manifest
+#     validator), chromium, nodejs and npm (the browser tests). Installed with apt-get when run as root or with password-less sudo; otherwise it
 #     stops and prints the command to run.
 #   - rustup components clippy and rustfmt, and the wasm32-unknown-unknown target.
 #   - wasm-bindgen-cli at the version pinned in Cargo.lock (web/build.sh, into ~/.cargo/bin).
+#   - kubernetes-validate from PyPI (pinned; Kubernetes' own OpenAPI schemas, offline once
+#     installed) in a virtual environment under ~/.cache, to check deploy/k8s/.
 #
 # STARLING_SKIP_WEB=1 leaves out the browser build and tests (and their packages).
 set -euo pipefail
@@ -32,7 +34,7 @@ web=1
 [ "${STARLING_SKIP_WEB:-0}" = 1 ] && web=0
 
 # --- Debian packages ----------------------------------------------------------------------------
-packages=(mesa-vulkan-drivers libvulkan1 python3)
+packages=(mesa-vulkan-drivers libvulkan1 python3 python3-venv)
 [ $web = 1 ] && packages+=(chromium nodejs)
 missing=()
 if command -v dpkg >/dev/null 2>&1; then
@@ -84,6 +86,14 @@ if [ $web = 1 ]; then
 fi
 say "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+say "deploy/: Kubernetes manifests against the API schemas, shell scripts parse"
+venv="$HOME/.cache/starling-venv"
+[ -x "$venv/bin/kubernetes-validate" ] || {
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate==1.37.0
+}
+"$venv/bin/kubernetes-validate" --strict --quiet deploy/k8s/*.yaml
+for script in deploy/slurm/star.sbatch deploy/slurm/submit.sh deploy/k8s/run.sh; do bash -n "$script"; done
 
 # --- the test suite ------------------------------------------------------------------------------
 say "cargo test --release --workspace"

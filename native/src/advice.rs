@@ -64,6 +64,17 @@ fn hint(e: &(dyn Error + 'static)) -> Option<&'static str> {
             StarError::NothingKept { .. } => {
                 Some("use a stronger base model (-m), more few-shot exemplars (--shots), or easier questions")
             }
+            StarError::NotStarted { .. } => Some(
+                "start the sharded run first with `starling star --merge` and the same settings and --out; \
+                 its shards run after it",
+            ),
+            StarError::MissingShards { .. } => Some(
+                "run the missing shards (`starling star --shard K/N` with the run's settings; a shard that died \
+                 continues where it stopped), or delete the shards folder to generate the iteration in one process",
+            ),
+            StarError::ForeignShard { .. } => {
+                Some("delete that file and rerun its shard with the run's settings (`starling star --shard K/N`)")
+            }
             StarError::GateFailed(_) => Some(
                 "pretrain the built-in base longer (--base-steps, --base-dir elsewhere) or with more hinted \
                  documents (--base-hint-share), pick digits it can start from (--digits), or skip the check with --no-gate",

@@ -11,14 +11,14 @@ use starling_model::generate::GenerateConfig;
 use starling_model::prefix::PrefixStore;
 use starling_model::sampling::SamplingConfig;
 use starling_model::{Tokenizer, Transformer};
-use starling_star::Finish;
 use starling_star::attempt::Generator;
 use starling_star::builtin;
 use starling_star::config::fine_tuning;
 use starling_star::evaluate::evaluate;
 use starling_star::report::{IterationRow, markdown_table};
-use starling_star::run::{Phase, StarObserver, StarRun};
+use starling_star::run::{Phase, StarObserver, StarRun, Stop};
 use starling_star::{BaseGate, StarConfig};
+use starling_star::{Finish, Shard, ShardOutcome};
 use starling_tasks::{PromptStyle, TaskKind};
 use starling_train::trainer::{StepMetrics, TrainConfig};
 
@@ -132,6 +132,18 @@ pub struct Args {
     /// Stop after this many iterations without a better dev accuracy (0: never).
     #[arg(long, default_value_t = 0)]
     pub patience: usize,
+    /// Generate only shard K of N (counting from 0) of the current iteration's rationales, into
+    /// the run folder's iter-NN/shards/, and stop: one task of a cluster job array. Without K/N:
+    /// from the scheduler (SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT, or
+    /// JOB_COMPLETION_INDEX and STARLING_SHARDS). The run must have been started with --merge.
+    #[arg(long, value_name = "K/N", num_args = 0..=1, default_missing_value = "scheduler",
+          conflicts_with_all = ["fresh", "resume", "base_only", "merge"])]
+    pub shard: Option<String>,
+    /// The rest of a run whose generation is sharded: start the run (the base model's
+    /// evaluation) or continue it — merge the current iteration's shards, fine-tune, evaluate —
+    /// and stop where the next iteration's rationales are due.
+    #[arg(long, conflicts_with_all = ["resume", "base_only"])]
+    pub merge: bool,
 }
 
 impl TuneArgs {
@@ -225,6 +237,14 @@ struct Progress {
     /// The gate the run checks after iteration 0, to print its verdict.
     gate: Option<BaseGate>,
     pb: Option<ProgressBar>,
+}
+
+impl Progress {
+    fn finish(&mut self) {
+        if let Some(pb) = self.pb.take() {
+            pb.finish_and_clear();
+        }
+    }
 }
 
 impl StarObserver for Progress {
@@ -349,10 +369,27 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     }
     let mut progress = Progress { gate: cfg.gate.clone(), pb: None };
     let star = StarRun { root: out.clone(), cfg, data: &task.data, base, tokenizer, device: dev.device.clone() };
-    let (rows, finish) = star.run(a.resume, &mut progress)?;
-    if let Some(pb) = progress.pb.take() {
-        pb.finish_and_clear();
+    if let Some(spec) = &a.shard {
+        return run_shard(&star, spec, &mut progress, t0);
     }
+    let (rows, finish) = if a.merge {
+        match star.run_until_generation(&mut progress)? {
+            (rows, Stop::Finished(finish)) => (rows, finish),
+            (_, Stop::GenerationDue { iteration }) => {
+                progress.finish();
+                println!(
+                    "iteration {iteration}: its rationales are due — run the shards (`starling star --shard K/N` with \
+                     these settings and --out {}), then --merge again  (finished in {:.0}s)",
+                    out.display(),
+                    t0.elapsed().as_secs_f64()
+                );
+                return Ok(());
+            }
+        }
+    } else {
+        star.run(a.resume, &mut progress)?
+    };
+    progress.finish();
     println!("\n{}", markdown_table(&rows));
     if let Finish::Plateau { best_iteration } = finish {
         println!("stopped early: no improvement since iteration {best_iteration}");
@@ -363,6 +400,36 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
         out.join("chart.svg").display(),
         t0.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// One shard of the current iteration's generation (`--shard`).
+fn run_shard(star: &StarRun<'_>, spec: &str, progress: &mut Progress, t0: std::time::Instant) -> Result<()> {
+    let shard: Shard = if spec == "scheduler" {
+        Shard::from_scheduler(&|name| std::env::var(name).ok()).map_err(anyhow::Error::msg)?
+    } else {
+        spec.parse().map_err(anyhow::Error::msg)?
+    };
+    let outcome = star.generate_shard(shard, progress)?;
+    progress.finish();
+    let seconds = t0.elapsed().as_secs_f64();
+    match outcome {
+        ShardOutcome::Generated { iteration, records, resumed_from } => {
+            let resumed =
+                if resumed_from > 0 { format!(" ({resumed_from} from an interrupted attempt)") } else { String::new() };
+            println!(
+                "iteration {iteration}, shard {shard}: {records} rationales{resumed} in {}  (finished in {seconds:.0}s)",
+                star.shards_dir(iteration).join(shard.file_name()).display()
+            );
+        }
+        ShardOutcome::AlreadyGenerated { iteration } => {
+            println!("iteration {iteration}, shard {shard}: already generated; nothing to do")
+        }
+        ShardOutcome::AlreadyMerged { iteration } => {
+            println!("iteration {iteration}: its rationales are already merged; nothing to do for shard {shard}")
+        }
+        ShardOutcome::RunFinished => println!("the run has finished its iterations; nothing to do for shard {shard}"),
+    }
     Ok(())
 }
 

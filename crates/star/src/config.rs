@@ -79,6 +79,12 @@ pub fn fine_tuning(batch_size: usize, lr: f64, warmup_steps: usize, max_len: usi
 }
 
 impl StarConfig {
+    /// The settings a run keeps for life: all but the stopping rules (iterations and patience),
+    /// which a resumed run may change. Two processes of one run must agree on these.
+    pub fn fixed_part(&self) -> StarConfig {
+        StarConfig { iterations: 0, patience: 0, ..self.clone() }
+    }
+
     /// Optimizer steps of iteration `n` (1-based).
     /// The fine-tuning settings of iteration `n` on `examples` examples: its step count, a seed
     /// of its own, no evaluation. With `epochs`, warm-up is at most a quarter of the steps (a

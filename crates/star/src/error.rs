@@ -48,6 +48,20 @@ pub enum StarError {
         path.display()
     )]
     BaseChanged { path: PathBuf, found: String, expected: String },
+    /// A shard or merge of a sharded run was started on a folder that holds no run yet: the
+    /// base model's evaluation (iteration 0) comes first.
+    #[error("{} holds no started STaR run (no star_config.json, or no evaluated base model)", path.display())]
+    NotStarted { path: PathBuf },
+    /// Merging an iteration's shards while some are missing or unfinished.
+    #[error(
+        "iteration {iteration}: {} of {count} shards missing or unfinished in {} (shards {})",
+        missing.len(), dir.display(),
+        missing.iter().map(|k| format!("{k}/{count}")).collect::<Vec<_>>().join(", ")
+    )]
+    MissingShards { iteration: usize, count: usize, missing: Vec<usize>, dir: PathBuf },
+    /// A shard file that does not belong to this run, iteration or model.
+    #[error("{} is not a shard of this iteration: {reason}", path.display())]
+    ForeignShard { path: PathBuf, reason: String },
     /// A file of the run that cannot be read back.
     #[error("{}: {message}", path.display())]
     Io { path: PathBuf, message: String },

@@ -7,7 +7,8 @@
 //! CLI synchronously through [`run`] (native builds), which keeps every step's artefacts on disk
 //! and resumes a killed run. The pieces are free of I/O: [`attempt`] (rationale generation and
 //! rationalization), [`evaluate`] (accuracy overall and per group), [`gate`] (what a base model
-//! must do first), [`report`] (table and SVG chart).
+//! must do first), [`report`] (table and SVG chart), [`shard`] (one iteration's generation split
+//! over the processes of a cluster job).
 
 pub mod attempt;
 pub mod builtin;
@@ -20,6 +21,9 @@ pub mod machine;
 pub mod report;
 #[cfg(not(target_family = "wasm"))]
 pub mod run;
+pub mod shard;
+#[cfg(not(target_family = "wasm"))]
+mod shard_files;
 
 pub use attempt::{Outcome, RationaleRecord};
 pub use config::StarConfig;
@@ -27,3 +31,6 @@ pub use error::StarError;
 pub use evaluate::EvalResult;
 pub use gate::BaseGate;
 pub use machine::{Finish, Resume, StarData, StarEvent, StarLoop, StarSetup};
+pub use shard::Shard;
+#[cfg(not(target_family = "wasm"))]
+pub use shard_files::ShardOutcome;

@@ -386,21 +386,55 @@ impl StarLoop {
         StarEvent::IterationDone(row)
     }
 
+    /// The iteration whose rationales the next step starts or continues generating, if that is
+    /// what the loop does next (a run whose generation is sharded stops there, see
+    /// [`crate::run::StarRun::run_until_generation`]).
+    pub fn generation_due(&self) -> Option<usize> {
+        match self.phase {
+            Phase::Generate { iteration, .. } => Some(iteration),
+            _ => None,
+        }
+    }
+
+    /// Generation batches per iteration (the last one may be short).
+    pub fn generation_batches(&self) -> usize {
+        self.setup.data.train.len().div_ceil(self.setup.cfg.gen_batch)
+    }
+
+    /// The training questions of generation batch `batch`, in generation order.
+    pub fn batch_questions(&self, batch: usize) -> Vec<&Item> {
+        let size = self.setup.cfg.gen_batch;
+        let end = ((batch + 1) * size).min(self.setup.data.train.len());
+        let start = (batch * size).min(end);
+        self.generation_order[start..end].iter().map(|&i| &self.setup.data.train[i]).collect()
+    }
+
+    /// The rationales (and rationalizations) of generation batch `batch` of iteration
+    /// `iteration`, by the model the loop holds, M_{iteration-1}. A batch depends on nothing but
+    /// its questions and its own seed, so batches give the same records whichever process runs
+    /// them and in whichever order — what lets a cluster share one iteration's generation.
+    pub async fn rationales_for_batch(
+        &self,
+        iteration: usize,
+        batch: usize,
+        host: &mut impl Host,
+    ) -> Result<Vec<RationaleRecord>, StarError> {
+        let cfg = &self.setup.cfg;
+        let items = self.batch_questions(batch);
+        let seed = batch_seed(cfg.seed, iteration, batch);
+        let g = self.generator(&self.current, iteration - 1, false);
+        Ok(g.attempt_with(&items, cfg.rationalize, seed, host, &mut |_, _| {}).await?)
+    }
+
     async fn generate(
         &mut self,
         iteration: usize,
         batch_index: usize,
         host: &mut impl Host,
     ) -> Result<StarEvent, StarError> {
-        let cfg = &self.setup.cfg;
-        let batch = cfg.gen_batch;
         let total = self.setup.data.train.len();
-        let end = ((batch_index + 1) * batch).min(total);
-        let items: Vec<&Item> =
-            self.generation_order[batch_index * batch..end].iter().map(|&i| &self.setup.data.train[i]).collect();
-        let seed = batch_seed(cfg.seed, iteration, batch_index);
-        let g = self.generator(&self.current, iteration - 1, false);
-        let new = g.attempt_with(&items, cfg.rationalize, seed, host, &mut |_, _| {}).await?;
+        let end = ((batch_index + 1) * self.setup.cfg.gen_batch).min(total);
+        let new = self.rationales_for_batch(iteration, batch_index, host).await?;
         self.records.extend(new.iter().cloned());
         if end < total {
             self.phase = Phase::Generate { iteration, next_batch: batch_index + 1 };

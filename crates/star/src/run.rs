@@ -42,12 +42,12 @@ use crate::machine::{Checkpointed, Finish, Resume, StarData, StarEvent, StarLoop
 use crate::report::{IterationRow, markdown_table, svg_chart};
 
 /// A file operation of the run that failed (the io::Error kept: a full disk is told apart).
-fn io(path: &Path, e: std::io::Error) -> StarError {
+pub(crate) fn io(path: &Path, e: std::io::Error) -> StarError {
     StarError::Model(ModelError::write(path, e))
 }
 
 /// A file of the run that is there but cannot be used.
-fn unreadable(path: &Path, e: impl std::fmt::Display) -> StarError {
+pub(crate) fn unreadable(path: &Path, e: impl std::fmt::Display) -> StarError {
     StarError::Io { path: path.to_path_buf(), message: e.to_string() }
 }
 
@@ -69,6 +69,15 @@ pub trait StarObserver {
     fn note(&mut self, _message: &str) {}
 }
 
+/// Where [`StarRun::run_until_generation`] stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stop {
+    /// The run is over.
+    Finished(Finish),
+    /// Iteration `iteration`'s rationales are due: its shards run next.
+    GenerationDue { iteration: usize },
+}
+
 pub struct Quiet;
 impl StarObserver for Quiet {}
 
@@ -83,7 +92,7 @@ pub struct BaseInfo {
 }
 
 /// FNV-1a over every item's id, question and gold answer.
-fn data_hash(items: &[Item]) -> String {
+pub(crate) fn data_hash(items: &[Item]) -> String {
     let mut h = Fnv1a::new();
     for it in items {
         for part in [&it.id, &it.question, &it.gold] {
@@ -119,7 +128,7 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StarError> {
     Ok(write_atomic(path, &bytes)?)
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, StarError> {
+pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, StarError> {
     let text = std::fs::read_to_string(path).map_err(|e| StarError::Model(ModelError::io(path, e)))?;
     serde_json::from_str(&text).map_err(|e| unreadable(path, format!("unreadable ({e}); delete it to redo this phase")))
 }
@@ -152,7 +161,7 @@ pub fn parse_records(text: &str) -> Result<Vec<RationaleRecord>, String> {
     Ok(out)
 }
 
-fn write_records(path: &Path, records: &[RationaleRecord]) -> Result<(), StarError> {
+pub(crate) fn write_records(path: &Path, records: &[RationaleRecord]) -> Result<(), StarError> {
     let text: String = records.iter().map(|r| serde_json::to_string(r).expect("record JSON") + "\n").collect();
     Ok(write_atomic(path, text.as_bytes())?)
 }
@@ -206,47 +215,65 @@ impl StarRun<'_> {
                 return Err(StarError::RunExists { path: self.root.clone() });
             }
             let old: StarConfig = read_json(&cfg_path)?;
-            let comparable = |c: &StarConfig| StarConfig { iterations: 0, patience: 0, ..c.clone() };
-            if comparable(&old) != comparable(&self.cfg) {
+            if old.fixed_part() != self.cfg.fixed_part() {
                 return Err(StarError::OtherSettings { path: self.root.clone() });
             }
         }
         write_json(&cfg_path, &self.cfg)?;
         let base_path = self.root.join("base.json");
-        let (train_data, dev_data) = (data_hash(&self.data.train), data_hash(&self.data.dev));
         if base_path.exists() {
-            let info: BaseInfo = read_json(&base_path)?;
-            if info.path != self.base {
-                return Err(StarError::OtherBase { run: info.path, given: self.base.clone() });
-            }
-            if info.train_data != train_data || info.dev_data != dev_data {
-                return Err(StarError::OtherData);
-            }
-            return Ok(info);
+            return self.check_base_info(read_json(&base_path)?);
         }
+        let (train_data, dev_data) = (data_hash(&self.data.train), data_hash(&self.data.dev));
         let weights = load_transformer(&base.config, base.weights.as_ref(), &self.device)?.0;
         let info = BaseInfo { path: self.base.clone(), fingerprint: fingerprint(&weights), train_data, dev_data };
         write_json(&base_path, &info)?;
         Ok(info)
     }
 
-    /// The finished iterations' rows, and where the loop continues.
-    fn resume_point(&self) -> Result<(Vec<IterationRow>, Resume), StarError> {
+    /// The recorded base model of this run, if it is this run's (same path, same questions).
+    pub(crate) fn check_base_info(&self, info: BaseInfo) -> Result<BaseInfo, StarError> {
+        if info.path != self.base {
+            return Err(StarError::OtherBase { run: info.path, given: self.base.clone() });
+        }
+        if info.train_data != data_hash(&self.data.train) || info.dev_data != data_hash(&self.data.dev) {
+            return Err(StarError::OtherData);
+        }
+        Ok(info)
+    }
+
+    /// The rows of the finished iterations, base first.
+    pub(crate) fn finished_rows(&self) -> Result<Vec<IterationRow>, StarError> {
         let mut rows: Vec<IterationRow> = Vec::new();
         while self.iter_dir(rows.len()).join("row.json").exists() {
             rows.push(read_json(&self.iter_dir(rows.len()).join("row.json"))?);
         }
+        Ok(rows)
+    }
+
+    /// M_{n-1}, the model that writes iteration `n`'s rationales.
+    pub(crate) fn previous_model_path(&self, n: usize) -> PathBuf {
+        if n == 1 { self.base.clone() } else { self.iter_dir(n - 1).join("model") }
+    }
+
+    /// The finished iterations' rows, and where the loop continues.
+    fn resume_point(&self, base_info: &BaseInfo) -> Result<(Vec<IterationRow>, Resume), StarError> {
+        let rows = self.finished_rows()?;
         let n = rows.len();
         if n == 0 {
             return Ok((rows, Resume::Start));
         }
         let dir = self.iter_dir(n);
-        let previous_path = if n == 1 { self.base.clone() } else { self.iter_dir(n - 1).join("model") };
+        let previous_path = self.previous_model_path(n);
         let done = dir.join("rationales.jsonl");
         let partial = dir.join("rationales.partial.jsonl");
         if !done.exists() && partial.exists() && read_records(&partial)?.len() >= self.data.train.len() {
             // Killed between the last batch and the rename: the partial file is complete.
             std::fs::rename(&partial, &done).map_err(|e| io(&done, e))?;
+        }
+        if !done.exists() && !model_exists(&dir.join("model")) {
+            // Generated elsewhere, shard by shard: the complete set becomes `rationales.jsonl`.
+            self.merge_shards(n, base_info)?;
         }
         let resume = if model_exists(&dir.join("model")) {
             Resume::Evaluate {
@@ -272,9 +299,29 @@ impl StarRun<'_> {
 
     /// Runs (or continues) the loop; returns one row per iteration, base first.
     pub fn run(&self, resume: bool, obs: &mut dyn StarObserver) -> Result<(Vec<IterationRow>, Finish), StarError> {
+        match self.drive(resume, false, obs)? {
+            (rows, Stop::Finished(finish)) => Ok((rows, finish)),
+            (_, Stop::GenerationDue { .. }) => unreachable!("a whole run generates its own rationales"),
+        }
+    }
+
+    /// The part of a run whose generation is sharded over a cluster
+    /// ([`StarRun::generate_shard`]): starts the run or continues it — merging the current
+    /// iteration's shards, fine-tuning, evaluating — and stops where the next iteration's
+    /// rationales are due, or at the end.
+    pub fn run_until_generation(&self, obs: &mut dyn StarObserver) -> Result<(Vec<IterationRow>, Stop), StarError> {
+        self.drive(true, true, obs)
+    }
+
+    fn drive(
+        &self,
+        resume: bool,
+        until_generation: bool,
+        obs: &mut dyn StarObserver,
+    ) -> Result<(Vec<IterationRow>, Stop), StarError> {
         let base = Rc::new(open_checkpoint(&self.base, None)?);
         let base_info = self.prepare(resume, &base)?;
-        let (rows, at) = self.resume_point()?;
+        let (rows, at) = self.resume_point(&base_info)?;
         for row in &rows {
             obs.iteration_done(row);
         }
@@ -289,7 +336,7 @@ impl StarRun<'_> {
         // A run resumed after it ended has nothing left to generate.
         let ended = next_after(&rows, &self.cfg).is_some();
         let mut partial = match &at {
-            Resume::Generate { iteration, records, .. } if !ended => {
+            Resume::Generate { iteration, records, .. } if !ended && !until_generation => {
                 let whole = records.len() / self.cfg.gen_batch * self.cfg.gen_batch;
                 std::fs::create_dir_all(self.iter_dir(*iteration)).map_err(|e| io(&self.iter_dir(*iteration), e))?;
                 Some(PartialRecords::open(&self.iter_dir(*iteration), &records[..whole])?)
@@ -306,6 +353,9 @@ impl StarRun<'_> {
             }
         };
         loop {
+            if until_generation && let Some(iteration) = machine.generation_due() {
+                return Ok((machine.rows().to_vec(), Stop::GenerationDue { iteration }));
+            }
             let event = block_on(machine.step(&mut Blocking)).map_err(|e| match e {
                 StarError::NothingKept { iteration, unparsable, total, .. } => StarError::NothingKept {
                     iteration,
@@ -391,7 +441,7 @@ impl StarRun<'_> {
                             self.cfg.patience
                         ));
                     }
-                    return Ok((machine.rows().to_vec(), finish));
+                    return Ok((machine.rows().to_vec(), Stop::Finished(finish)));
                 }
             }
         }

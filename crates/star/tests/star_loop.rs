@@ -1,6 +1,7 @@
 //! The STaR loop end to end on a tiny model: two iterations whose fine-tuning provably starts
 //! from the base weights, no hint in any training example, resume after a kill between (and
-//! inside) phases giving the same artefacts, and a clear error when nothing is kept.
+//! inside) phases giving the same artefacts, a clear error when nothing is kept, and generation
+//! sharded over processes giving the single-process run.
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -16,7 +17,8 @@ use starling_model::{ModelConfig, Tokenizer, Transformer};
 use starling_star::attempt::training_examples;
 use starling_star::fingerprint::fingerprint;
 use starling_star::report::IterationRow;
-use starling_star::run::{BaseInfo, Quiet, StarRun, TrainStart};
+use starling_star::run::{BaseInfo, Quiet, StarRun, Stop, TrainStart};
+use starling_star::{Finish, Shard, ShardOutcome};
 use starling_star::{RationaleRecord, StarConfig};
 use starling_star::{Resume, StarData, StarError, StarEvent, StarLoop, StarSetup};
 use starling_tasks::arithmetic::{self, Pool};
@@ -311,5 +313,105 @@ fn the_state_machine_stepped_in_memory_makes_the_same_run_as_the_cli_driver() {
     assert_eq!(steps, 10 + 12);
     assert!(events > steps + 6, "every dev batch, generation batch and step is its own event");
     assert!(matches!(block_on(machine.step(&mut Blocking)), Ok(StarEvent::Finished(_))), "finished stays finished");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A shard's file with its header edited by `edit`.
+fn edit_header(path: &Path, edit: impl Fn(&mut serde_json::Value)) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let (first, rest) = text.split_once('\n').unwrap();
+    let mut header: serde_json::Value = serde_json::from_str(first).unwrap();
+    edit(&mut header);
+    std::fs::write(path, format!("{header}\n{rest}")).unwrap();
+}
+
+/// The merge refuses `path` with `reason`, then takes the set again once the file is restored.
+fn refused_then_restored(run: &StarRun<'_>, path: &Path, reason: &str, edit: impl Fn(&mut serde_json::Value)) {
+    let original = std::fs::read(path).unwrap();
+    edit_header(path, edit);
+    match run.run_until_generation(&mut Quiet) {
+        Err(StarError::ForeignShard { path: named, reason: r }) => {
+            assert_eq!(named, path);
+            assert!(r.contains(reason), "{r}");
+        }
+        other => panic!("a shard edited to say {reason:?} was taken: {:?}", other.map(|(_, stop)| stop)),
+    }
+    std::fs::write(path, original).unwrap();
+}
+
+#[test]
+fn sharded_generation_merges_into_the_single_process_run() {
+    let dir = temp_dir("shards");
+    let base = pretrained_base(&dir, 150);
+    let data = data();
+    let whole = dir.join("whole");
+    star(&whole, &base, &data, 2).run(false, &mut Quiet).unwrap();
+
+    let root = dir.join("sharded");
+    let run = star(&root, &base, &data, 2);
+    // Shards before the run has started (its base evaluation) are refused.
+    let first = Shard { index: 0, count: 2 };
+    assert!(matches!(run.generate_shard(first, &mut Quiet), Err(StarError::NotStarted { .. })));
+    assert_eq!(run.run_until_generation(&mut Quiet).unwrap().1, Stop::GenerationDue { iteration: 1 });
+    assert_eq!(
+        run.run_until_generation(&mut Quiet).unwrap().1,
+        Stop::GenerationDue { iteration: 1 },
+        "nothing to merge yet: it stops again"
+    );
+
+    // Iteration 1 in two shards (48 questions: batches 0 and 2 for shard 0, batch 1 for shard 1).
+    assert_eq!(
+        run.generate_shard(first, &mut Quiet).unwrap(),
+        ShardOutcome::Generated { iteration: 1, records: 32, resumed_from: 0 }
+    );
+    assert_eq!(run.generate_shard(first, &mut Quiet).unwrap(), ShardOutcome::AlreadyGenerated { iteration: 1 });
+    let shards = root.join("iter-01/shards");
+    match run.run_until_generation(&mut Quiet) {
+        Err(StarError::MissingShards { iteration: 1, count: 2, missing, .. }) => assert_eq!(missing, vec![1]),
+        other => panic!("merged without shard 1: {:?}", other.map(|(_, stop)| stop)),
+    }
+    // Shard 0 died after its first batch, in the middle of writing the second: rerun alone, it
+    // keeps the whole batch and writes the same file.
+    let done = std::fs::read_to_string(shards.join("0-of-2.jsonl")).unwrap();
+    let lines: Vec<&str> = done.lines().collect();
+    std::fs::remove_file(shards.join("0-of-2.jsonl")).unwrap();
+    std::fs::write(shards.join("0-of-2.partial.jsonl"), format!("{}\n{}", lines[..17].join("\n"), &lines[17][..9]))
+        .unwrap();
+    assert!(matches!(run.run_until_generation(&mut Quiet), Err(StarError::MissingShards { .. })));
+    assert_eq!(
+        run.generate_shard(first, &mut Quiet).unwrap(),
+        ShardOutcome::Generated { iteration: 1, records: 32, resumed_from: 16 }
+    );
+    assert_eq!(std::fs::read_to_string(shards.join("0-of-2.jsonl")).unwrap(), done);
+    let second = Shard { index: 1, count: 2 };
+    run.generate_shard(second, &mut Quiet).unwrap();
+
+    // Shards of another run, iteration, model or split are refused, naming the file.
+    let one = shards.join("1-of-2.jsonl");
+    refused_then_restored(&run, &one, "other settings", |h| h["settings"] = "0".into());
+    refused_then_restored(&run, &one, "another base model", |h| h["base"] = "0".into());
+    refused_then_restored(&run, &one, "another model", |h| h["model"] = "0".into());
+    refused_then_restored(&run, &one, "another iteration", |h| h["iteration"] = 2.into());
+    std::fs::copy(&one, shards.join("1-of-3.jsonl")).unwrap();
+    assert!(
+        matches!(run.run_until_generation(&mut Quiet), Err(StarError::ForeignShard { reason, .. }) if reason.contains("of 3 shards"))
+    );
+    std::fs::remove_file(shards.join("1-of-3.jsonl")).unwrap();
+
+    // Merged, fine-tuned, evaluated; iteration 2 in three shards, written by M_1.
+    assert_eq!(run.run_until_generation(&mut Quiet).unwrap().1, Stop::GenerationDue { iteration: 2 });
+    assert!(!shards.exists(), "merged shards are removed");
+    assert_eq!(
+        std::fs::read(root.join("iter-01/rationales.jsonl")).unwrap(),
+        std::fs::read(whole.join("iter-01/rationales.jsonl")).unwrap()
+    );
+    for index in (0..3).rev() {
+        run.generate_shard(Shard { index, count: 3 }, &mut Quiet).unwrap();
+    }
+    let (rows, stop) = run.run_until_generation(&mut Quiet).unwrap();
+    assert_eq!(stop, Stop::Finished(Finish::Iterations));
+    assert_eq!(rows.len(), 3);
+    assert_eq!(artefacts(&root, 2), artefacts(&whole, 2), "K shards + merge == one process");
+    assert_eq!(run.generate_shard(first, &mut Quiet).unwrap(), ShardOutcome::RunFinished);
     let _ = std::fs::remove_dir_all(&dir);
 }
