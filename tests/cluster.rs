@@ -1,12 +1,14 @@
 //! Beyond one machine: a STaR run whose generation is sharded, driven by the repository's own
 //! recipes, ends with the artefacts of the single-process run, file for file.
 //!
-//! Iteration 1 runs through `deploy/slurm/submit.sh` and `star.sbatch`, with a stand-in for
-//! Slurm's `sbatch` that runs each job when it is submitted (so every `afterok` dependency on an
-//! earlier job holds) and an array's tasks as concurrent processes with the variables Slurm sets.
-//! Iteration 2 runs the commands of the Kubernetes manifests (`deploy/k8s/shards.yaml` and
-//! `merge.yaml`) with the variables an Indexed Job sets — one shard late, so the merge is first
-//! refused. The manifests themselves are validated against Kubernetes' schemas by `tests/all.sh`.
+//! Iteration 1 runs through `deploy/slurm/submit.sh` and `star.sbatch` with a stand-in for
+//! `sbatch` (`tests/support/fake-sbatch`: each job runs when submitted, an array's tasks as
+//! concurrent processes with Slurm's variables, `afterok` honoured). One task is lost: the merge
+//! is refused naming the missing shard, the task is resubmitted alone, and the chain is
+//! submitted again. Iteration 2 runs through `deploy/k8s/run.sh` with a stand-in for `kubectl`
+//! (`tests/support/fake-kubectl`: a Job's pods run the manifest's own command with the
+//! ConfigMap's variables and, for the Indexed Job, `JOB_COMPLETION_INDEX`). The manifests are
+//! also validated against Kubernetes' schemas by `tests/all.sh`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -14,36 +16,6 @@ use std::process::{Command, Output};
 #[path = "support/snapshot.rs"]
 mod snapshot;
 use snapshot::{differences, snapshot};
-
-/// A stand-in for `sbatch`: enough of it for submit.sh (see the module docs). Every submission
-/// is logged to $FAKE_SBATCH_DIR/log, each job's output to $FAKE_SBATCH_DIR/job-ID[_TASK].out.
-const FAKE_SBATCH: &str = r#"#!/usr/bin/env bash
-set -euo pipefail
-echo "$*" >> "$FAKE_SBATCH_DIR/log"
-array=
-while [[ $1 == --* ]]; do
-  case $1 in --array=*) array=${1#--array=} ;; esac
-  shift
-done
-script=$1
-shift
-id=$(( $(cat "$FAKE_SBATCH_DIR/last-id" 2>/dev/null || echo 100) + 1 ))
-echo "$id" > "$FAKE_SBATCH_DIR/last-id"
-if [ -z "$array" ]; then
-  bash "$script" "$@" > "$FAKE_SBATCH_DIR/job-$id.out" 2>&1
-else
-  lo=${array%-*}
-  hi=${array#*-}
-  pids=()
-  for ((k = lo; k <= hi; k++)); do
-    SLURM_ARRAY_JOB_ID=$id SLURM_ARRAY_TASK_ID=$k SLURM_ARRAY_TASK_MIN=$lo SLURM_ARRAY_TASK_MAX=$hi \
-      SLURM_ARRAY_TASK_COUNT=$((hi - lo + 1)) bash "$script" "$@" > "$FAKE_SBATCH_DIR/job-${id}_$k.out" 2>&1 &
-    pids+=($!)
-  done
-  for p in "${pids[@]}"; do wait "$p"; done
-fi
-echo "$id;cluster"
-"#;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
@@ -98,27 +70,38 @@ fn settings(base: &Path) -> Vec<String> {
     .to_vec()
 }
 
-/// The shell command of a Kubernetes manifest's container (`command: ["sh", "-c", "…"]`).
-fn manifest_command(file: &str) -> String {
-    let text = std::fs::read_to_string(repo().join("deploy/k8s").join(file)).unwrap();
-    let line = text.lines().find(|l| l.trim_start().starts_with("command: [\"sh\", \"-c\",")).unwrap();
-    let list: Vec<String> = serde_json::from_str(line.trim_start().trim_start_matches("command:").trim()).unwrap();
-    list[2].clone()
+/// `deploy/k8s` copied to `dir`, set up for this test's run: the ConfigMap's run folder, settings
+/// and shard count, and the Indexed Job's completions.
+fn k8s_recipe(dir: &Path, run: &Path, star_args: &str, shards: usize, completions: usize) -> PathBuf {
+    let k8s = dir.join("k8s");
+    std::fs::create_dir_all(&k8s).unwrap();
+    for entry in std::fs::read_dir(repo().join("deploy/k8s")).unwrap() {
+        let p = entry.unwrap().path();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let edited: Vec<String> = text
+            .lines()
+            .map(|line| {
+                let indent = &line[..line.len() - line.trim_start().len()];
+                match line.trim_start().split(':').next().unwrap() {
+                    "STAR_RUN" => format!("{indent}STAR_RUN: {}", s(run)),
+                    "STAR_ARGS" => format!("{indent}STAR_ARGS: {}", serde_json::to_string(star_args).unwrap()),
+                    "STARLING_SHARDS" => format!("{indent}STARLING_SHARDS: \"{shards}\""),
+                    "completions" | "parallelism" => {
+                        format!("{indent}{}: {completions}", line.trim_start().split(':').next().unwrap())
+                    }
+                    _ => line.to_string(),
+                }
+            })
+            .collect();
+        let copy = k8s.join(p.file_name().unwrap());
+        std::fs::write(&copy, edited.join("\n") + "\n").unwrap();
+        std::fs::set_permissions(&copy, std::fs::metadata(&p).unwrap().permissions()).unwrap();
+    }
+    k8s
 }
 
-/// A pod of a manifest: its command under `sh -c`, with the ConfigMap's variables, `starling`
-/// on the PATH, and `extra` (what Kubernetes adds, e.g. JOB_COMPLETION_INDEX).
-fn pod(file: &str, bin: &Path, run: &Path, star_args: &str, extra: &[(&str, &str)]) -> Command {
-    let mut c = Command::new("sh");
-    c.arg("-c").arg(manifest_command(file));
-    let path = format!("{}:{}", s(bin), std::env::var("PATH").unwrap_or_default());
-    c.env("PATH", path).env("STAR_RUN", run).env("STAR_ARGS", star_args).env("STARLING_SHARDS", "2");
-    // The manifests say --device auto: with no hardware GPU here, that is the CPU backend, as in
-    // the single-process run.
-    for (k, v) in extra {
-        c.env(k, v);
-    }
-    c
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 #[test]
@@ -140,64 +123,99 @@ fn sharded_star_on_slurm_and_kubernetes_recipes_equals_the_single_process_run() 
         .args(&args)
         .env_remove("SLURM_ARRAY_TASK_ID")
         .env_remove("JOB_COMPLETION_INDEX")
+        .env_remove("STARLING_SHARDS")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("pass --shard K/N"), "{stderr}");
 
-    // Iteration 1 on "Slurm": the start, a 3-task array, the merge.
-    let fake = dir.join("sbatch");
+    // Iteration 1 on "Slurm": the start, a 3-task array that loses task 1, a merge that never runs.
+    let fake = dir.join("slurm");
     std::fs::create_dir_all(&fake).unwrap();
-    std::fs::write(fake.join("sbatch"), FAKE_SBATCH).unwrap();
-    std::fs::set_permissions(fake.join("sbatch"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let sbatch = repo().join("tests/support/fake-sbatch");
     let star_args = settings.join(" ");
-    let submitted = Command::new("bash")
-        .arg(repo().join("deploy/slurm/submit.sh"))
-        .args(["3", "1"])
-        .env("SBATCH", fake.join("sbatch"))
-        .env("FAKE_SBATCH_DIR", &fake)
-        .env("STARLING", starling)
-        .env("STARLING_DEVICE", "cpu")
-        .env("STAR_RUN", &sharded)
-        .env("STAR_ARGS", &star_args)
-        .output()
-        .unwrap();
-    let printed = succeeded("deploy/slurm/submit.sh", submitted);
-    let log = std::fs::read_to_string(fake.join("log")).unwrap();
+    let slurm = |program: &Path, args: &[&str], extra: &[(&str, &str)]| {
+        let mut c = Command::new("bash");
+        c.arg(program).args(args);
+        c.env("SBATCH", &sbatch).env("FAKE_SBATCH_DIR", &fake).env("STARLING", starling).env("STARLING_DEVICE", "cpu");
+        c.env("STAR_RUN", &sharded).env("STAR_ARGS", &star_args).env_remove("STARLING_SHARDS");
+        for (k, v) in extra {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let submit = repo().join("deploy/slurm/submit.sh");
+    let printed = succeeded("submit.sh", slurm(&submit, &["3", "1"], &[("FAKE_SBATCH_FAIL_TASK", "1")]));
+    assert!(printed.contains("iteration 1: generation, 3 shards: job array 102"), "{printed}");
+    let log = read(&fake.join("log"));
     let jobs: Vec<&str> = log.lines().collect();
     assert_eq!(jobs.len(), 3, "{log}");
     assert!(jobs[0].ends_with("star.sbatch merge") && !jobs[0].contains("--dependency"), "{log}");
-    assert!(
-        jobs[1].contains("--dependency=afterok:101 --array=0-2") && jobs[1].ends_with("star.sbatch shard"),
-        "{log}"
-    );
-    assert!(jobs[2].contains("--dependency=afterok:102") && jobs[2].ends_with("star.sbatch merge"), "{log}");
-    assert!(printed.contains("iteration 1: generation, 3 shards: job array 102"), "{printed}");
+    assert!(jobs[1].contains("--dependency=afterok:101") && jobs[1].contains("--array=0-2"), "{log}");
+    assert!(jobs[1].ends_with("star.sbatch shard") && jobs[2].contains("--dependency=afterok:102"), "{log}");
+    let states: Vec<String> =
+        (101..=103).map(|id| read(&fake.join(format!("state-{id}"))).trim().to_string()).collect();
+    assert_eq!(states, ["ok", "failed", "cancelled"]);
     // 34 one-digit sums in batches of 16: 16, 16 and 2 questions.
-    for (k, n) in [16, 16, 2].into_iter().enumerate() {
-        let out = std::fs::read_to_string(fake.join(format!("job-102_{k}.out"))).unwrap();
+    for (k, n) in [(0, 16), (2, 2)] {
+        let out = read(&fake.join(format!("job-102_{k}.out")));
         assert!(out.contains(&format!("iteration 1, shard {k}/3: {n} rationales")), "task {k}: {out}");
     }
-    let merged = std::fs::read_to_string(fake.join("job-103.out")).unwrap();
+    // The merge, by hand, names the lost shard; then task 1 alone, and the chain once more.
+    let sbatch_script = repo().join("deploy/slurm/star.sbatch");
+    let with_iterations = format!("{star_args} --iterations 1");
+    let refused = slurm(&sbatch_script, &["merge"], &[("STAR_ARGS", &with_iterations)]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "merged with a shard missing");
+    assert!(stderr.contains("1 of 3 shards missing or unfinished") && stderr.contains("shards 1/3"), "{stderr}");
+    assert!(stderr.contains("run the missing shards"), "no advice: {stderr}");
+    let rerun = slurm(
+        &sbatch,
+        &["--export=ALL", "--array=1", s(&sbatch_script), "shard"],
+        &[("STAR_ARGS", &with_iterations), ("STARLING_SHARDS", "3")],
+    );
+    succeeded("task 1 resubmitted", rerun);
+    assert!(read(&fake.join("job-104_1.out")).contains("iteration 1, shard 1/3: 16 rationales"));
+    succeeded("submit.sh again", slurm(&submit, &["3", "1"], &[]));
+    let states: Vec<String> =
+        (105..=107).map(|id| read(&fake.join(format!("state-{id}"))).trim().to_string()).collect();
+    assert_eq!(states, ["ok", "ok", "ok"]);
+    let merged = read(&fake.join("job-105.out"));
     assert!(merged.contains("iteration 1: kept") && merged.contains("| iteration |"), "{merged}");
+    assert!(read(&fake.join("job-106_0.out")).contains("nothing to do"));
 
-    // Iteration 2 on "Kubernetes": the Indexed Job's pods, shard 1 late.
+    // Iteration 2 on "Kubernetes": deploy/k8s/run.sh, one round of shards and merge.
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     std::os::unix::fs::symlink(starling, bin.join("starling")).unwrap();
+    std::os::unix::fs::symlink(repo().join("tests/support/fake-kubectl"), bin.join("kubectl")).unwrap();
+    let kube = dir.join("kube");
+    std::fs::create_dir_all(&kube).unwrap();
+    let path = format!("{}:{}", s(&bin), std::env::var("PATH").unwrap_or_default());
+    let run_sh = |k8s: &Path| {
+        Command::new("bash")
+            .arg(k8s.join("run.sh"))
+            .arg("1")
+            .env("PATH", &path)
+            .env("FAKE_KUBECTL_DIR", &kube)
+            .env("STARLING_POLL_SECONDS", "0")
+            .output()
+            .unwrap()
+    };
     let star_args = format!("{star_args} --iterations 2");
-    let shard = |k: &str| pod("shards.yaml", &bin, &sharded, &star_args, &[("JOB_COMPLETION_INDEX", k)]);
-    succeeded("shard 0/2", shard("0").output().unwrap());
-    let early = pod("merge.yaml", &bin, &sharded, &star_args, &[]).output().unwrap();
-    let stderr = String::from_utf8_lossy(&early.stderr);
-    assert!(!early.status.success(), "merged with a shard missing");
-    assert!(stderr.contains("1 of 2 shards missing or unfinished") && stderr.contains("shards 1/2"), "{stderr}");
-    let printed = succeeded("shard 1/2", shard("1").output().unwrap());
-    assert!(printed.contains("iteration 2, shard 1/2: 16 rationales"), "{printed}");
-    let printed = succeeded("the merge", pod("merge.yaml", &bin, &sharded, &star_args, &[]).output().unwrap());
-    assert!(printed.contains("iteration 2: kept"), "{printed}");
-    let again = succeeded("a late shard", shard("1").output().unwrap());
-    assert!(again.contains("finished its iterations; nothing to do"), "{again}");
+    // A shard count that is not the Job's completions is refused before anything is applied.
+    let mismatched = run_sh(&k8s_recipe(&dir.join("mismatch"), &sharded, &star_args, 2, 3));
+    assert!(!mismatched.status.success() && String::from_utf8_lossy(&mismatched.stderr).contains("make them equal"));
+    assert!(!kube.join("log").exists(), "kubectl was called before the check");
+    succeeded("deploy/k8s/run.sh", run_sh(&k8s_recipe(&dir, &sharded, &star_args, 2, 2)));
+    let calls = read(&kube.join("log"));
+    assert_eq!(calls.matches("apply -f").count(), 4, "settings, merge, shards, merge:\n{calls}");
+    for (k, n) in [(0, 18), (1, 16)] {
+        let out = read(&kube.join(format!("starling-star-shards-{k}.out")));
+        assert!(out.contains(&format!("iteration 2, shard {k}/2: {n} rationales")), "pod {k}: {out}");
+    }
+    let merged = read(&kube.join("starling-star-merge-0.out"));
+    assert!(merged.contains("iteration 2: kept"), "{merged}");
 
     let d = differences(&snapshot(&whole), &snapshot(&sharded));
     assert!(d.is_empty(), "the sharded run differs from the single-process one:\n{}", d.join("\n"));

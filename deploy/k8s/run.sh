@@ -12,18 +12,33 @@ set -euo pipefail
 
 iterations=${1:?usage: run.sh ITERATIONS}
 here=$(cd "$(dirname "$0")" && pwd)
-timeout=${STARLING_JOB_TIMEOUT:-48h}
 
-# Recreates Job $1 from $2 and waits for it to complete (or fail).
+# Recreates Job $1 from $2 (the old one and its pods gone first) and waits until it is Complete;
+# stops the script when it is Failed (a shard out of retries, a refused merge).
 run_job() {
-  kubectl delete job "$1" --ignore-not-found --wait=true
+  kubectl delete job "$1" --ignore-not-found --cascade=foreground --wait=true
   kubectl apply -f "$2"
-  if ! kubectl wait --for=condition=complete --timeout="$timeout" "job/$1"; then
-    echo "job $1 did not complete; see: kubectl logs -l job-name=$1 --prefix" >&2
-    exit 1
-  fi
+  local state
+  while :; do
+    state=$(kubectl get job "$1" -o jsonpath='{.status.conditions[?(@.status=="True")].type}')
+    case " $state " in
+      *" Complete "*) break ;;
+      *" Failed "*)
+        echo "job $1 failed; see: kubectl logs -l job-name=$1 --prefix" >&2
+        exit 1 ;;
+    esac
+    sleep "${STARLING_POLL_SECONDS:-15}"
+  done
   kubectl logs -l "job-name=$1" --prefix --tail=5 || true
 }
+
+# The shard count the pods are told must be the Indexed Job's completions.
+told=$(sed -n 's/^ *STARLING_SHARDS: *"\{0,1\}\([0-9]*\)"\{0,1\}.*/\1/p' "$here/settings.yaml")
+completions=$(sed -n 's/^ *completions: *\([0-9]*\).*/\1/p' "$here/shards.yaml")
+if [ "$told" != "$completions" ]; then
+  echo "settings.yaml says STARLING_SHARDS=$told but shards.yaml runs completions: $completions; make them equal" >&2
+  exit 1
+fi
 
 kubectl apply -f "$here/settings.yaml"
 run_job starling-star-merge "$here/merge.yaml"

@@ -72,6 +72,9 @@ fn hint(e: &(dyn Error + 'static)) -> Option<&'static str> {
                 "run the missing shards (`starling star --shard K/N` with the run's settings; a shard that died \
                  continues where it stopped), or delete the shards folder to generate the iteration in one process",
             ),
+            StarError::ShardInUse { .. } => Some(
+                "let it finish: its file appears in the shards folder when it is done (this process changed nothing)",
+            ),
             StarError::ForeignShard { .. } => {
                 Some("delete that file and rerun its shard with the run's settings (`starling star --shard K/N`)")
             }

@@ -46,11 +46,12 @@ impl Shard {
         (index < count).then_some(Shard { index, count })
     }
 
-    /// The shard a cluster scheduler gave this process, read through `var` (the environment):
-    /// a Slurm job array (`SLURM_ARRAY_TASK_ID` − `SLURM_ARRAY_TASK_MIN`, of
-    /// `SLURM_ARRAY_TASK_COUNT`), or a Kubernetes Indexed Job (`JOB_COMPLETION_INDEX`, of
-    /// `STARLING_SHARDS`, which the manifest sets to the Job's `completions`: Kubernetes does not
-    /// tell a pod the count).
+    /// The shard a cluster scheduler gave this process, read through `var` (the environment).
+    /// The index is Slurm's `SLURM_ARRAY_TASK_ID` or Kubernetes' `JOB_COMPLETION_INDEX` (arrays
+    /// count from 0); the count is `STARLING_SHARDS` when set, else Slurm's
+    /// `SLURM_ARRAY_TASK_COUNT`. `STARLING_SHARDS` comes first because a failed task resubmitted
+    /// alone (`sbatch --array=K`) is an array of one, and because Kubernetes does not tell a pod
+    /// the Job's completions.
     pub fn from_scheduler(var: &dyn Fn(&str) -> Option<String>) -> Result<Shard, String> {
         let number = |name: &str| -> Result<Option<usize>, String> {
             match var(name) {
@@ -58,15 +59,18 @@ impl Shard {
                 Some(v) => v.trim().parse().map(Some).map_err(|_| format!("{name}={v:?} is not a whole number")),
             }
         };
-        let (index, count, source) = if let Some(id) = number("SLURM_ARRAY_TASK_ID")? {
-            let min = number("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
-            let count = number("SLURM_ARRAY_TASK_COUNT")?
-                .ok_or("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not; pass --shard K/N")?;
-            let index = id.checked_sub(min).ok_or("SLURM_ARRAY_TASK_ID is below SLURM_ARRAY_TASK_MIN")?;
+        let shards = number("STARLING_SHARDS")?;
+        let (index, count, source) = if let Some(index) = number("SLURM_ARRAY_TASK_ID")? {
+            let count = match shards {
+                Some(n) => n,
+                None => number("SLURM_ARRAY_TASK_COUNT")?
+                    .ok_or("SLURM_ARRAY_TASK_ID is set but neither STARLING_SHARDS nor SLURM_ARRAY_TASK_COUNT is")?,
+            };
             (index, count, "the Slurm job array")
         } else if let Some(index) = number("JOB_COMPLETION_INDEX")? {
-            let count = number("STARLING_SHARDS")?.ok_or(
-                "JOB_COMPLETION_INDEX is set but STARLING_SHARDS is not: set it to the Indexed Job's completions, or pass --shard K/N",
+            let count = shards.ok_or(
+                "JOB_COMPLETION_INDEX is set but STARLING_SHARDS is not: set it to the Indexed Job's completions, \
+                 or pass --shard K/N",
             )?;
             (index, count, "the Kubernetes Indexed Job")
         } else {
@@ -76,8 +80,8 @@ impl Shard {
         };
         Shard::new(index, count).ok_or_else(|| {
             format!(
-                "{source} gives shard {index} of {count}: the array must run exactly the indices 0…{} \
-                 (Slurm: --array=0-{}; or pass --shard K/N)",
+                "{source} gives shard {index} of {count}: indices run 0…{} (Slurm: --array=0-{}); a task \
+                 resubmitted alone needs STARLING_SHARDS={{the shard count}}, or pass --shard K/N",
                 count.saturating_sub(1),
                 count.saturating_sub(1)
             )
@@ -189,8 +193,16 @@ mod tests {
             move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
         };
         let slurm =
-            env(&[("SLURM_ARRAY_TASK_ID", "7"), ("SLURM_ARRAY_TASK_MIN", "5"), ("SLURM_ARRAY_TASK_COUNT", "3")]);
+            env(&[("SLURM_ARRAY_TASK_ID", "2"), ("SLURM_ARRAY_TASK_MIN", "0"), ("SLURM_ARRAY_TASK_COUNT", "3")]);
         assert_eq!(Shard::from_scheduler(&slurm).unwrap(), Shard { index: 2, count: 3 });
+        // Task 2 of a 3-shard run resubmitted alone: an array of one, whose count is the run's.
+        let rerun = env(&[
+            ("SLURM_ARRAY_TASK_ID", "2"),
+            ("SLURM_ARRAY_TASK_MIN", "2"),
+            ("SLURM_ARRAY_TASK_COUNT", "1"),
+            ("STARLING_SHARDS", "3"),
+        ]);
+        assert_eq!(Shard::from_scheduler(&rerun).unwrap(), Shard { index: 2, count: 3 });
         let k8s = env(&[("JOB_COMPLETION_INDEX", "1"), ("STARLING_SHARDS", "2")]);
         assert_eq!(Shard::from_scheduler(&k8s).unwrap(), Shard { index: 1, count: 2 });
         // Slurm wins when both are set (a Slurm job on a node that also exports the other).
@@ -204,7 +216,7 @@ mod tests {
         ];
         assert!(errors[0].contains("--shard K/N"), "{}", errors[0]);
         assert!(errors[1].contains("STARLING_SHARDS"), "{}", errors[1]);
-        assert!(errors[2].contains("--array=0-2"), "{}", errors[2]);
+        assert!(errors[2].contains("--array=0-2") && errors[2].contains("STARLING_SHARDS"), "{}", errors[2]);
         assert!(errors[3].contains("not a whole number"), "{}", errors[3]);
     }
 

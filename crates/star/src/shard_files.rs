@@ -24,6 +24,19 @@ use crate::run::{
 };
 use crate::shard::{Shard, ShardHeader, assemble, settings_fingerprint};
 
+/// Holds an exclusive lock on shard `shard`'s lock file in `dir` (released when dropped), or
+/// says that another process has it.
+fn lock_shard(dir: &Path, shard: Shard) -> Result<std::fs::File, StarError> {
+    let path = dir.join(format!("{}-of-{}.lock", shard.index, shard.count));
+    let file =
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StarError::ShardInUse { shard: shard.to_string(), lock: path }),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(&path, e)),
+    }
+}
+
 /// What [`StarRun::generate_shard`] found or did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ShardOutcome {
@@ -46,7 +59,8 @@ fn read_shard_file(path: &Path) -> Result<(ShardHeader, Vec<RationaleRecord>), S
         path: path.to_path_buf(),
         reason: format!("its first line is not a shard header ({e})"),
     })?;
-    Ok((header, parse_records(rest).map_err(|e| unreadable(path, e))?))
+    // The header's line stays in (empty), so an error names the file's own line number.
+    Ok((header, parse_records(&format!("\n{rest}")).map_err(|e| unreadable(path, e))?))
 }
 
 fn shard_file_text(header: &ShardHeader, records: &[RationaleRecord]) -> String {
@@ -106,13 +120,20 @@ impl StarRun<'_> {
             return Ok(ShardOutcome::AlreadyMerged { iteration });
         }
         let dir = self.shards_dir(iteration);
-        let done = dir.join(shard.file_name());
-        if done.exists() {
-            return Ok(ShardOutcome::AlreadyGenerated { iteration });
-        }
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        // One process per shard: a scheduler may start a replacement while the first still runs.
+        let _lock = lock_shard(&dir, shard)?;
         let ck = open_checkpoint(&self.previous_model_path(iteration), None)?;
         let previous = starling_model::weights::load_transformer(&ck.config, ck.weights.as_ref(), &self.device)?.0;
         let header = self.shard_header(iteration, shard, &base_info, &previous);
+        let done = dir.join(shard.file_name());
+        if done.exists() {
+            let (found, _) = read_shard_file(&done)?;
+            if let Some(reason) = found.mismatch(&header) {
+                return Err(StarError::ForeignShard { path: done, reason: reason.to_string() });
+            }
+            return Ok(ShardOutcome::AlreadyGenerated { iteration });
+        }
         let setup = StarSetup {
             cfg: self.cfg.clone(),
             data: self.data.clone(),
@@ -125,7 +146,6 @@ impl StarRun<'_> {
         let total: usize = batches.iter().map(|&b| machine.batch_questions(b).len()).sum();
 
         // An interrupted attempt of this shard: its whole batches of these questions are kept.
-        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
         let partial = dir.join(format!("{}-of-{}.partial.jsonl", shard.index, shard.count));
         let mut records = match partial.exists().then(|| read_shard_file(&partial)).transpose()? {
             Some((h, records)) if h == header => records,
@@ -182,24 +202,26 @@ impl StarRun<'_> {
                 files.push((shard, finished, entry.path()));
             }
         }
-        files.sort_by_key(|(s, finished, _)| (!finished, s.count, s.index));
-        let Some(&(first, _, _)) = files.first() else { return Ok(()) };
-        let count = first.count;
-        if let Some((other, _, path)) = files.iter().find(|(s, _, _)| s.count != count) {
-            return Err(StarError::ForeignShard {
-                path: path.clone(),
-                reason: format!(
-                    "it is one of {} shards, {} one of {count}",
-                    other.count,
-                    dir.join(first.file_name()).display()
-                ),
-            });
+        if files.is_empty() {
+            return Ok(());
         }
-        let missing: Vec<usize> =
-            (0..count).filter(|&k| !files.iter().any(|(s, finished, _)| s.index == k && *finished)).collect();
-        if !missing.is_empty() {
-            return Err(StarError::MissingShards { iteration: n, count, missing, dir });
-        }
+        // Every complete set holds the same records; files of another count (an earlier split,
+        // a task resubmitted with the wrong count) are left out. Without a complete set, the
+        // count with the most finished shards says what is missing.
+        let finished_of = |count: usize| files.iter().filter(|(s, f, _)| *f && s.count == count).count();
+        let mut counts: Vec<usize> = files.iter().map(|(s, _, _)| s.count).collect();
+        counts.sort_unstable();
+        counts.dedup();
+        let count = match counts.iter().rev().find(|&&c| finished_of(c) == c) {
+            Some(&complete) => complete,
+            None => {
+                let count = *counts.iter().max_by_key(|&&c| (finished_of(c), c)).expect("a file was found");
+                let missing: Vec<usize> = (0..count)
+                    .filter(|&k| !files.iter().any(|(s, finished, _)| *s == Shard { index: k, count } && *finished))
+                    .collect();
+                return Err(StarError::MissingShards { iteration: n, count, missing, dir });
+            }
+        };
 
         let ck = open_checkpoint(&self.previous_model_path(n), None)?;
         let previous = starling_model::weights::load_transformer(&ck.config, ck.weights.as_ref(), &self.device)?.0;

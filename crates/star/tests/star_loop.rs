@@ -392,11 +392,22 @@ fn sharded_generation_merges_into_the_single_process_run() {
     refused_then_restored(&run, &one, "another base model", |h| h["base"] = "0".into());
     refused_then_restored(&run, &one, "another model", |h| h["model"] = "0".into());
     refused_then_restored(&run, &one, "another iteration", |h| h["iteration"] = 2.into());
+    // A second process on the same shard is turned away while the first holds it.
+    {
+        let lock = std::fs::File::open(shards.join("1-of-2.lock")).unwrap();
+        lock.lock().unwrap();
+        let busy = run.generate_shard(second, &mut Quiet);
+        assert!(matches!(busy, Err(StarError::ShardInUse { .. })), "{:?}", busy.map(|_| ()));
+    }
+    // A finished shard whose header is not this iteration's is not taken as done.
+    let original = std::fs::read(&one).unwrap();
+    edit_header(&one, |h| h["model"] = "0".into());
+    assert!(matches!(run.generate_shard(second, &mut Quiet), Err(StarError::ForeignShard { .. })));
+    std::fs::write(&one, original).unwrap();
+    // Strays of another split (an earlier count, a task resubmitted with the wrong count) are
+    // left out when one count's set is complete.
     std::fs::copy(&one, shards.join("1-of-3.jsonl")).unwrap();
-    assert!(
-        matches!(run.run_until_generation(&mut Quiet), Err(StarError::ForeignShard { reason, .. }) if reason.contains("of 3 shards"))
-    );
-    std::fs::remove_file(shards.join("1-of-3.jsonl")).unwrap();
+    std::fs::write(shards.join("0-of-5.partial.jsonl"), "").unwrap();
 
     // Merged, fine-tuned, evaluated; iteration 2 in three shards, written by M_1.
     assert_eq!(run.run_until_generation(&mut Quiet).unwrap().1, Stop::GenerationDue { iteration: 2 });
