@@ -166,6 +166,46 @@ fn train_lm_builtin_then_resume_extends_the_run() {
     assert!(info.contains("Hugging Face folder"), "{info}");
 }
 
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// `--data-parallel 2` on the CPU: each batch shared by two copies of the model, the steps those
+/// of one device (losses equal to print precision, to 1e-5 in the metrics), the devices named.
+#[test]
+fn train_lm_data_parallel_makes_the_one_device_steps() {
+    let dir = temp("parallel");
+    let args = |out: &Path| {
+        let out = s(out).to_string();
+        ["--device", "cpu", "train-lm", "--builtin", "arithmetic", "--layers", "2", "--hidden", "64"]
+            .into_iter()
+            .map(String::from)
+            .chain(["--batch-size", "7", "--steps", "12", "--out", &out].map(String::from))
+            .collect::<Vec<String>>()
+    };
+    let one = args(&dir.join("one"));
+    ok(&refs(&one));
+    let mut two = args(&dir.join("two"));
+    two.extend(["--data-parallel", "2"].map(String::from));
+    let o = starling(&refs(&two));
+    let (_, err) = text(&o);
+    assert!(o.status.success() && err.contains("data parallel: device 1: cpu"), "{err}");
+    let losses = |run: &str| -> Vec<f64> {
+        std::fs::read_to_string(dir.join(run).join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap())
+            .collect()
+    };
+    let (a, b) = (losses("one"), losses("two"));
+    assert_eq!(a.len(), 12);
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
+    }
+    let zero = starling(&[&refs(&one)[..], &["--data-parallel", "0"]].concat());
+    assert!(text(&zero).1.contains("invalid value '0' for '--data-parallel <N>'"), "{}", text(&zero).1);
+}
+
 #[test]
 fn fine_tunes_a_real_checkpoint_on_jsonl() {
     let dir = temp("finetune");

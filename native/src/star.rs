@@ -139,6 +139,11 @@ pub struct Args {
     #[arg(long, value_name = "K/N", num_args = 0..=1, default_missing_value = "scheduler",
           conflicts_with_all = ["fresh", "resume", "base_only", "merge"])]
     pub shard: Option<String>,
+    /// Share fine-tuning's batches between this many devices of the --device kind, each holding
+    /// a copy of the model (data parallel, gradients summed on the first; see train-lm
+    /// --data-parallel). Generation and evaluation stay on the first device.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub data_parallel: u64,
     /// The rest of a run whose generation is sharded: start the run (the base model's
     /// evaluation) or continue it — merge the current iteration's shards, fine-tune, evaluate —
     /// and stop where the next iteration's rationales are due.
@@ -368,7 +373,16 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
         eprintln!("note: no few-shot exemplars (pass --exemplars FILE with worked rationales); prompting zero-shot");
     }
     let mut progress = Progress { gate: cfg.gate.clone(), pb: None };
-    let star = StarRun { root: out.clone(), cfg, data: &task.data, base, tokenizer, device: dev.device.clone() };
+    let more_devices = starling_model::device::data_parallel_devices(&dev, a.data_parallel as usize)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, (device, name))| {
+            eprintln!("data parallel fine-tuning: device {}: {name}", i + 1);
+            device
+        })
+        .collect();
+    let star =
+        StarRun { root: out.clone(), cfg, data: &task.data, base, tokenizer, device: dev.device.clone(), more_devices };
     if let Some(spec) = &a.shard {
         return run_shard(&star, spec, &mut progress, t0);
     }

@@ -19,7 +19,7 @@ use starling_train::corpus::{BadLines, jsonl_examples, text_examples};
 use starling_train::optim::{AdamW, AdamWConfig};
 use starling_train::run_dir::{RunDir, RunObserver};
 use starling_train::schedule::ScheduleKind;
-use starling_train::trainer::{StartPoint, StepMetrics, TrainConfig, TrainError, TrainObserver, train};
+use starling_train::trainer::{StartPoint, StepMetrics, TrainConfig, TrainError, TrainObserver, train_data_parallel};
 
 use crate::common::{bar, load_model, pick_device};
 
@@ -70,6 +70,12 @@ pub struct Args {
     /// Micro-batches per optimizer step.
     #[arg(long, default_value_t = 1)]
     grad_accum: usize,
+    /// Share every batch between this many devices of the --device kind, each holding a copy of
+    /// the model (data parallel; gradients summed on the first): GPUs 0 … N−1 on wgpu or CUDA;
+    /// on the CPU the copies take turns on the one CPU (a check, no speed-up). The steps are the
+    /// one-device steps on the same --batch-size.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    data_parallel: u64,
     /// Longest training example in tokens.
     #[arg(long, default_value_t = 256)]
     max_len: usize,
@@ -223,6 +229,15 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     let out = run_folder(&a)?;
     let dev = pick_device(device)?;
     let train_device = dev.device.clone().autodiff();
+    let more_devices: Vec<burn::tensor::Device> =
+        starling_model::device::data_parallel_devices(&dev, a.data_parallel as usize)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, (device, name))| {
+                eprintln!("data parallel: device {}: {name}", i + 1);
+                device.autodiff()
+            })
+            .collect();
     let cfg = train_config(&a);
     let loaded = match &a.model {
         Some(path) => Some(load_model(path, None, &train_device)?),
@@ -255,7 +270,7 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     let mut progress = Progress { pb, last_eval: None };
     let mut observer = RunObserver { run: &run, inner: &mut progress };
     let eval = (!data.eval.is_empty()).then_some(data.eval.as_slice());
-    let (model, history) = train(model, &data.train, eval, &cfg, start, &mut observer)?;
+    let (model, history) = train_data_parallel(model, &more_devices, &data.train, eval, &cfg, start, &mut observer)?;
     progress.pb.finish_and_clear();
     let model = model.valid();
     let final_dir = out.join("model");

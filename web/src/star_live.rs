@@ -156,6 +156,7 @@ impl StarLive {
             base: base.checkpoint.clone(),
             tokenizer: base.tokenizer().clone(),
             device: base.backend.device.clone(),
+            more_devices: Vec::new(),
         };
         let run = StarLoop::new(setup, Vec::new(), Resume::Start).map_err(js_err)?;
         Ok(StarLive { run: Rc::new(RefCell::new(run)), train_size, dev_size })

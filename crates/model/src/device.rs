@@ -178,6 +178,57 @@ pub fn select_device(choice: DeviceChoice) -> Result<SelectedDevice> {
     }
 }
 
+/// The further devices of data-parallel training over `count` devices, the first being `first`
+/// (a [`select_device`] pick), each with its name: on wgpu, discrete GPUs 1 … count−1 in wgpu's
+/// order (the first is the adapter `first` took — wgpu's high-performance pick, which on a host
+/// of identical GPUs is discrete GPU 0); on CUDA, GPUs 1 … count−1; on the CPU backend, the same
+/// CPU again (the copies take turns: a check of the machinery, not a speed-up). An error names a
+/// GPU that cannot be started.
+#[cfg(not(target_family = "wasm"))]
+pub fn data_parallel_devices(first: &SelectedDevice, count: usize) -> Result<Vec<(Device, String)>> {
+    (1..count)
+        .map(|i| match first.backend {
+            BackendKind::Flex => Ok((Device::flex(), first.name.clone())),
+            BackendKind::Cuda => further_cuda(i),
+            BackendKind::Wgpu => further_wgpu(i),
+        })
+        .collect()
+}
+
+#[cfg(not(target_family = "wasm"))]
+fn further_wgpu(index: usize) -> Result<(Device, String)> {
+    use burn::tensor::DeviceKind;
+    let started = std::panic::catch_unwind(|| {
+        Device::wgpu_options().device_kind(DeviceKind::DiscreteGpu(index)).init_with_setup()
+    });
+    match started {
+        Ok(Ok((device, setup))) => {
+            let info = setup.adapter.get_info();
+            Ok((device, format!("wgpu: {} ({:?}, {:?})", info.name, info.device_type, info.backend)))
+        }
+        Ok(Err(e)) => {
+            Err(ModelError::NoGpu(format!("data parallel needs discrete GPU {index}, which could not be started: {e}")))
+        }
+        Err(_) => Err(ModelError::NoGpu(format!("the wgpu driver panicked while starting discrete GPU {index}"))),
+    }
+}
+
+#[cfg(all(feature = "cuda", not(target_family = "wasm")))]
+fn further_cuda(index: usize) -> Result<(Device, String)> {
+    std::panic::catch_unwind(|| {
+        let device = Device::cuda(index);
+        describe_compiler(&device);
+        device
+    })
+    .map(|device| (device, format!("cuda: GPU {index}")))
+    .map_err(|_| ModelError::NoCuda(format!("CUDA GPU {index} could not be started")))
+}
+
+#[cfg(all(not(feature = "cuda"), not(target_family = "wasm")))]
+fn further_cuda(_index: usize) -> Result<(Device, String)> {
+    Err(ModelError::NoCuda("this build has no CUDA runtime".into()))
+}
+
 #[cfg(all(feature = "cuda", not(target_family = "wasm")))]
 fn start_cuda() -> Result<SelectedDevice> {
     // cudarc loads the driver on first use and panics when there is none.

@@ -52,6 +52,9 @@ pub struct StarSetup {
     pub tokenizer: Tokenizer,
     /// Where generation and evaluation run (fine-tuning uses its autodiff twin).
     pub device: Device,
+    /// Further devices sharing fine-tuning's batches, data parallel (their autodiff twins are
+    /// used; empty: fine-tuning on `device` alone). See [`starling_train::parallel`].
+    pub more_devices: Vec<Device>,
 }
 
 /// Why a run ended.
@@ -479,7 +482,9 @@ impl StarLoop {
         mut trainer: Box<Trainer<'static>>,
         host: &mut impl Host,
     ) -> Result<StarEvent, StarError> {
-        let pending = trainer.backward(&model);
+        let more: Vec<Device> = self.setup.more_devices.iter().map(|d| d.clone().autodiff()).collect();
+        let copies = starling_train::parallel::copies(&model, &more);
+        let pending = trainer.backward_with(&model, &copies);
         let read = host.read(pending.readback()).await?;
         let (model, metrics) = trainer.apply(model, pending, read)?;
         let step = metrics.step;

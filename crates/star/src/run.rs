@@ -121,6 +121,8 @@ pub struct StarRun<'a> {
     pub tokenizer: Tokenizer,
     /// Where generation runs (training uses its autodiff twin).
     pub device: Device,
+    /// Further devices sharing fine-tuning's batches (data parallel; empty: one device).
+    pub more_devices: Vec<Device>,
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StarError> {
@@ -332,6 +334,7 @@ impl StarRun<'_> {
             base,
             tokenizer: self.tokenizer.clone(),
             device: self.device.clone(),
+            more_devices: self.more_devices.clone(),
         };
         // A run resumed after it ended has nothing left to generate.
         let ended = next_after(&rows, &self.cfg).is_some();

@@ -140,6 +140,7 @@ impl StarRun<'_> {
             base: Rc::new(open_checkpoint(&self.base, None)?),
             tokenizer: self.tokenizer.clone(),
             device: self.device.clone(),
+            more_devices: Vec::new(),
         };
         let machine = StarLoop::new(setup, rows, Resume::Generate { iteration, previous, records: Vec::new() })?;
         let batches: Vec<usize> = shard.batches(machine.generation_batches()).collect();

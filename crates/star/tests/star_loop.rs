@@ -117,6 +117,7 @@ fn star<'a>(root: &Path, base: &Path, data: &'a StarData, iterations: usize) -> 
         base: base.to_path_buf(),
         tokenizer: tokenizer(),
         device: Device::flex(),
+        more_devices: Vec::new(),
     }
 }
 
@@ -290,6 +291,7 @@ fn the_state_machine_stepped_in_memory_makes_the_same_run_as_the_cli_driver() {
         base: Rc::new(open_checkpoint(&base, None).unwrap()),
         tokenizer: tokenizer(),
         device: Device::flex(),
+        more_devices: Vec::new(),
     };
     let mut machine = StarLoop::new(setup, Vec::new(), Resume::Start).unwrap();
     let mut generated: Vec<Vec<RationaleRecord>> = vec![Vec::new(); 3];
@@ -424,5 +426,37 @@ fn sharded_generation_merges_into_the_single_process_run() {
     assert_eq!(rows.len(), 3);
     assert_eq!(artefacts(&root, 2), artefacts(&whole, 2), "K shards + merge == one process");
     assert_eq!(run.generate_shard(first, &mut Quiet).unwrap(), ShardOutcome::RunFinished);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Fine-tuning data parallel over two devices (the CPU twice: the copies take turns) gives the
+/// one-device model of iteration 1, up to the order of floating-point sums — from the same
+/// rationales, since those come from the base model.
+#[test]
+fn data_parallel_fine_tuning_makes_the_one_device_model() {
+    use starling_model::weights::export_tensors;
+    let dir = temp_dir("parallel");
+    let base = pretrained_base(&dir, 150);
+    let data = data();
+    let one = dir.join("one");
+    star(&one, &base, &data, 1).run(false, &mut Quiet).unwrap();
+    let two = dir.join("two");
+    let mut run = star(&two, &base, &data, 1);
+    run.more_devices = vec![Device::flex()];
+    run.run(false, &mut Quiet).unwrap();
+    assert_eq!(records(&one, 1), records(&two, 1));
+    let weights = |root: &Path| {
+        let ck = open_checkpoint(&root.join("iter-01/model"), None).unwrap();
+        let (m, _): (Transformer, _) = load_transformer(&ck.config, ck.weights.as_ref(), &Device::flex()).unwrap();
+        export_tensors(&m)
+    };
+    let (a, b) = (weights(&one), weights(&two));
+    let largest = a
+        .iter()
+        .zip(&b)
+        .flat_map(|((_, x), (_, y))| x.data.iter().zip(&y.data).map(|(p, q)| (p - q).abs()))
+        .fold(0f32, f32::max);
+    assert!(largest < 1e-4, "the two-device model differs by up to {largest}");
+    assert_ne!(model_fingerprint(&one.join("iter-01/model")), model_fingerprint(&base), "nothing was trained");
     let _ = std::fs::remove_dir_all(&dir);
 }

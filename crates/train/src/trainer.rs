@@ -15,6 +15,7 @@ use starling_model::Transformer;
 
 use crate::data::{Batch, BatchOrder, Example, make_batch};
 use crate::optim::{AdamW, AdamWConfig, clip_scale, grad_squared_norm};
+use crate::parallel::split_evenly;
 use crate::schedule::{Schedule, ScheduleKind};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -187,7 +188,22 @@ pub fn evaluate(model: &Transformer, examples: &[Example], batch_size: usize, ma
 /// Trains `model` (whose parameters live on an autodiff device) on `train` examples.
 /// Returns the trained model and the metrics of every step run.
 pub fn train(
+    model: Transformer,
+    train: &[Example],
+    eval: Option<&[Example]>,
+    cfg: &TrainConfig,
+    start: Option<StartPoint>,
+    observer: &mut dyn TrainObserver,
+) -> Result<(Transformer, Vec<StepMetrics>), TrainError> {
+    train_data_parallel(model, &[], train, eval, cfg, start, observer)
+}
+
+/// [`train`], data parallel: every batch is shared between `model`'s device and `more_devices`
+/// (autodiff devices), each holding a copy of the model (see [`crate::parallel`]). With no
+/// further device it is [`train`].
+pub fn train_data_parallel(
     mut model: Transformer,
+    more_devices: &[Device],
     train: &[Example],
     eval: Option<&[Example]>,
     cfg: &TrainConfig,
@@ -197,7 +213,8 @@ pub fn train(
     let mut trainer = Trainer::new(&model, Cow::Borrowed(train), Cow::Borrowed(cfg), start)?;
     let mut history = Vec::new();
     while !trainer.finished() {
-        let pending = trainer.backward(&model);
+        let copies = crate::parallel::copies(&model, more_devices);
+        let pending = trainer.backward_with(&model, &copies);
         let read = pending.readback().execute();
         let (next, mut m) = trainer.apply(model, pending, read)?;
         model = next;
@@ -294,24 +311,45 @@ impl<'a> Trainer<'a> {
 
     /// Forward and backward passes of the next step's micro-batches, gradients accumulated.
     pub fn backward(&self, model: &Transformer) -> PendingStep {
+        self.backward_with(model, &[])
+    }
+
+    /// [`Trainer::backward`], data parallel over `model` and its `copies` on other devices
+    /// ([`crate::parallel::copies`]): each micro-batch is cut into one contiguous slice per
+    /// device, and every slice's gradient — its loss divided by the whole step's target count —
+    /// is moved to `model`'s device and summed there. The sum is the gradient of the whole
+    /// step, as [`Trainer::backward`] computes it on one device, up to the order of
+    /// floating-point sums; [`Trainer::apply`] then updates `model` alone.
+    pub fn backward_with(&self, model: &Transformer, copies: &[Transformer]) -> PendingStep {
         let started = Instant::now();
         let cfg = &*self.cfg;
-        let micro: Vec<Batch> = (0..cfg.grad_accum)
-            .map(|i| {
-                let idx = self.order.batch(self.step * cfg.grad_accum + i);
-                let refs: Vec<&Example> = idx.iter().map(|&j| &self.examples[j]).collect();
-                make_batch(&refs, cfg.max_len, self.pad_id, &self.device)
-            })
-            .collect();
-        let targets: usize = micro.iter().map(|b| b.target_count).sum();
-        let tokens: usize = micro.iter().map(|b| b.tokens).sum();
+        let replicas: Vec<&Transformer> = std::iter::once(model).chain(copies).collect();
+        let mut slices: Vec<(&Transformer, Batch)> = Vec::new();
+        for i in 0..cfg.grad_accum {
+            let idx = self.order.batch(self.step * cfg.grad_accum + i);
+            for (replica, part) in replicas.iter().zip(split_evenly(&idx, replicas.len())) {
+                if part.is_empty() {
+                    continue;
+                }
+                let refs: Vec<&Example> = part.iter().map(|&j| &self.examples[j]).collect();
+                let device = if std::ptr::eq(*replica, model) { self.device.clone() } else { replica.device() };
+                slices.push((replica, make_batch(&refs, cfg.max_len, self.pad_id, &device)));
+            }
+        }
+        let targets: usize = slices.iter().map(|(_, b)| b.target_count).sum();
+        let tokens: usize = slices.iter().map(|(_, b)| b.tokens).sum();
         let mut accumulator = GradientsAccumulator::<Transformer>::new();
         let mut loss_sum: Option<Tensor<1>> = None;
-        for batch in &micro {
-            let loss = masked_nll(model, batch, targets);
-            let grads = GradientsParams::from_grads(loss.backward(), model);
+        for (replica, batch) in &slices {
+            let loss = masked_nll(replica, batch, targets);
+            let mut grads = GradientsParams::from_grads(loss.backward(), *replica);
+            let mut detached = loss.detach();
+            if !std::ptr::eq(*replica, model) {
+                // The host all-reduce: the copy's gradient joins the sum on the model's device.
+                grads = grads.to_device(&self.device, model);
+                detached = detached.to_device(&self.device);
+            }
             accumulator.accumulate(model, grads);
-            let detached = loss.detach();
             loss_sum = Some(match loss_sum {
                 Some(s) => s + detached,
                 None => detached,

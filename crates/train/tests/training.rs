@@ -1,6 +1,6 @@
 //! Training end to end on the built-in arithmetic task, on the CPU backend and on wgpu: the loss
-//! falls, and a run killed after a checkpoint and resumed gives the same loss curve as a run
-//! that was never interrupted.
+//! falls, a run killed after a checkpoint and resumed gives the same loss curve as a run that
+//! was never interrupted, and data-parallel training over two devices makes one device's steps.
 
 use std::path::PathBuf;
 
@@ -14,7 +14,9 @@ use starling_tasks::arithmetic::{self, Pool};
 use starling_train::data::Example;
 use starling_train::optim::{AdamW, GradientFault};
 use starling_train::run_dir::{RunDir, RunObserver};
-use starling_train::trainer::{NoObserver, StepMetrics, TrainConfig, TrainError, TrainObserver, train};
+use starling_train::trainer::{
+    NoObserver, StepMetrics, TrainConfig, TrainError, TrainObserver, train, train_data_parallel,
+};
 
 fn tokenizer() -> Tokenizer {
     Tokenizer::word_level(&arithmetic::WORDS, &["<pad>", "<eos>"]).unwrap()
@@ -156,6 +158,58 @@ fn accumulation_matches_a_big_batch(device: Device) {
     }
 }
 
+/// Data parallel over two devices — `device` and the CPU backend (so on wgpu the all-reduce
+/// crosses backends), each with a copy of the model and half of every micro-batch — makes the
+/// steps one device makes on the whole batch: the same examples, losses, gradient norms and
+/// weights, up to the order of floating-point sums. Also with an odd batch (slices of 3 and 2)
+/// and accumulation.
+fn two_devices_match_one_device_on_the_whole_batch(device: Device) {
+    use burn::module::Module;
+    use starling_model::weights::export_tensors;
+    let ad = device.autodiff();
+    let second = Device::flex().autodiff();
+    let tok = tokenizer();
+    let train_set = examples(&tok, 9, 64);
+    let even = TrainConfig { save_every: None, eval_every: None, ..config(6) };
+    let odd = TrainConfig { batch_size: 5, grad_accum: 2, ..even.clone() };
+    for cfg in [even, odd] {
+        let (one, a) = train(model(&tok, &ad), &train_set, None, &cfg, None, &mut NoObserver).unwrap();
+        let (two, b) = train_data_parallel(
+            model(&tok, &ad),
+            std::slice::from_ref(&second),
+            &train_set,
+            None,
+            &cfg,
+            None,
+            &mut NoObserver,
+        )
+        .unwrap();
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x.loss - y.loss).abs() < 1e-5, "step {}: loss {} vs {}", x.step, x.loss, y.loss);
+            assert!((x.grad_norm - y.grad_norm).abs() < 1e-4 * x.grad_norm.max(1.0), "step {}", x.step);
+            assert_eq!((x.tokens, x.target_tokens), (y.tokens, y.target_tokens));
+        }
+        let (wa, wb) = (export_tensors(&one.valid()), export_tensors(&two.valid()));
+        let mut largest = 0f32;
+        for ((name, ta), (_, tb)) in wa.iter().zip(&wb) {
+            assert_eq!(ta.shape, tb.shape, "{name}");
+            for (p, q) in ta.data.iter().zip(&tb.data) {
+                largest = largest.max((p - q).abs());
+            }
+        }
+        assert!(
+            largest < 1e-4,
+            "weights differ by up to {largest} (batch {}, accumulation {})",
+            cfg.batch_size,
+            cfg.grad_accum
+        );
+        // And the training moved them: the comparison is not between two untouched models.
+        let start = export_tensors(&model(&tok, &ad).valid());
+        assert!(start.iter().zip(&wa).any(|((_, s), (_, t))| s.data != t.data));
+    }
+}
+
 /// A NaN in the weights makes the loss NaN: training stops with an error naming the step, and
 /// no checkpoint is written for it.
 fn nan_loss_stops_training(device: Device) {
@@ -259,6 +313,7 @@ on_both_devices!(
     resume_is_exact,
     nothing_to_learn_is_an_error,
     accumulation_matches_a_big_batch,
+    two_devices_match_one_device_on_the_whole_batch,
     nan_loss_stops_training,
     gradient_overflow_is_named
 );
