@@ -5,6 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "support/tiny_star.rs"]
+mod tiny_star;
+use tiny_star::tiny_star_settings;
+
 fn shared() -> PathBuf {
     let dir = std::env::var_os("STARLING_SHARED").map(PathBuf::from).unwrap_or_else(|| {
         std::env::var_os("CARGO_MANIFEST_DIR")
@@ -281,41 +285,11 @@ fn bad_input_gives_clear_errors() {
     fails_with(&["--device", "cpu", "train-lm", "--data", s(&broken), "--out", s(&dir.join("r2"))], "broken.jsonl:2:");
 }
 
-/// Small settings for the built-in STaR experiment, so a test runs in seconds.
+/// The tiny built-in STaR run on the CPU into `out`.
 fn tiny_star(out: &Path, base: &Path) -> Vec<String> {
-    [
-        "--device",
-        "cpu",
-        "star",
-        "--out",
-        s(out),
-        "--base-dir",
-        s(base),
-        "--digits",
-        "1-1",
-        "--train-size",
-        "48",
-        "--dev-per-digit",
-        "16",
-        "--base-steps",
-        "150",
-        "--base-documents",
-        "2000",
-        "--base-layers",
-        "2",
-        "--base-hidden",
-        "64",
-        // A base this small fails the gate: the test is about the machinery.
-        "--no-gate",
-        "--first-steps",
-        "8",
-        "--batch-size",
-        "8",
-        "--gen-batch",
-        "16",
-    ]
-    .map(String::from)
-    .to_vec()
+    let mut args: Vec<String> = ["--device", "cpu", "star", "--out", s(out)].map(String::from).to_vec();
+    args.extend(tiny_star_settings(base));
+    args
 }
 
 #[test]

@@ -17,6 +17,10 @@ use std::process::{Command, Output};
 mod snapshot;
 use snapshot::{differences, snapshot};
 
+#[path = "support/tiny_star.rs"]
+mod tiny_star;
+use tiny_star::tiny_star_settings;
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
@@ -36,38 +40,6 @@ fn succeeded(what: &str, out: Output) -> String {
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{what} failed:\n{stdout}\n{stderr}");
     stdout.into_owned()
-}
-
-/// The run's settings (everything but --out and --iterations): the built-in arithmetic task at a
-/// size that runs in seconds — the 34 distinct one-digit sums in 3 generation batches.
-fn settings(base: &Path) -> Vec<String> {
-    [
-        "--base-dir",
-        s(base),
-        "--digits",
-        "1-1",
-        "--train-size",
-        "48",
-        "--dev-per-digit",
-        "16",
-        "--base-steps",
-        "150",
-        "--base-documents",
-        "2000",
-        "--base-layers",
-        "2",
-        "--base-hidden",
-        "64",
-        "--no-gate",
-        "--first-steps",
-        "8",
-        "--batch-size",
-        "8",
-        "--gen-batch",
-        "16",
-    ]
-    .map(String::from)
-    .to_vec()
 }
 
 /// `deploy/k8s` copied to `dir`, set up for this test's run: the ConfigMap's run folder, settings
@@ -109,7 +81,7 @@ fn sharded_star_on_slurm_and_kubernetes_recipes_equals_the_single_process_run() 
     let dir = temp("recipes");
     let starling = Path::new(env!("CARGO_BIN_EXE_starling"));
     let (base, whole, sharded) = (dir.join("base"), dir.join("whole"), dir.join("sharded"));
-    let settings = settings(&base);
+    let settings = tiny_star_settings(&base);
 
     // The single-process run (which also prepares the built-in base model, shared by both).
     let mut args = vec!["--device", "cpu", "star", "--out", s(&whole), "--iterations", "2"];
