@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 #[path = "support/tiny_star.rs"]
 mod tiny_star;
-use tiny_star::tiny_star_settings;
+use tiny_star::{tiny_base_recipe, tiny_star_settings};
 
 fn shared() -> PathBuf {
     let dir = std::env::var_os("STARLING_SHARED").map(PathBuf::from).unwrap_or_else(|| {
@@ -325,28 +325,13 @@ fn star_on_builtin_arithmetic_writes_its_artefacts_and_resumes() {
     let stdout = ok(&refs);
     assert!(stdout.contains("iteration 2: kept") && out.join("iter-02/model/config.json").exists(), "{stdout}");
     // The base model is reused, and a baseline runs on it.
-    let stdout = ok(&[
-        "--device",
-        "cpu",
-        "baseline",
-        "few-shot-rationale",
-        "--base-dir",
-        s(&base),
-        "--digits",
-        "1-1",
-        "--dev-per-digit",
-        "8",
-        "--base-steps",
-        "150",
-        "--base-documents",
-        "2000",
-        "--base-layers",
-        "2",
-        "--base-hidden",
-        "64",
-        "--out",
-        s(&dir.join("b")),
-    ]);
+    let mut baseline: Vec<String> = ["--device", "cpu", "baseline", "few-shot-rationale", "--digits", "1-1"]
+        .into_iter()
+        .chain(["--dev-per-digit", "8", "--out", s(&dir.join("b"))])
+        .map(String::from)
+        .collect();
+    baseline.extend(tiny_base_recipe(&base));
+    let stdout = ok(&baseline.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(stdout.contains("few-shot-rationale on arithmetic (8 dev questions, 3 shots): accuracy"), "{stdout}");
 
     // A base made by another recipe is refused, with the command that remakes it.
