@@ -30,6 +30,19 @@ pub fn pick_device(choice: DeviceChoice) -> Result<SelectedDevice> {
     Ok(d)
 }
 
+/// The further devices of `--data-parallel count` beside `first`, each named on stderr.
+pub fn more_devices(first: &SelectedDevice, count: u64) -> Result<Vec<burn::tensor::Device>> {
+    let devices = starling_model::device::data_parallel_devices(first, count as usize)?;
+    Ok(devices
+        .into_iter()
+        .enumerate()
+        .map(|(i, (device, name))| {
+            eprintln!("data parallel: device {}: {name}", i + 1);
+            device
+        })
+        .collect())
+}
+
 /// The model a command works on.
 #[derive(clap::Args)]
 pub struct ModelArgs {

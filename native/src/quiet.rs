@@ -14,14 +14,14 @@ use starling_quiet::analyze::{TokenDelta, by_difficulty, token_deltas, token_del
 use starling_quiet::checkpoint::{is_quiet_checkpoint, load_quiet};
 use starling_quiet::config::{MixingWeight, PolicyReduction, QuietPreset};
 use starling_quiet::generate::generate_thoughtful;
-use starling_quiet::trainer::{QuietObserver, QuietRun, QuietRunConfig, QuietStepMetrics, train_quiet};
+use starling_quiet::trainer::{QuietObserver, QuietRun, QuietRunConfig, QuietStepMetrics, train_quiet_data_parallel};
 use starling_quiet::{QuietConfig, QuietModel};
 use starling_thought::Kernel;
 use starling_train::corpus::document_windows;
 use starling_train::schedule::ScheduleKind;
 use starling_train::trainer::TrainConfig;
 
-use crate::common::{bar, load_model, pick_device};
+use crate::common::{bar, load_model, more_devices, pick_device};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -168,6 +168,11 @@ struct TrainArgs {
     /// in the same memory).
     #[arg(long, default_value_t = 1)]
     grad_accum: usize,
+    /// Share every micro-batch between this many devices of the --device kind, each holding a
+    /// copy of the model and drawing its own thoughts (data parallel; see train-lm
+    /// --data-parallel).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    data_parallel: u64,
     /// Positions per chunk of the vocabulary-sized loss terms (default: as many as fit 256 MiB).
     /// Smaller: less memory; the results do not change.
     #[arg(long)]
@@ -224,6 +229,7 @@ impl QuietObserver for Bar {
 
 fn train(a: TrainArgs, device: DeviceChoice) -> Result<()> {
     let dev = pick_device(device)?;
+    let more_devices: Vec<Device> = more_devices(&dev, a.data_parallel)?.into_iter().map(Device::autodiff).collect();
     let quiet = a.quiet.config()?;
     let cfg = QuietRunConfig {
         train: TrainConfig {
@@ -284,8 +290,9 @@ fn train(a: TrainArgs, device: DeviceChoice) -> Result<()> {
         cfg.quiet.n_passes
     );
     let pb = bar(a.steps as u64, "quiet-star");
+    let run_files = Some((&run, &tokenizer));
     let (_, history) =
-        train_quiet(model, &seqs, &cfg, a.kernel, start, Some((&run, &tokenizer)), &mut Bar(pb.clone()))?;
+        train_quiet_data_parallel(model, &more_devices, &seqs, &cfg, a.kernel, start, run_files, &mut Bar(pb.clone()))?;
     pb.finish();
     if let Some(last) = history.last() {
         println!("{}", serde_json::to_string(last)?);

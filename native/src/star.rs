@@ -23,7 +23,7 @@ use starling_tasks::{PromptStyle, TaskKind};
 use starling_train::trainer::{StepMetrics, TrainConfig};
 
 use crate::builtin_base::BaseArgs;
-use crate::common::{bar, pick_device};
+use crate::common::{bar, more_devices, pick_device};
 use crate::tasks_args::{Task, TaskArgs, TaskChoice};
 
 /// Fine-tuning and decoding settings shared by `star` and the direct fine-tune baseline.
@@ -373,14 +373,7 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
         eprintln!("note: no few-shot exemplars (pass --exemplars FILE with worked rationales); prompting zero-shot");
     }
     let mut progress = Progress { gate: cfg.gate.clone(), pb: None };
-    let more_devices = starling_model::device::data_parallel_devices(&dev, a.data_parallel as usize)?
-        .into_iter()
-        .enumerate()
-        .map(|(i, (device, name))| {
-            eprintln!("data parallel fine-tuning: device {}: {name}", i + 1);
-            device
-        })
-        .collect();
+    let more_devices = more_devices(&dev, a.data_parallel)?;
     let star =
         StarRun { root: out.clone(), cfg, data: &task.data, base, tokenizer, device: dev.device.clone(), more_devices };
     if let Some(spec) = &a.shard {

@@ -21,7 +21,7 @@ use starling_train::run_dir::{RunDir, RunObserver};
 use starling_train::schedule::ScheduleKind;
 use starling_train::trainer::{StartPoint, StepMetrics, TrainConfig, TrainError, TrainObserver, train_data_parallel};
 
-use crate::common::{bar, load_model, pick_device};
+use crate::common::{bar, load_model, more_devices, pick_device};
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Builtin {
@@ -230,14 +230,7 @@ pub fn run(a: Args, device: DeviceChoice) -> Result<()> {
     let dev = pick_device(device)?;
     let train_device = dev.device.clone().autodiff();
     let more_devices: Vec<burn::tensor::Device> =
-        starling_model::device::data_parallel_devices(&dev, a.data_parallel as usize)?
-            .into_iter()
-            .enumerate()
-            .map(|(i, (device, name))| {
-                eprintln!("data parallel: device {}: {name}", i + 1);
-                device.autodiff()
-            })
-            .collect();
+        more_devices(&dev, a.data_parallel)?.into_iter().map(burn::tensor::Device::autodiff).collect();
     let cfg = train_config(&a);
     let loaded = match &a.model {
         Some(path) => Some(load_model(path, None, &train_device)?),

@@ -48,8 +48,18 @@ pub struct LossStats {
 impl LossStats {
     /// The mean of micro-batches' numbers (equal-sized micro-batches: the large batch's numbers).
     pub fn mean(parts: &[LossStats]) -> LossStats {
-        let n = parts.len().max(1) as f64;
-        let avg = |f: fn(&LossStats) -> f64| parts.iter().map(f).sum::<f64>() / n;
+        LossStats::combine(parts.iter().map(|s| (1.0, s)), parts.len().max(1) as f64)
+    }
+
+    /// The numbers of a batch from those of its parts, each weighted by its share of the
+    /// batch's sequences (the weights sum to 1).
+    pub fn weighted(parts: &[(f64, LossStats)]) -> LossStats {
+        LossStats::combine(parts.iter().map(|(w, s)| (*w, s)), 1.0)
+    }
+
+    /// Every number as Σ weight × number / `divisor`.
+    fn combine<'a>(parts: impl Iterator<Item = (f64, &'a LossStats)> + Clone, divisor: f64) -> LossStats {
+        let avg = |f: fn(&LossStats) -> f64| parts.clone().map(|(w, s)| w * f(s)).sum::<f64>() / divisor;
         LossStats {
             loss: avg(|s| s.loss),
             base_nll: avg(|s| s.base_nll),

@@ -22,6 +22,7 @@ use starling_model::checkpoint::files::write_atomic;
 use starling_thought::Kernel;
 use starling_train::data::BatchOrder;
 use starling_train::optim::{AdamW, clip_scale, global_grad_norm, non_finite_gradients};
+use starling_train::parallel::split_evenly;
 use starling_train::run_dir::RunDir;
 use starling_train::trainer::{StartPoint, TrainConfig};
 
@@ -147,7 +148,28 @@ fn ck(m: String) -> QuietError {
 /// `start` (optimizer and step) when resuming. With `run`, metrics and checkpoints (which hold the
 /// tokenizer) go to disk.
 pub fn train_quiet(
+    model: QuietModel,
+    seqs: &[Vec<u32>],
+    cfg: &QuietRunConfig,
+    kernel: Kernel,
+    start: Option<(AdamW, usize)>,
+    run: Option<(&QuietRun, &Tokenizer)>,
+    observer: &mut dyn QuietObserver,
+) -> Result<(QuietModel, Vec<QuietStepMetrics>)> {
+    train_quiet_data_parallel(model, &[], seqs, cfg, kernel, start, run, observer)
+}
+
+/// [`train_quiet`], data parallel over `model`'s device and `more_devices` (autodiff devices),
+/// as [`starling_train::parallel`] describes for language-model training: each micro-batch is cut
+/// into one slice of sequences per device, each slice's loss weighted by its share of the
+/// micro-batch, the gradients summed on `model`'s device, one optimizer step there. Each device
+/// draws its thoughts from a seed of its own (slices never share noise), so with sampled thoughts
+/// the steps are one device's in distribution, and with (near-)greedy thoughts the same steps,
+/// up to the order of floating-point sums.
+#[allow(clippy::too_many_arguments)]
+pub fn train_quiet_data_parallel(
     mut model: QuietModel,
+    more_devices: &[burn::tensor::Device],
     seqs: &[Vec<u32>],
     cfg: &QuietRunConfig,
     kernel: Kernel,
@@ -178,25 +200,47 @@ pub fn train_quiet(
     for step in first..t.steps {
         let t0 = Instant::now();
         // Thought sampling draws from the device RNG: seed it per step so a resumed run repeats.
-        device.seed(t.seed.wrapping_mul(1_000_003).wrapping_add(step as u64));
+        let step_seed = t.seed.wrapping_mul(1_000_003).wrapping_add(step as u64);
+        device.seed(step_seed);
         // `grad_accum` micro-batches of `batch_size` sequences, each loss a mean over its
         // positions, so their mean (gradients accumulated) is the large batch's loss.
-        let sampler = model.valid();
+        let copies: Vec<QuietModel> = more_devices.iter().map(|d| model.clone().fork(d)).collect();
+        let replicas: Vec<(&QuietModel, QuietModel)> =
+            std::iter::once(&model).chain(&copies).map(|m| (m, m.valid())).collect();
         let mut accumulator = GradientsAccumulator::<QuietModel>::new();
         let mut parts = Vec::with_capacity(t.grad_accum);
         let mut tokens = 0;
         for micro in 0..t.grad_accum {
             let batch: Vec<Vec<u32>> =
                 order.batch(step * t.grad_accum + micro).into_iter().map(|i| seqs[i].clone()).collect();
-            let chunk = cfg.loss_chunk.unwrap_or_else(|| chunk_positions(&model, batch.len()));
-            let (grads, stats) =
-                quiet_gradients(&model, &sampler, &batch, &cfg.thinking, kernel, 1.0 / t.grad_accum as f64, chunk);
-            if !stats.loss.is_finite() {
-                return Err(QuietError::NonFinite { what: "loss", step: step + 1, value: stats.loss });
+            let mut slices = Vec::with_capacity(replicas.len());
+            for (d, ((replica, sampler), slice)) in
+                replicas.iter().zip(split_evenly(&batch, replicas.len())).enumerate()
+            {
+                if slice.is_empty() {
+                    continue;
+                }
+                if !copies.is_empty() {
+                    // One seed per device, micro-batch and step: slices never share noise.
+                    let seed = step_seed ^ ((d as u64) << 40) ^ ((micro as u64) << 52);
+                    replica.device().seed(seed);
+                }
+                let share = slice.len() as f64 / batch.len() as f64;
+                let chunk = cfg.loss_chunk.unwrap_or_else(|| chunk_positions(replica, slice.len()));
+                let scale = share / t.grad_accum as f64;
+                let (mut grads, stats) = quiet_gradients(replica, sampler, &slice, &cfg.thinking, kernel, scale, chunk);
+                if !stats.loss.is_finite() {
+                    return Err(QuietError::NonFinite { what: "loss", step: step + 1, value: stats.loss });
+                }
+                if d > 0 {
+                    // The host all-reduce: the copy's gradient joins the sum on the model's device.
+                    grads = grads.to_device(&device, &model);
+                }
+                accumulator.accumulate(&model, grads);
+                slices.push((share, stats));
             }
-            accumulator.accumulate(&model, grads);
             tokens += batch.iter().map(Vec::len).sum::<usize>();
-            parts.push(stats);
+            parts.push(LossStats::weighted(&slices));
         }
         let stats = LossStats::mean(&parts);
         let mut grads = accumulator.grads();

@@ -19,7 +19,7 @@ use starling_quiet::loss::{quiet_gradients, quiet_loss};
 use starling_quiet::model::ThoughtState;
 use starling_quiet::probe::{next_token_with, sample_at};
 use starling_quiet::sample::sample_thoughts;
-use starling_quiet::trainer::{NoObserver, QuietRun, QuietRunConfig, train_quiet};
+use starling_quiet::trainer::{NoObserver, QuietRun, QuietRunConfig, train_quiet, train_quiet_data_parallel};
 use starling_quiet::{QuietConfig, QuietModel};
 use starling_thought::Kernel;
 use starling_train::trainer::TrainConfig;
@@ -441,6 +441,45 @@ fn gradient_accumulation_matches_one_large_batch() {
         ("gradient norm", large.grad_norm, accumulated.grad_norm),
     ] {
         assert!(close(a, b), "{what}: one batch of 4 gives {a}, 2 × 2 accumulated {b}");
+    }
+}
+
+/// Data parallel over two devices (the CPU twice), each with a copy and a slice of the batch,
+/// makes one device's step on the whole batch — with near-greedy thoughts, so both think the same
+/// — for an even batch (2 + 2) and an odd one (2 + 1, the slices weighted by their share).
+#[test]
+fn two_devices_match_one_device_on_the_whole_batch() {
+    let _turn = rng_turn();
+    let device = Device::flex().autodiff();
+    let quiet = QuietConfig { n_passes: 1, thought_temperature: 1e-6, ..small_quiet() };
+    let step = |batch_size: usize, more: &[Device]| {
+        let (mut m, tok) = model(&device, 9);
+        m.mixing.output.bias =
+            Some(Param::from_tensor(Tensor::<1>::from_data(TensorData::new(vec![0.3f32], [1]), &device)));
+        let mut cfg = train_cfg(2);
+        cfg.quiet = quiet.clone();
+        cfg.train.batch_size = batch_size;
+        let (m, history) =
+            train_quiet_data_parallel(m, more, &seqs(&tok), &cfg, Kernel::Split, None, None, &mut NoObserver).unwrap();
+        (host(m.mixing.output.weight.val()), history)
+    };
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-5 * a.abs().max(1.0);
+    for batch_size in [4, 3] {
+        let (one_weights, one) = step(batch_size, &[]);
+        let (two_weights, two) = step(batch_size, &[Device::flex().autodiff()]);
+        assert!(one[0].stats.policy_loss != 0.0, "{:?}", one[0]);
+        for (a, b) in one.iter().zip(&two) {
+            for (what, x, y) in [
+                ("loss", a.stats.loss, b.stats.loss),
+                ("policy loss", a.stats.policy_loss, b.stats.policy_loss),
+                ("mixing weight", a.stats.mix_weight, b.stats.mix_weight),
+                ("gradient norm", a.grad_norm, b.grad_norm),
+            ] {
+                assert!(close(x, y), "batch {batch_size}, step {}: {what} {x} on one device, {y} on two", a.step);
+            }
+        }
+        let largest = one_weights.iter().zip(&two_weights).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+        assert!(largest < 1e-5, "batch {batch_size}: the mixing head differs by {largest}");
     }
 }
 
