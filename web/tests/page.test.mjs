@@ -48,6 +48,16 @@ function launch(mode) {
   return chromium.launch({ executablePath: chromiumPath, headless: true, args });
 }
 
+// Poses puzzle [seed, hops, start] in the multi-hop panel and asks; returns when it was asked.
+async function askPuzzle(page, [seed, k, start]) {
+  await page.fill('#hops-seed', String(seed));
+  await page.selectOption('#hops-k', String(k));
+  await page.selectOption('#hops-start', start);
+  const askedAt = Date.now();
+  await page.click('#hops-ask');
+  return askedAt;
+}
+
 // One more cold start (a new browser with a new profile: nothing cached): navigation to the
 // first Think answer, asked as soon as the page is idle, in milliseconds.
 async function coldFirstAnswer(mode) {
@@ -59,12 +69,7 @@ async function coldFirstAnswer(mode) {
     await page.waitForSelector('#think-button:not([disabled])', { timeout: 180_000 });
     const thinkReadyMs = Date.now() - started;
     await page.waitForSelector('body[data-ready="yes"]', { timeout: 180_000 });
-    const [seed, k, start] = PUZZLES[0];
-    await page.fill('#hops-seed', String(seed));
-    await page.selectOption('#hops-k', String(k));
-    await page.selectOption('#hops-start', start);
-    const askedAt = Date.now();
-    await page.click('#hops-ask');
+    const askedAt = await askPuzzle(page, PUZZLES[0]);
     await page.waitForSelector('body[data-hops-answer]', { timeout: 120_000 });
     return thinkReadyMs + (Date.now() - askedAt);
   } finally {
@@ -98,11 +103,7 @@ async function run(mode) {
     const asked = [];
     let tokens = [];
     for (const [seed, k, start] of PUZZLES) {
-      await page.fill('#hops-seed', String(seed));
-      await page.selectOption('#hops-k', String(k));
-      await page.selectOption('#hops-start', start);
-      const askedAt = Date.now();
-      await page.click('#hops-ask');
+      const askedAt = await askPuzzle(page, [seed, k, start]);
       await page.waitForSelector('body[data-hops-answer]', { timeout: 120_000 });
       if (asked.length === 0) {
         // Think ready after navigation, plus the first question's own time (asked once both

@@ -202,7 +202,7 @@ impl StarRun<'_> {
         self.root.join(format!("iter-{n:02}"))
     }
 
-    fn load(&self, path: &Path, device: &Device) -> Result<Transformer, StarError> {
+    pub(crate) fn load(&self, path: &Path, device: &Device) -> Result<Transformer, StarError> {
         let ck = open_checkpoint(path, None)?;
         Ok(load_transformer(&ck.config, ck.weights.as_ref(), device)?.0)
     }

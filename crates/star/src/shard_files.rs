@@ -123,8 +123,7 @@ impl StarRun<'_> {
         std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
         // One process per shard: a scheduler may start a replacement while the first still runs.
         let _lock = lock_shard(&dir, shard)?;
-        let ck = open_checkpoint(&self.previous_model_path(iteration), None)?;
-        let previous = starling_model::weights::load_transformer(&ck.config, ck.weights.as_ref(), &self.device)?.0;
+        let previous = self.load(&self.previous_model_path(iteration), &self.device)?;
         let header = self.shard_header(iteration, shard, &base_info, &previous);
         let done = dir.join(shard.file_name());
         if done.exists() {
@@ -224,8 +223,7 @@ impl StarRun<'_> {
             }
         };
 
-        let ck = open_checkpoint(&self.previous_model_path(n), None)?;
-        let previous = starling_model::weights::load_transformer(&ck.config, ck.weights.as_ref(), &self.device)?.0;
+        let previous = self.load(&self.previous_model_path(n), &self.device)?;
         let order = length_order(&self.data.train);
         let batches: Vec<&[usize]> = order.chunks(self.cfg.gen_batch).collect();
         let mut shards = Vec::with_capacity(count);
