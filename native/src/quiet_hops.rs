@@ -9,15 +9,15 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use indicatif::ProgressBar;
 
-use starling_model::checkpoint::files::{write_atomic, write_folder_atomic};
+use starling_model::checkpoint::files::{hf_folder_files, write_atomic, write_folder_atomic};
 use starling_model::device::{DeviceChoice, SelectedDevice};
 use starling_quiet::QuietConfig;
 use starling_quiet::checkpoint::checkpoint_files;
 use starling_quiet::config::{MixingWeight, PolicyReduction};
 use starling_quiet::demo::DemoObserver;
 use starling_quiet::hops_demo::{
-    HARD_FROM, HopsModel, HopsSettings, PerHop, SeedResult, chart_svg, report, run_hops_demo, thought_length_svg,
-    train_hops_model,
+    HARD_FROM, HopsModel, HopsSettings, LESSON_FILE, PerHop, SeedResult, chart_svg, report, run_hops_demo,
+    thought_length_svg, train_hops_model,
 };
 use starling_quiet::trainer::QuietStepMetrics;
 use starling_tasks::hops::{HOPS_CARD_FILE, HopTask};
@@ -232,11 +232,16 @@ fn run_model_only(out: &Path, s: &HopsSettings, dev: &SelectedDevice, mut bars: 
     Ok(())
 }
 
-/// The checkpoint and the card that lets the page pose the model questions, in `out/model`.
+/// The checkpoint and the card that lets the page pose the model questions, in `out/model`;
+/// the warm start it continued from and the settings of that continuation, in `out/warm` (where
+/// the page's Learn view runs Quiet-STaR again).
 fn save_model(out: &Path, model: &HopsModel, s: &HopsSettings) -> Result<()> {
     let mut files = checkpoint_files(&model.model, &model.tokenizer)?;
     files.push((HOPS_CARD_FILE.to_string(), serde_json::to_vec_pretty(&s.card())?));
     write_folder_atomic(&out.join("model"), &files)?;
+    let mut warm = hf_folder_files(&model.warm, &model.tokenizer)?;
+    warm.push((LESSON_FILE.to_string(), serde_json::to_vec_pretty(s)?));
+    write_folder_atomic(&out.join("warm"), &warm)?;
     Ok(())
 }
 

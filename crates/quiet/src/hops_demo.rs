@@ -28,83 +28,19 @@ use serde::{Deserialize, Serialize};
 
 use starling_model::weights::init_transformer_with_std;
 use starling_model::{ModelConfig, Tokenizer, Transformer};
-use starling_tasks::hops::{CHAIN_CLOSE, CHAIN_OPEN, FILLER, HopDocument, HopForm, HopSplit, HopTask, HopsCard};
+use starling_tasks::hops::{CHAIN_CLOSE, CHAIN_OPEN, FILLER, HopDocument, HopForm, HopSplit, HopTask};
 use starling_thought::Kernel;
 use starling_train::data::Example;
 use starling_train::trainer::{TrainConfig, train};
 
-use crate::config::{Thinking, ThoughtSource};
+use crate::config::ThoughtSource;
 use crate::demo::{DemoObserver, Plain, Quiet};
 use crate::probe::{NextToken, argmax, next_token_with, sample_at};
-use crate::trainer::{QuietRunConfig, train_quiet};
-use crate::{QuietConfig, QuietError, QuietModel, Result};
+use crate::trainer::train_quiet;
+use crate::{QuietModel, Result};
 
-/// The demo's settings (the CLI's defaults are its documented defaults).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HopsSettings {
-    pub task: HopTask,
-    /// Queries per document.
-    pub queries: usize,
-    /// Probability that a warm-start query is written in the explicit form.
-    pub explicit_share: f64,
-    pub pretrain_steps: usize,
-    /// Steps of each continuation (the plain same-compute one runs more).
-    pub steps: usize,
-    pub batch_size: usize,
-    pub pretrain_lr: f64,
-    pub lr: f64,
-    pub layers: usize,
-    pub hidden: usize,
-    /// Standard deviation of the initial weights (the usual 0.02 left a model of width 64 on a
-    /// plateau without lookups for 3 000 steps: README).
-    pub init_std: f64,
-    pub seeds: Vec<u64>,
-    /// Held-out documents scored (one answer each: the last query's).
-    pub eval_docs: usize,
-    /// Steps of the plain same-compute continuation; `None`: as many as fit the Quiet-STaR
-    /// continuation's measured training time (then the number depends on the machine).
-    #[serde(default)]
-    pub same_compute_steps: Option<usize>,
-    #[serde(skip)]
-    pub kernel: Kernel,
-    pub quiet: QuietConfig,
-}
-
-impl HopsSettings {
-    /// Tokens of every document: the table, then `queries` compressed queries.
-    pub fn doc_len(&self) -> usize {
-        self.task.table_len() + self.queries * self.task.query_len(HopForm::Compressed)
-    }
-
-    /// What the page needs to pose questions to a model of these settings.
-    pub fn card(&self) -> HopsCard {
-        HopsCard { task: self.task, queries: self.queries }
-    }
-
-    /// The position whose next token is the last query's answer (its `=`).
-    pub fn answer_position(&self) -> usize {
-        self.doc_len() - 3
-    }
-
-    pub fn validate(&self) -> Result<()> {
-        self.task.validate().map_err(QuietError::Config)?;
-        self.quiet.validate()?;
-        let bad = |m: String| Err(QuietError::Config(m));
-        if self.queries < 1 || self.seeds.is_empty() || self.eval_docs < 1 {
-            return bad("the demo needs at least one query per document, one seed and one held-out document".into());
-        }
-        if !(0.0..=1.0).contains(&self.explicit_share) {
-            return bad(format!("explicit_share must be within 0..=1 (got {})", self.explicit_share));
-        }
-        if self.quiet.n_thought < self.task.max_hops {
-            return bad(format!(
-                "a thought of {} tokens cannot write a chain of {} hops",
-                self.quiet.n_thought, self.task.max_hops
-            ));
-        }
-        Ok(())
-    }
-}
+pub use crate::hops_settings::{HopsSettings, LESSON_FILE};
+use crate::hops_settings::{encode_docs, train_config};
 
 /// Correct answers and NLL per hop count (index k − 1).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -194,6 +130,9 @@ pub mod rows {
 pub struct HopsModel {
     pub model: QuietModel,
     pub tokenizer: Tokenizer,
+    /// The warm start it continued from (without autodiff): where the page's "watch it learn"
+    /// view starts Quiet-STaR again.
+    pub warm: Transformer,
 }
 
 /// Runs the demo for every seed on `device` (training on its autodiff twin).
@@ -207,12 +146,12 @@ pub fn run_hops_demo(
     let mut results = Vec::new();
     let mut last = None;
     for &seed in &s.seeds {
-        let (r, model) = run_seed(s, seed, &tok, device, obs)?;
+        let (r, model, warm) = run_seed(s, seed, &tok, device, obs)?;
         results.push(r);
-        last = Some(model);
+        last = Some((model, warm));
     }
-    let model = last.expect("at least one seed").valid();
-    Ok((results, HopsModel { model, tokenizer: tok }))
+    let (model, warm) = last.expect("at least one seed");
+    Ok((results, HopsModel { model: model.valid(), tokenizer: tok, warm: warm.valid() }))
 }
 
 /// Characters, and each table pair as one token.
@@ -225,25 +164,6 @@ pub fn hops_tokenizer(task: &HopTask) -> Result<Tokenizer> {
 /// The letters' token ids.
 fn letter_ids(s: &HopsSettings, tok: &Tokenizer) -> Vec<u32> {
     s.task.letters().iter().map(|c| tok.token_to_id(&c.to_string()).expect("letters are in the alphabet")).collect()
-}
-
-/// Token ids of documents, query q of document i in `form(i, q)`, cut to the demo's document
-/// length.
-fn encode_docs(
-    s: &HopsSettings,
-    tok: &Tokenizer,
-    docs: &[HopDocument],
-    form: impl Fn(usize, usize) -> HopForm,
-) -> Result<Vec<Vec<u32>>> {
-    let len = s.doc_len();
-    docs.iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let mut ids = tok.encode(&s.task.text_with(d, |q| form(i, q)), false)?;
-            ids.truncate(len);
-            Ok(ids)
-        })
-        .collect()
 }
 
 /// One seed's warm-started model, and what every continuation from it trains on.
@@ -296,8 +216,7 @@ impl<'a> Start<'a> {
         let (warm, _) =
             train(fresh, &pre, None, &train_config(s, s.pretrain_steps, s.pretrain_lr, seed), None, &mut Plain(obs))?;
         let seconds = t0.elapsed().as_secs_f64();
-        let train_docs = s.task.documents(HopSplit::Train, s.steps * s.batch_size, s.queries, seed);
-        let train_ids = encode_docs(s, tok, &train_docs, |_, _| HopForm::Compressed)?;
+        let train_ids = s.continuation_sequences(tok, seed)?;
         let cont = train_config(s, s.steps, s.lr, seed.wrapping_add(1));
         Ok(Self { s, seed, tok, warm, train_ids, cont, seconds })
     }
@@ -306,31 +225,9 @@ impl<'a> Start<'a> {
     /// false drops the policy term (the ablation; always dropped when nothing is sampled).
     fn quiet(&self, source: ThoughtSource, policy: bool, obs: &mut dyn DemoObserver) -> Result<QuietModel> {
         let s = self.s;
-        let mut quiet = s.quiet.clone();
-        if !policy || source != ThoughtSource::Sampled {
-            quiet.policy_loss_weight = 0.0;
-        }
-        let (open, close) = (CHAIN_OPEN.to_string(), CHAIN_CLOSE.to_string());
-        let qm = QuietModel::with_markers(self.warm.clone(), self.tok, quiet.clone(), self.seed, &open, &close)?;
-        let cfg = QuietRunConfig {
-            train: self.cont.clone(),
-            quiet,
-            loss_chunk: None,
-            thinking: Thinking { positions: Some((s.answer_position(), s.answer_position() + 1)), source },
-        };
+        let cfg = s.continuation(self.seed, source, policy);
+        let qm = s.thinking_model(self.warm.clone(), self.tok, self.seed, &cfg)?;
         Ok(train_quiet(qm, &self.train_ids, &cfg, s.kernel, None, None, &mut Quiet(obs))?.0)
-    }
-}
-
-fn train_config(s: &HopsSettings, steps: usize, lr: f64, seed: u64) -> TrainConfig {
-    TrainConfig {
-        steps,
-        batch_size: s.batch_size,
-        max_len: s.doc_len(),
-        lr,
-        warmup_steps: (steps / 20).clamp(1, 100),
-        seed,
-        ..TrainConfig::default()
     }
 }
 
@@ -348,7 +245,9 @@ pub fn train_hops_model(s: &HopsSettings, device: &Device, obs: &mut dyn DemoObs
     let eval_docs = s.task.documents(HopSplit::HeldOut, s.eval_docs, s.queries, seed);
     let eval = Eval::new(s, &tok, &eval_docs)?;
     let greedy = eval.with(&quiet, &eval.sample(&quiet, 0.0), Pick::Mixed);
-    Ok((HopsModel { model: quiet, tokenizer: tok }, greedy))
+    let warm = start.warm.valid();
+    drop(start);
+    Ok((HopsModel { model: quiet, tokenizer: tok, warm }, greedy))
 }
 
 fn run_seed(
@@ -357,7 +256,7 @@ fn run_seed(
     tok: &Tokenizer,
     device: &Device,
     obs: &mut dyn DemoObserver,
-) -> Result<(SeedResult, QuietModel)> {
+) -> Result<(SeedResult, QuietModel, Transformer)> {
     // 1. Warm start; 2. continuations on compressed documents of training tables.
     let start = Start::new(s, seed, tok, device, obs)?;
     let mut seconds = vec![("warm start".to_string(), start.seconds)];
@@ -454,7 +353,8 @@ fn run_seed(
         .collect();
     let examples = eval.examples(&quiet, &sampled, tok, 6)?;
     let final_mix_weight = quiet_preds.iter().map(|p| p.weight as f64).sum::<f64>() / quiet_preds.len().max(1) as f64;
-    Ok((SeedResult { seed, rows, truncated, same_compute_steps, seconds, examples, final_mix_weight }, quiet))
+    let result = SeedResult { seed, rows, truncated, same_compute_steps, seconds, examples, final_mix_weight };
+    Ok((result, quiet, start.warm))
 }
 
 /// Which prediction of a thoughtful model is scored.
@@ -824,6 +724,7 @@ fn line_chart(title: &str, x_labels: &[String], series: Vec<Series>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::QuietConfig;
 
     #[test]
     fn per_hop_counts_accuracy_and_nll() {

@@ -24,10 +24,12 @@ pub mod eval;
 pub mod generate;
 #[cfg(not(target_family = "wasm"))]
 pub mod hops_demo;
+pub mod hops_settings;
 pub mod loss;
 pub mod model;
 pub mod probe;
 pub mod sample;
+pub mod stepper;
 #[cfg(not(target_family = "wasm"))]
 pub mod trainer;
 

@@ -46,6 +46,14 @@ pub struct LossStats {
 }
 
 impl LossStats {
+    /// The numbers of [`StatTensors::stacked`], read back; `None` when some are missing.
+    pub fn from_stacked(v: &[f64]) -> Option<LossStats> {
+        let [loss, base_nll, talk_nll, talk_nll_base, post_nll, policy_loss, mean_reward, mix_weight] = *v else {
+            return None;
+        };
+        Some(LossStats { loss, base_nll, talk_nll, talk_nll_base, post_nll, policy_loss, mean_reward, mix_weight })
+    }
+
     /// The mean of micro-batches' numbers (equal-sized micro-batches: the large batch's numbers).
     pub fn mean(parts: &[LossStats]) -> LossStats {
         LossStats::combine(parts.iter().map(|s| (1.0, s)), parts.len().max(1) as f64)
@@ -86,8 +94,9 @@ struct Dims {
 }
 
 /// The step's numbers as device scalars, read back together in one read (each a sum of the
-/// chunks' parts).
-struct StatTensors {
+/// chunks' parts): [`StatTensors::stacked`] is what a caller awaits where reads are
+/// asynchronous (WebGPU in the browser), [`LossStats::from_stacked`] what it makes of the values.
+pub struct StatTensors {
     loss: Tensor<1>,
     base_nll: Tensor<1>,
     talk_nll: Tensor<1>,
@@ -114,29 +123,52 @@ impl StatTensors {
         }
     }
 
-    fn read(self) -> LossStats {
-        let all = [
-            self.loss,
-            self.base_nll,
-            self.talk_nll,
-            self.talk_nll_base,
-            self.post_nll,
-            self.policy_loss,
-            self.mean_reward,
-            self.mix_weight,
-        ];
-        let data = Tensor::cat(all.into_iter().map(|t| t.detach()).collect(), 0).into_data();
-        let v: Vec<f64> = data.iter::<f64>().collect();
-        LossStats {
-            loss: v[0],
-            base_nll: v[1],
-            talk_nll: v[2],
-            talk_nll_base: v[3],
-            post_nll: v[4],
-            policy_loss: v[5],
-            mean_reward: v[6],
-            mix_weight: v[7],
+    /// Every number × `factor` (a slice's share of its batch, a micro-batch's of its step).
+    pub fn scale(self, factor: f64) -> StatTensors {
+        self.map(|t| t.detach().mul_scalar(factor))
+    }
+
+    /// Σ of the parts' numbers (each already scaled by its weight).
+    pub fn sum(parts: Vec<StatTensors>) -> Option<StatTensors> {
+        parts.into_iter().reduce(StatTensors::add)
+    }
+
+    /// The numbers on `device` (a data-parallel copy's join the model's device).
+    pub fn to_device(self, device: &burn::tensor::Device) -> StatTensors {
+        self.map(|t| t.to_device(device))
+    }
+
+    fn map(self, f: impl Fn(Tensor<1>) -> Tensor<1>) -> StatTensors {
+        StatTensors {
+            loss: f(self.loss),
+            base_nll: f(self.base_nll),
+            talk_nll: f(self.talk_nll),
+            talk_nll_base: f(self.talk_nll_base),
+            post_nll: f(self.post_nll),
+            policy_loss: f(self.policy_loss),
+            mean_reward: f(self.mean_reward),
+            mix_weight: f(self.mix_weight),
         }
+    }
+
+    /// The numbers in one tensor (without autodiff), in the order [`LossStats::from_stacked`] reads.
+    pub fn stacked(&self) -> Tensor<1> {
+        let all = [
+            &self.loss,
+            &self.base_nll,
+            &self.talk_nll,
+            &self.talk_nll_base,
+            &self.post_nll,
+            &self.policy_loss,
+            &self.mean_reward,
+            &self.mix_weight,
+        ];
+        Tensor::cat(all.into_iter().map(|t| t.clone().detach().inner()).collect(), 0)
+    }
+
+    fn read(self) -> LossStats {
+        LossStats::from_stacked(&self.stacked().into_data().iter::<f64>().collect::<Vec<_>>())
+            .expect("eight numbers were stacked")
     }
 }
 
@@ -277,7 +309,13 @@ fn forward_states(
                 ThoughtState::new(&cache, sampler_model.lm.config().num_layers, &no_padding, passes, kernel)
                     .thinking_at(think.start, think.len());
             let thoughts = sample_into(sampler_model, &mut state, cfg.thought_temperature);
-            Tensor::<3, Int>::from_data(thoughts.into_data(), &device)
+            if sample_device == device.clone().without_autodiff() {
+                // The sampler is the model without autodiff, on its device: the thoughts join
+                // the graph as constants, with no read-back (which a page's WebGPU cannot do).
+                if device.is_autodiff() { thoughts.autodiff() } else { thoughts }
+            } else {
+                Tensor::<3, Int>::from_data(thoughts.into_data(), &device)
+            }
         }
         ThoughtSource::Pause { token } => {
             Tensor::<3, Int>::full([dims.rows, cfg.n_thought, think.len()], *token as i64, &device)
@@ -457,6 +495,21 @@ pub fn quiet_gradients(
     scale: f64,
     chunk: usize,
 ) -> (GradientsParams, LossStats) {
+    let (grads, stats) = quiet_gradients_pending(model, sampler_model, seqs, thinking, kernel, scale, chunk);
+    (grads, stats.read())
+}
+
+/// [`quiet_gradients`] with the numbers left on the device, for the caller to read (nothing is
+/// read back here: the step runs where reads must be awaited too).
+pub fn quiet_gradients_pending(
+    model: &QuietModel,
+    sampler_model: &QuietModel,
+    seqs: &[Vec<u32>],
+    thinking: &Thinking,
+    kernel: Kernel,
+    scale: f64,
+    chunk: usize,
+) -> (GradientsParams, StatTensors) {
     let st = forward_states(model, sampler_model, seqs, thinking, kernel);
     let counts = st.dims.counts(&st.think);
     let mut accumulator = GradientsAccumulator::<QuietModel>::new();
@@ -499,7 +552,7 @@ pub fn quiet_gradients(
     let diag_term = (st.h_diag * Tensor::cat(g_diag, 2)).sum();
     let surrogate = base_terms.map_or(diag_term.clone(), |t| t + diag_term);
     accumulator.accumulate(model, GradientsParams::from_grads(surrogate.backward(), model));
-    (accumulator.grads(), stats.expect("at least one chunk").read())
+    (accumulator.grads(), stats.expect("at least one chunk"))
 }
 
 /// The teacher-forced thought block at every thinking position: start, the thought, end, then

@@ -11,51 +11,20 @@
 //! A non-finite loss or gradient stops the run before the step is applied; checkpoints already
 //! written stay.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use burn::module::Module;
-use burn::optim::GradientsAccumulator;
-use serde::{Deserialize, Serialize};
 use starling_model::Tokenizer;
 use starling_model::checkpoint::files::write_atomic;
 use starling_thought::Kernel;
-use starling_train::data::BatchOrder;
-use starling_train::optim::{AdamW, clip_scale, global_grad_norm, non_finite_gradients};
-use starling_train::parallel::split_evenly;
+use starling_train::optim::AdamW;
 use starling_train::run_dir::RunDir;
 use starling_train::trainer::{StartPoint, TrainConfig};
 
 use crate::checkpoint::{checkpoint_files, load_quiet};
-use crate::config::{QuietConfig, Thinking};
-use crate::loss::{LossStats, chunk_positions, quiet_gradients};
 use crate::model::QuietModel;
+pub use crate::stepper::{PendingQuietStep, QuietRunConfig, QuietStepMetrics, QuietTrainer};
 use crate::{QuietError, Result};
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct QuietRunConfig {
-    pub train: TrainConfig,
-    pub quiet: QuietConfig,
-    /// Positions per chunk of the vocabulary-sized loss terms (`loss::quiet_gradients`); `None`:
-    /// as many as fit `loss::CHUNK_BYTES`. Memory against speed only — the results do not depend
-    /// on it, so it is not part of the run's identity.
-    #[serde(skip)]
-    pub loss_chunk: Option<usize>,
-    /// Where thoughts are taken and what they are (default: sampled after every position).
-    #[serde(default, skip_serializing_if = "Thinking::is_default")]
-    pub thinking: Thinking,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct QuietStepMetrics {
-    pub step: usize,
-    pub lr: f64,
-    pub grad_norm: f64,
-    pub step_seconds: f64,
-    pub tokens_per_second: f64,
-    #[serde(flatten)]
-    pub stats: LossStats,
-}
 
 /// Where a resumed run picks up.
 pub struct Resumed {
@@ -177,98 +146,18 @@ pub fn train_quiet_data_parallel(
     run: Option<(&QuietRun, &Tokenizer)>,
     observer: &mut dyn QuietObserver,
 ) -> Result<(QuietModel, Vec<QuietStepMetrics>)> {
-    let t = &cfg.train;
-    cfg.quiet.validate()?;
-    t.validate()?;
-    if seqs.is_empty() {
-        return Err(QuietError::Input(
-            "no training sequences (is the corpus empty or shorter than one sequence?)".into(),
-        ));
-    }
-    let device = model.device();
-    if !device.is_autodiff() {
-        return Err(QuietError::Config("the model must be on an autodiff device to train".into()));
-    }
-    model.check_length(seqs[0].len())?;
-    cfg.thinking.validate(seqs[0].len(), model.lm.config().vocab_size)?;
-    model.check_kernel(kernel)?;
-    model.config = cfg.quiet.clone();
-    let order = BatchOrder::new(seqs.len(), t.batch_size, t.seed);
-    let schedule = t.schedule();
-    let (mut optimizer, first) = start.unwrap_or_else(|| (AdamW::new(t.adamw), 0));
+    let mut trainer = QuietTrainer::new(&mut model, Cow::Borrowed(seqs), Cow::Borrowed(cfg), kernel, start)?;
     let mut history = Vec::new();
-    for step in first..t.steps {
-        let t0 = Instant::now();
-        // Thought sampling draws from the device RNG: seed it per step so a resumed run repeats.
-        let step_seed = t.seed.wrapping_mul(1_000_003).wrapping_add(step as u64);
-        device.seed(step_seed);
-        // `grad_accum` micro-batches of `batch_size` sequences, each loss a mean over its
-        // positions, so their mean (gradients accumulated) is the large batch's loss.
-        let copies: Vec<QuietModel> = more_devices.iter().map(|d| model.clone().fork(d)).collect();
-        let replicas: Vec<(&QuietModel, QuietModel)> =
-            std::iter::once(&model).chain(&copies).map(|m| (m, m.valid())).collect();
-        let mut accumulator = GradientsAccumulator::<QuietModel>::new();
-        let mut parts = Vec::with_capacity(t.grad_accum);
-        let mut tokens = 0;
-        for micro in 0..t.grad_accum {
-            let batch: Vec<Vec<u32>> =
-                order.batch(step * t.grad_accum + micro).into_iter().map(|i| seqs[i].clone()).collect();
-            let mut slices = Vec::with_capacity(replicas.len());
-            for (d, ((replica, sampler), slice)) in
-                replicas.iter().zip(split_evenly(&batch, replicas.len())).enumerate()
-            {
-                if slice.is_empty() {
-                    continue;
-                }
-                if !copies.is_empty() {
-                    // One seed per device, micro-batch and step: slices never share noise.
-                    let seed = step_seed ^ ((d as u64) << 40) ^ ((micro as u64) << 52);
-                    replica.device().seed(seed);
-                }
-                let share = slice.len() as f64 / batch.len() as f64;
-                let chunk = cfg.loss_chunk.unwrap_or_else(|| chunk_positions(replica, slice.len()));
-                let scale = share / t.grad_accum as f64;
-                let (mut grads, stats) = quiet_gradients(replica, sampler, &slice, &cfg.thinking, kernel, scale, chunk);
-                if !stats.loss.is_finite() {
-                    return Err(QuietError::NonFinite { what: "loss", step: step + 1, value: stats.loss });
-                }
-                if d > 0 {
-                    // The host all-reduce: the copy's gradient joins the sum on the model's device.
-                    grads = grads.to_device(&device, &model);
-                }
-                accumulator.accumulate(&model, grads);
-                slices.push((share, stats));
-            }
-            tokens += batch.iter().map(Vec::len).sum::<usize>();
-            parts.push(LossStats::weighted(&slices));
-        }
-        let stats = LossStats::mean(&parts);
-        let mut grads = accumulator.grads();
-        let grad_norm = global_grad_norm(&model, &grads);
-        if !grad_norm.is_finite() {
-            let fault = non_finite_gradients(&model, &grads);
-            return Err(QuietError::Train(starling_train::trainer::TrainError::NonFiniteGradient {
-                step: step + 1,
-                value: grad_norm,
-                fault,
-            }));
-        }
-        let lr = schedule.lr(step);
-        model = optimizer.step(model, &mut grads, lr, clip_scale(grad_norm, t.grad_clip));
-        let secs = t0.elapsed().as_secs_f64();
-        let m = QuietStepMetrics {
-            step: step + 1,
-            lr,
-            grad_norm,
-            step_seconds: secs,
-            tokens_per_second: tokens as f64 / secs.max(1e-9),
-            stats,
-        };
+    while !trainer.finished() {
+        let pending = trainer.backward_with(&model, more_devices);
+        let read = pending.readback().execute();
+        let m;
+        (model, m) = trainer.apply(model, pending, read)?;
         if let Some((r, tokenizer)) = run {
             r.append_metrics(&m)?;
-            let done = step + 1;
-            if t.save_every.is_some_and(|e| done.is_multiple_of(e)) || done == t.steps {
-                r.save(done, &model, tokenizer, &optimizer)?;
+            let done = m.step;
+            if cfg.train.save_every.is_some_and(|e| done.is_multiple_of(e)) || done == cfg.train.steps {
+                r.save(done, &model, tokenizer, &trainer.optimizer)?;
             }
         }
         observer.on_step(&m);
