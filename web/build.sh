@@ -26,14 +26,18 @@ cp web/static/* web/dist/
 
 # The built-in Think model: the Quiet-STaR model of the multi-hop demo, seed 0, trained by
 # `starling quiet demo --model-only` (about 4 minutes on 2 cores, once; a folder without the task
-# card is an older model and is replaced).
-if [ ! -f web/.built-in/model/hops.json ]; then
+# card, or without the warm start the Learn view trains, is an older one and is replaced).
+if [ ! -f web/.built-in/model/hops.json ] || [ ! -f web/.built-in/warm/lesson.json ]; then
   rm -rf web/.built-in
   cargo run --release --bin starling -- --device cpu quiet demo --model-only --seeds 0 --out web/.built-in
 fi
-mkdir -p web/dist/model
+mkdir -p web/dist/model web/dist/warm
 for f in config.json model.safetensors tokenizer.json quiet.safetensors quiet_config.json hops.json; do
   cp "web/.built-in/model/$f" web/dist/model/
+done
+# Its warm start and the continuation's settings: the Learn view runs Quiet-STaR from there.
+for f in config.json model.safetensors tokenizer.json lesson.json; do
+  cp "web/.built-in/warm/$f" web/dist/warm/
 done
 
 # The built-in model of Rationalize and STaR live: the base model of `starling star`, shipped in

@@ -63,7 +63,7 @@ pub async fn pick_backend(prefer_gpu: bool) -> Backend {
         return cpu(format!(" — the WebGPU device was lost ({why}); reload the page to try the GPU again"));
     }
     while STARTING.with(|s| s.get()) {
-        crate::next_tick().await;
+        crate::next_task().await;
     }
     if let Some(b) = WEBGPU.with(|w| w.borrow().clone()) {
         return b;

@@ -5,6 +5,8 @@
 //! - **Rationalize** (`reason`): a plain model writes a rationale and answer; when wrong, it
 //!   rationalizes with the hint, as in the STaR paper.
 //! - **STaR live** (`star_live`): STaR iterations run in the page, one bounded step per call.
+//! - **Learn** (`learn`): the Think model's warm start learns to think again with Quiet-STaR, one
+//!   optimizer step per call, probed on held-out tables as it goes.
 //!
 //! Host reads are awaited: on WebGPU a synchronous read cannot complete inside the browser's event
 //! loop. The core's loops leave their reads to a `Host` for that reason; `Page` is the page's.
@@ -12,6 +14,7 @@
 mod advice;
 mod backend;
 mod hops;
+mod learn;
 mod plain;
 mod reason;
 mod star_live;
@@ -23,6 +26,7 @@ use starling_model::ModelError;
 use starling_model::host::Host;
 use wasm_bindgen::prelude::*;
 
+pub use learn::Lesson;
 pub use reason::Reasoner;
 pub use star_live::StarLive;
 pub use think::Starling;
@@ -81,25 +85,32 @@ thread_local! {
     static LAST_YIELD: std::cell::Cell<Option<web_time::Instant>> = const { std::cell::Cell::new(None) };
 }
 
-/// Lets the browser paint and handle input between steps, at most every 10 ms: a nested
-/// `setTimeout` waits at least 4 ms, which would dominate fast CPU steps.
+/// Gives the event loop a turn between steps, at most every 10 ms: in the engine's worker that
+/// is when a Stop or a new request from the page is read; on the page's own thread (when no
+/// worker could start) it is when the browser paints and handles input.
 async fn yield_to_browser() {
     let now = web_time::Instant::now();
     if LAST_YIELD.with(|l| l.get()).is_some_and(|last| now.duration_since(last).as_millis() < 10) {
         return;
     }
     LAST_YIELD.with(|l| l.set(Some(now)));
-    next_tick().await;
+    next_task().await;
 }
 
-/// Waits for the browser's next timer tick.
-async fn next_tick() {
+/// Waits for the event loop's next task: a message posted to a fresh channel. Unlike a nested
+/// `setTimeout`, which browsers clamp to 4 ms, it costs no fixed delay, and it works in a worker
+/// (no `window`) as on the page.
+async fn next_task() {
     #[cfg(target_family = "wasm")]
     {
+        let Ok(channel) = web_sys::MessageChannel::new() else { return };
         let promise = js_sys::Promise::new(&mut |resolve, _| {
-            let _ = web_sys::window().map(|w| w.set_timeout_with_callback(&resolve));
+            channel.port1().set_onmessage(Some(&resolve));
+            let _ = channel.port2().post_message(&JsValue::NULL);
         });
         let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+        channel.port1().close();
+        channel.port2().close();
     }
 }
 

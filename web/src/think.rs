@@ -136,7 +136,8 @@ impl Starling {
     }
 
     /// Continues `prompt` by up to `max_tokens` tokens, thinking before each one; calls
-    /// `on_token({text, thought, weight, gain})` as each arrives. Resolves to the number of tokens.
+    /// `on_token({text, thought, weight, gain})` as each arrives; generation stops early when it
+    /// returns `false`. Resolves to the number of tokens.
     pub fn think(
         &self,
         prompt: String,
@@ -197,8 +198,14 @@ async fn think(
         let scores: Vec<f32> = scores.try_into_vec_as().map_err(|e| js_err(format!("{e:?}")))?;
         for (_, t) in decoder.accept(&ids, &scores).map_err(js_err)? {
             let token = PageToken { text: t.text, thought: t.thought, weight: t.mix_weight, gain: t.logp_gain };
-            on_token.call1(&JsValue::NULL, &to_js(&token)?).map_err(|e| js_err(format!("on_token failed: {e:?}")))?;
+            let go_on = on_token
+                .call1(&JsValue::NULL, &to_js(&token)?)
+                .map_err(|e| js_err(format!("on_token failed: {e:?}")))?;
             count += 1;
+            // The page's Stop: the callback answers `false`.
+            if go_on == JsValue::FALSE {
+                return Ok(count);
+            }
         }
         yield_to_browser().await;
     }

@@ -1,14 +1,19 @@
-// The page: loads the wasm module and the built-in models, switches views, and loads models the
-// user picks or names by URL. All model work happens in Rust (../src/); these files wire the DOM.
-import init, { Starling, Reasoner } from './pkg/starling_web.js';
+// The page: starts the engine (the wasm module in a Web Worker, client.js), loads the built-in
+// models, switches views, and loads models the user picks or names by URL. All model work happens
+// in Rust (../src/) inside the engine; these files wire the DOM.
+import { startEngine } from './client.js';
 import { $, models, status, describe } from './common.js';
 import { setupThink, thinkReady } from './think.js';
 import { setupRationalize, reasonerReady } from './rationalize.js';
 import { setupStar, starReady } from './star.js';
+import { setupLearn } from './learn.js';
 
 const params = new URLSearchParams(location.search);
+let engine = null;
 const QUIET_FILES = ['config.json', 'model.safetensors', 'tokenizer.json', 'quiet.safetensors', 'quiet_config.json'];
 const PLAIN_FILES = ['config.json', 'model.safetensors', 'tokenizer.json'];
+// The Learn view's warm start: a plain model and the settings of its Quiet-STaR continuation.
+const LESSON_FILES = [...PLAIN_FILES, 'lesson.json'];
 // A model of the multi-hop demo also has its task card.
 const OPTIONAL_QUIET_FILES = ['quiet.safetensors', 'quiet_config.json', 'hops.json'];
 
@@ -67,17 +72,16 @@ async function load(source) {
   const t0 = performance.now();
   const secs = () => ((performance.now() - t0) / 1000).toFixed(2);
   try {
-    if (isQuiet(source)) {
-      const next = await Starling.load(source.names, source.files, preferGpu);
-      models.think = next;
-      showBackend(next);
+    const kind = isQuiet(source) ? 'think' : 'reasoner';
+    const next = await engine.load(kind, source.names, source.files, preferGpu);
+    models[kind]?.free();
+    models[kind] = next;
+    showBackend(next);
+    if (kind === 'think') {
       $('model-info').textContent = `${source.label}: ${size(source.bytes)}, thought ${next.nThought} tokens, loaded in ${secs()} s`;
       $('think-button').disabled = false;
       thinkReady(next);
     } else {
-      const next = await Reasoner.load(source.names, source.files, preferGpu);
-      models.reasoner = next;
-      showBackend(next);
       $('reason-info').textContent = `${source.label}: ${size(source.bytes)}, ${next.description}, loaded in ${secs()} s`;
       reasonerReady(next);
       starReady(next);
@@ -102,15 +106,28 @@ function setupTabs() {
 
 async function main() {
   try {
-    await init();
+    const started = await startEngine();
+    engine = started.engine;
+    // Where the models run, for the reader (beside the backend) and the browser tests.
+    $('engine-where').textContent = started.why
+      ? `, on the page's own thread: this browser could not start a Web Worker (${started.why}), so the page may pause while a model works`
+      : ', in a Web Worker (the page stays responsive while a model works)';
+    $('engine-where').classList.toggle('warning', Boolean(started.why));
   } catch (e) {
     status(`This browser could not start the WebAssembly module: ${e.message ?? e}`);
     return;
   }
+  document.body.dataset.engine = engine.where;
+  performance.mark('starling:engine-started');
   setupTabs();
   setupThink();
   setupRationalize();
   setupStar();
+  setupLearn(async (options) => {
+    const got = await fetchFiles(new URL('warm/', location.href), LESSON_FILES);
+    const preferGpu = $('use-gpu').checked && params.get('cpu') === null;
+    return engine.load('lesson', got.names, got.files, preferGpu, options);
+  });
   $('files').addEventListener('change', async (ev) => {
     if (ev.target.files.length) await load(await fromPicker(ev.target.files));
     ev.target.value = '';
@@ -139,8 +156,9 @@ async function main() {
     }
   }
   document.body.dataset.ready = 'yes';
-  // For the console and the browser tests: the loaded models.
+  // For the console and the browser tests: the loaded models and the engine.
   window.starling = models;
+  window.starlingEngine = engine;
 }
 
 main();

@@ -41,9 +41,9 @@ async function answer(ev) {
   const shots = Math.max(0, parseInt($('shots').value, 10) || 0);
   const maxTokens = Math.max(8, Math.min(512, parseInt($('reason-max-tokens').value, 10) || 200));
   try {
-    const r = await model.rationalize(JSON.stringify(question()), shots, maxTokens, (piece) => {
+    const r = await model.stream('rationalize', [JSON.stringify(question()), shots, maxTokens], (piece) => {
       $(piece.phase === 'rationale' ? 'rationale-text' : 'rationalization-text').textContent += piece.text;
-    });
+    }).done;
     const rec = r.record;
     $('rationale-question').textContent = r.question + (r.shots ? `(after ${r.shots} worked examples)` : '');
     $('rationale-text').textContent = rec.completion;

@@ -1,9 +1,12 @@
-// The STaR-live view: runs STaR in the page one step at a time (a dev batch, a batch of
-// rationales, or one optimizer step), drawing as it goes; Pause simply stops asking for steps.
+// The STaR-live view: runs STaR in the engine one step at a time (a dev batch, a batch of
+// rationales, or one optimizer step), drawing as it goes; Pause simply stops asking for steps,
+// Stop ends the run.
 import { $, models, status, describe, sleep } from './common.js';
 
 let live = null;
 let running = false;
+// Stop was pressed while a step ran: the run ends when it returns.
+let stopAsked = false;
 let rows = [];
 
 const COLOURS = ['#2962ff', '#d35400', '#16a085', '#8e44ad', '#c0392b', '#7f8c8d'];
@@ -89,7 +92,7 @@ async function loop() {
   document.body.dataset.star = 'running';
   try {
     while (running) {
-      const ev = await live.step();
+      const ev = await live.call('step');
       progress(ev);
       if (ev.samples) drawSamples(ev.iteration, ev.samples);
       if (ev.row) {
@@ -106,6 +109,12 @@ async function loop() {
       }
       await sleep(0);
     }
+    if (stopAsked) {
+      $('star-progress').textContent = `stopped after ${rows.length ? `${rows.length - 1} iterations` : 'the start'}`;
+      document.body.dataset.star = 'stopped';
+      stopped();
+      return;
+    }
     document.body.dataset.star = 'paused';
     $('star-pause').textContent = 'Resume';
     $('star-pause').disabled = false;
@@ -119,23 +128,46 @@ async function loop() {
 
 // The run is over (finished or failed): Start begins a new one.
 function stopped() {
+  live?.free();
   live = null;
   running = false;
+  stopAsked = false;
   $('star-pause').textContent = 'Pause';
   $('star-pause').disabled = true;
+  $('star-stop').disabled = true;
   $('star-start').disabled = false;
 }
 
-function start(ev) {
+// Stop: the run ends after the step in flight (at once when paused).
+function stop() {
+  if (!live) return;
+  $('star-stop').disabled = true;
+  if (running) {
+    stopAsked = true;
+    running = false;
+    $('star-pause').disabled = true;
+    return;
+  }
+  $('star-progress').textContent = `stopped after ${rows.length ? `${rows.length - 1} iterations` : 'the start'}`;
+  document.body.dataset.star = 'stopped';
+  stopped();
+}
+
+async function start(ev) {
   ev.preventDefault();
   if (!models.reasoner || running) return;
   status('');
+  $('star-start').disabled = true;
+  let next;
   try {
-    live = models.reasoner.startStar(JSON.stringify(options()));
+    next = await models.reasoner.call('startStar', JSON.stringify(options()));
   } catch (e) {
     status(`STaR could not start: ${describe(e)}`);
+    $('star-start').disabled = false;
     return;
   }
+  live?.free(); // a paused run, abandoned for this one
+  live = next;
   rows = [];
   $('star-chart').replaceChildren();
   $('star-samples').replaceChildren();
@@ -143,7 +175,7 @@ function start(ev) {
   $('star-table').tBodies[0].replaceChildren();
   delete document.body.dataset.starIterations;
   $('star-progress').textContent = `${live.trainSize} training sums, ${live.devSize} dev sums`;
-  $('star-start').disabled = true;
+  $('star-stop').disabled = false;
   loop();
 }
 
@@ -165,4 +197,5 @@ export function starReady() {
 export function setupStar() {
   $('star-form').addEventListener('submit', start);
   $('star-pause').addEventListener('click', pauseOrResume);
+  $('star-stop').addEventListener('click', stop);
 }

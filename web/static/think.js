@@ -3,6 +3,7 @@
 // demo (the built-in one) is asked questions on held-out tables, and the thought before its answer
 // is drawn on the table hop by hop.
 import { $, models, status, describe } from './common.js';
+import { gainShade } from './charts.js';
 
 // The question posed last ({prompt, pairs, hops, start, answer, chain}), while the prompt is its.
 let posed = null;
@@ -13,10 +14,7 @@ const LEGENDS = {
 };
 
 function shade(tok) {
-  if ($('colour').value === 'gain') {
-    const a = Math.min(1, Math.abs(tok.gain));
-    return tok.gain >= 0 ? `rgba(0, 150, 60, ${(0.08 + 0.8 * a).toFixed(3)})` : `rgba(210, 40, 40, ${(0.08 + 0.8 * a).toFixed(3)})`;
-  }
+  if ($('colour').value === 'gain') return gainShade(tok.gain);
   const a = Math.max(0, Math.min(1, tok.weight));
   return `rgba(41, 98, 255, ${(0.08 + 0.8 * a).toFixed(3)})`;
 }
@@ -32,10 +30,27 @@ function showThought(span, tok) {
   $('thought-panel').textContent = `before ${JSON.stringify(tok.text)} the model thought: ${JSON.stringify(tok.thought)}  (w = ${tok.weight.toFixed(3)}, Δ log p = ${tok.gain >= 0 ? '+' : ''}${tok.gain.toFixed(3)})`;
 }
 
+// The generation in flight ({stop}), while Think runs.
+let thinking = null;
+
+function addToken(out, tok) {
+  const s = document.createElement('span');
+  s.className = 'tok';
+  s.textContent = tok.text;
+  s.title = `thought: ${tok.thought}\nw = ${tok.weight.toFixed(3)}, Δ log p = ${tok.gain.toFixed(3)}`;
+  s.dataset.thought = tok.thought;
+  s.dataset.weight = tok.weight;
+  s.dataset.gain = tok.gain;
+  s.tok = tok;
+  s.style.background = shade(tok);
+  s.addEventListener('click', () => showThought(s, tok));
+  out.append(s);
+}
+
 async function think(ev) {
   ev.preventDefault();
   const model = models.think;
-  if (!model) return;
+  if (!model || thinking) return;
   const prompt = $('prompt').value;
   const maxTokens = Math.max(1, Math.min(256, parseInt($('max-tokens').value, 10) || 24));
   const out = $('output');
@@ -45,31 +60,23 @@ async function think(ev) {
   p.textContent = prompt;
   out.append(p);
   $('think-button').disabled = true;
+  $('think-stop').disabled = false;
   document.body.dataset.thinking = 'yes';
   status('');
   const t0 = performance.now();
   try {
-    const n = await model.think(prompt, maxTokens, 0, 0, BigInt(0), (tok) => {
-      const s = document.createElement('span');
-      s.className = 'tok';
-      s.textContent = tok.text;
-      s.title = `thought: ${tok.thought}\nw = ${tok.weight.toFixed(3)}, Δ log p = ${tok.gain.toFixed(3)}`;
-      s.dataset.thought = tok.thought;
-      s.dataset.weight = tok.weight;
-      s.dataset.gain = tok.gain;
-      s.tok = tok;
-      s.style.background = shade(tok);
-      s.addEventListener('click', () => showThought(s, tok));
-      out.append(s);
-    });
-    if (posed && posed.prompt === prompt) showReading(model, out.querySelector('.tok')?.tok);
+    thinking = model.stream('think', [prompt, maxTokens, 0, 0, BigInt(0)], (tok) => addToken(out, tok));
+    const n = await thinking.done;
+    if (posed && posed.prompt === prompt) await showReading(model, out.querySelector('.tok')?.tok);
     const secs = (performance.now() - t0) / 1000;
     $('speed').textContent = `${n} tokens in ${secs.toFixed(2)} s (${(n / secs).toFixed(2)} tokens/s, each after a ${model.nThought}-token thought) on ${model.backend}`;
     document.body.dataset.tokensPerSecond = (n / secs).toFixed(3);
   } catch (e) {
     status(`Generation failed: ${describe(e)}`);
   } finally {
+    thinking = null;
     $('think-button').disabled = false;
+    $('think-stop').disabled = true;
     document.body.dataset.thinking = 'done';
   }
 }
@@ -104,10 +111,11 @@ function drawTable(pairs, hops) {
   $('hops-table').replaceChildren(row('letter', keys), row('comes next', values));
 }
 
-function poseQuestion() {
+async function poseQuestion() {
   const model = models.think;
   if (!model?.hopTask) return;
-  posed = model.pose(BigInt(Math.max(0, parseInt($('hops-seed').value, 10) || 0)), parseInt($('hops-k').value, 10), $('hops-start').value);
+  const seed = BigInt(Math.max(0, parseInt($('hops-seed').value, 10) || 0));
+  posed = await model.call('pose', seed, parseInt($('hops-k').value, 10), $('hops-start').value);
   $('prompt').value = posed.prompt;
   $('max-tokens').value = 1; // the answer: the model was trained to think at the asked `=` only
   drawTable(posed.pairs, []);
@@ -115,10 +123,21 @@ function poseQuestion() {
   delete document.body.dataset.hopsAnswer;
 }
 
+// Poses the question in the panel's fields, with any error on the status line.
+async function poseFromFields() {
+  try {
+    await poseQuestion();
+    return true;
+  } catch (e) {
+    status(`Could not pose the question: ${describe(e)}`);
+    return false;
+  }
+}
+
 // The thought before the answer, hop by hop, and the answer against the table.
-function showReading(model, first) {
+async function showReading(model, first) {
   if (!first) return;
-  const hops = model.readThought(first.thought);
+  const hops = await model.call('readThought', first.thought);
   drawTable(posed.pairs, hops);
   const lines = [`Question ${posed.prompt.slice(-4)}. The thought before the answer: [${first.thought}]`];
   hops.forEach((h, i) => {
@@ -156,21 +175,21 @@ export function thinkReady(model) {
   $('hops-k').value = Math.min(4, task.max_hops);
   $('hops-start').replaceChildren(...Array.from({ length: task.symbols }, (_, i) => option(String.fromCharCode(97 + i))));
   $('hops-ask').disabled = false;
-  poseQuestion();
+  poseFromFields();
 }
 
 export function setupThink() {
   $('think-form').addEventListener('submit', think);
   $('colour').addEventListener('change', recolour);
-  $('hops-form').addEventListener('submit', (ev) => {
+  $('think-stop').addEventListener('click', () => thinking?.stop());
+  $('hops-form').addEventListener('submit', async (ev) => {
     ev.preventDefault();
-    poseQuestion();
-    $('think-form').requestSubmit();
+    if (await poseFromFields()) $('think-form').requestSubmit();
   });
-  for (const id of ['hops-seed', 'hops-k', 'hops-start']) $(id).addEventListener('change', poseQuestion);
+  for (const id of ['hops-seed', 'hops-k', 'hops-start']) $(id).addEventListener('change', poseFromFields);
   $('hops-new').addEventListener('click', () => {
     $('hops-seed').value = Math.floor(Math.random() * 100000);
-    poseQuestion();
+    poseFromFields();
   });
   recolour();
 }
