@@ -15,7 +15,7 @@ const KINDS = [
     kind: 'think',
     of: Starling,
     summary: (m) => ({ backend: m.backend, webgpu: m.webgpu, nThought: m.nThought, hopTask: m.hopTask }),
-    methods: ['think', 'pose', 'readThought', 'loseDevice'],
+    methods: ['think', 'inside', 'pose', 'readThought', 'loseDevice'],
   },
   {
     kind: 'reasoner',
@@ -63,6 +63,33 @@ export function serve(post) {
   let nextHandle = 1;
   // Streaming calls the page asked to stop: their callback answers false, and Rust stops there.
   const stopping = new Set();
+  // Requests not yet answered, and why the module can no longer answer any (set once it aborted).
+  const inFlight = new Set();
+  let broken = null;
+
+  // A Rust panic aborts the module inside whatever task it was running. When that task was a
+  // future's poll (a microtask), nothing rejects the request's promise: the abort surfaces only
+  // as an unhandled rejection or an uncaught error here. Every request in flight is answered
+  // with the panic, and later ones at once — the module cannot go on.
+  function aborted(reason) {
+    let panicked = reason instanceof WebAssembly.RuntimeError;
+    try {
+      panicked ||= Boolean(lastPanic());
+    } catch {
+      // the module did not start: not an abort of ours
+    }
+    if (!panicked) return false;
+    broken ??= describe(reason);
+    for (const id of inFlight) post({ id, error: broken });
+    inFlight.clear();
+    return true;
+  }
+  globalThis.addEventListener('unhandledrejection', (ev) => {
+    if (aborted(ev.reason)) ev.preventDefault();
+  });
+  globalThis.addEventListener('error', (ev) => {
+    if (aborted(ev.error ?? ev.message)) ev.preventDefault();
+  });
 
   // A wasm object is kept here and the page gets its handle and summary; other values go as they are.
   function register(value) {
@@ -110,13 +137,21 @@ export function serve(post) {
   }
 
   return async (msg) => {
+    if (broken && msg.op !== 'stop' && msg.op !== 'free') {
+      post({ id: msg.id, error: broken });
+      return;
+    }
+    inFlight.add(msg.id);
     try {
       const result = await answer(msg);
+      if (!inFlight.has(msg.id)) return; // already answered with the abort
       post(result instanceof Kept ? { id: msg.id, remote: result.summary } : { id: msg.id, result });
     } catch (e) {
+      if (!inFlight.has(msg.id)) return;
       const startFailed = msg.op === 'hello';
       post({ id: msg.id, error: startFailed ? `${e?.message ?? e}` : describe(e) });
     } finally {
+      inFlight.delete(msg.id);
       stopping.delete(msg.id);
     }
   };

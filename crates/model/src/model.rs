@@ -28,6 +28,14 @@ pub fn param<const D: usize>(name: &str, data: TensorData, device: &Device) -> P
     Param::initialized(param_id(name), t)
 }
 
+/// A parameter named `name` initialized from a tensor computed on its device (detached from
+/// any graph): no read-back, which a page's WebGPU device cannot do synchronously.
+pub fn param_from<const D: usize>(name: &str, init: Tensor<D>) -> Param<Tensor<D>> {
+    let t = init.detach();
+    let t = if t.device().is_autodiff() { t.require_grad() } else { t };
+    Param::initialized(param_id(name), t)
+}
+
 #[derive(Module, Debug)]
 pub struct Attention {
     pub q_proj: Linear,

@@ -11,7 +11,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use starling_model::cache::KvCache;
 use starling_model::mask::{AttentionBias, positions};
-use starling_model::model::param;
+use starling_model::model::{param, param_from};
 use starling_model::{Tokenizer, Transformer};
 use starling_thought::{Kernel, Visibility, thought_attention};
 
@@ -139,8 +139,7 @@ impl QuietModel {
             );
             let init =
                 lm.embed_tokens.val().select(0, idx).mean_dim(0).reshape([d]).div_scalar(config.embedding_multiplier);
-            let init: Vec<f32> = init.into_data().try_into_vec_as().expect("f32");
-            Ok(param(name, TensorData::new(init, [d]), &device))
+            Ok(param_from(name, init))
         };
         Ok(Self {
             start_thought: marker("quiet.start_thought", start_text)?,
