@@ -11,6 +11,7 @@
 //!   where a thought must help; [`demo`]: the earlier one on two-digit sums. Native builds.
 //! - [`probe`]: one position's next-token prediction with a chosen thought (interventions).
 //! - [`generate`]: thoughtful generation with a KV cache; [`analyze`]: which tokens thoughts help;
+//!   [`inside`]: one text's thoughts, attention sight and predictions, for pictures of them;
 //!   [`eval`]: zero-shot answer likelihood and choice accuracy with and without thoughts.
 //!
 //! No printing and no file access outside `checkpoint`.
@@ -25,6 +26,7 @@ pub mod generate;
 #[cfg(not(target_family = "wasm"))]
 pub mod hops_demo;
 pub mod hops_settings;
+pub mod inside;
 pub mod loss;
 pub mod model;
 pub mod probe;

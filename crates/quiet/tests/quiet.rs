@@ -15,6 +15,7 @@ use starling_quiet::config::{MixingWeight, PolicyReduction, QuietPreset};
 use starling_quiet::config::{Thinking, ThoughtSource};
 use starling_quiet::eval::{OfficialOptions, official_scores};
 use starling_quiet::generate::generate_thoughtful;
+use starling_quiet::inside::{Candidate, look_inside};
 use starling_quiet::loss::{quiet_gradients, quiet_loss};
 use starling_quiet::model::ThoughtState;
 use starling_quiet::probe::{next_token_with, sample_at};
@@ -514,14 +515,76 @@ fn scored_positions_equal_full_scoring(m: &QuietModel, tok: &Tokenizer, kernel: 
     assert!(part.iter().flatten().any(|d| (d.logp_thought - d.logp_base).abs() > 1e-4), "thoughts change something");
 }
 
+/// `check` on a trained model on the CPU (split kernel) and on wgpu (fused kernels); returns the
+/// CPU model.
+fn on_cpu_and_wgpu(check: impl Fn(&QuietModel, &Tokenizer, Kernel)) -> QuietModel {
+    let (m, tok) = trained_valid(tokenizer(), 5);
+    check(&m, &tok, Kernel::Split);
+    let wgpu = starling_model::device::init_wgpu().expect("a wgpu adapter").0;
+    check(&m.clone().to_device(&wgpu), &tok, Kernel::Fused);
+    m
+}
+
 #[test]
 fn thoughts_only_at_scored_positions_give_the_full_values_there() {
     let _turn = rng_turn();
-    let (m, tok) = trained_valid(tokenizer(), 5);
-    scored_positions_equal_full_scoring(&m, &tok, Kernel::Split);
-    let wgpu = starling_model::device::init_wgpu().expect("a wgpu adapter").0;
-    let on_gpu = m.to_device(&wgpu);
-    scored_positions_equal_full_scoring(&on_gpu, &tok, Kernel::Fused);
+    on_cpu_and_wgpu(scored_positions_equal_full_scoring);
+}
+
+fn inside_equals_the_analysis(m: &QuietModel, tok: &Tokenizer, kernel: Kernel) {
+    let ids = tok.encode("12+34=46\n51", false).unwrap();
+    let inside =
+        starling_model::host::block_on(look_inside(m, &ids, 3, 0.0, kernel, &mut starling_model::host::Blocking))
+            .unwrap();
+    let deltas = token_deltas(m, &ids, 0.0, kernel);
+    assert_eq!((inside.positions.len(), inside.steps), (ids.len(), m.config.n_thought + 2));
+    // Position p predicts token p + 1: the same thought, weight and probabilities as the analysis.
+    for (p, d) in deltas.iter().enumerate() {
+        let at = &inside.positions[p];
+        let next = at.next.expect("a next token before the end");
+        assert_eq!((&at.thought_ids, next.id), (&d.thought_ids, d.id));
+        for (x, y) in [
+            (next.base, d.logp_base.exp()),
+            (next.post, d.logp_post.exp()),
+            (next.mixed, d.logp_thought.exp()),
+            (at.mix_weight, d.mix_weight),
+        ] {
+            assert!((x - y).abs() < 1e-4, "{kernel:?} position {p}: {x} vs {y}");
+        }
+    }
+    assert!(inside.positions.last().unwrap().next.is_none(), "the last token has no next token");
+    // The likeliest mixed token at the end is the one thoughtful decoding writes there.
+    let last = inside.positions.last().unwrap();
+    assert_eq!(last.candidates[0].id, reference_next(m, &ids, kernel).0);
+    for at in &inside.positions {
+        let c = &at.candidates;
+        assert!((3..=9).contains(&c.len()), "the union of three top-3 lists: {c:?}");
+        assert!(c.windows(2).all(|w| w[0].mixed >= w[1].mixed), "likeliest mixed first: {c:?}");
+        assert!(c.iter().all(|x| [x.base, x.post, x.mixed].iter().all(|p| (0.0..=1.0).contains(p))));
+        // Mixing blends, so each prediction's likeliest token is a candidate.
+        let picks: [fn(&Candidate) -> f32; 2] = [|x| x.base, |x| x.post];
+        for pick in picks {
+            let best = c.iter().map(pick).fold(0f32, f32::max);
+            assert!(c.iter().any(|x| pick(x) == best));
+        }
+    }
+    assert!(inside.positions.iter().any(|at| at.mix_weight > 1e-3), "the trained head mixes");
+}
+
+#[test]
+fn looking_inside_a_thought_shows_what_the_analysis_computes() {
+    let _turn = rng_turn();
+    let m = on_cpu_and_wgpu(inside_equals_the_analysis);
+    // Bad input is refused, not panicked on.
+    let empty = starling_model::host::block_on(look_inside(
+        &m,
+        &[],
+        3,
+        0.0,
+        Kernel::Split,
+        &mut starling_model::host::Blocking,
+    ));
+    assert!(empty.unwrap_err().to_string().contains("no tokens"));
 }
 
 fn letters_tokenizer() -> Tokenizer {
