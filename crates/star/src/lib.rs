@@ -7,7 +7,8 @@
 //! CLI synchronously through [`run`] (native builds), which keeps every step's artefacts on disk
 //! and resumes a killed run. The pieces are free of I/O: [`attempt`] (rationale generation and
 //! rationalization), [`evaluate`] (accuracy overall and per group), [`gate`] (what a base model
-//! must do first), [`report`] (table and SVG chart), [`shard`] (one iteration's generation split
+//! must do first), [`flow`] (where an iteration's questions went, and the right answers reached
+//! through a wrong step), [`report`] (table and SVG chart), [`shard`] (one iteration's generation split
 //! over the processes of a cluster job).
 
 pub mod attempt;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod evaluate;
 pub mod fingerprint;
+pub mod flow;
 pub mod gate;
 pub mod machine;
 pub mod report;

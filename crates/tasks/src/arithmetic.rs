@@ -180,13 +180,37 @@ impl Addition {
     /// as there should be): the rationale is sound, not only its answer. `None` when the completion
     /// has no `<scratch>` … `</scratch>` block.
     pub fn scratchpad_is_sound(&self, completion: &str) -> Option<bool> {
+        Some(self.check_scratchpad(completion)?.iter().all(|l| l.right))
+    }
+
+    /// `completion`'s scratchpad line by line against the correct one (a missing or extra line
+    /// is a wrong one). `None` when the completion has no `<scratch>` … `</scratch>` block.
+    pub fn check_scratchpad(&self, completion: &str) -> Option<Vec<LineCheck>> {
         let start = completion.find("<scratch>")?;
         let body = &completion[start + "<scratch>".len()..];
         let end = body.find("</scratch>")?;
         let written: Vec<&str> = body[..end].lines().map(str::trim).filter(|l| !l.is_empty()).collect();
         let expected = self.scratch_lines();
-        Some(written.len() == expected.len() && written.iter().zip(&expected).all(|(w, e)| w == e))
+        let lines = written.len().max(expected.len());
+        Some(
+            (0..lines)
+                .map(|i| {
+                    let (w, e) = (written.get(i).map(|w| w.to_string()), expected.get(i).cloned());
+                    LineCheck { right: w.is_some() && w == e, written: w, expected: e }
+                })
+                .collect(),
+        )
     }
+}
+
+/// One line of a written scratchpad against the correct one.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LineCheck {
+    /// The line written (`None`: the scratchpad stopped before it).
+    pub written: Option<String>,
+    /// The correct line (`None`: a line too many).
+    pub expected: Option<String>,
+    pub right: bool,
 }
 
 /// The number a completion answers: the first non-empty line after `</scratch>` (as the official
@@ -409,8 +433,18 @@ mod tests {
         let wrong_line = right.replace("2 + 5 , 3 C: 1", "2 + 5 , 3 C: 0");
         assert_eq!(parse_answer(&wrong_line), Some(883));
         assert_eq!(p.scratchpad_is_sound(&wrong_line), Some(false));
+        // …and that line is the one marked wrong, with the correct one beside it.
+        let checked = p.check_scratchpad(&wrong_line).unwrap();
+        assert_eq!(checked.len(), 5);
+        let wrong: Vec<_> = checked.iter().filter(|l| !l.right).collect();
+        assert_eq!(wrong.len(), 1);
+        assert_eq!(wrong[0].written.as_deref(), Some("2 + 5 , 3 C: 0"));
+        assert_eq!(wrong[0].expected.as_deref(), Some("2 + 5 , 3 C: 1"));
         let missing_line = right.replace("6 + 2 , 8 3 C: 0\n", "");
         assert_eq!(p.scratchpad_is_sound(&missing_line), Some(false));
+        let checked = p.check_scratchpad(&missing_line).unwrap();
+        assert_eq!(checked.len(), 5, "the correct scratchpad's length");
+        assert_eq!(checked[4], LineCheck { written: None, expected: Some("0 8 8 3".into()), right: false });
         assert_eq!(p.scratchpad_is_sound("\n8 8 3\n"), None);
     }
 

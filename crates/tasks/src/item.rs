@@ -160,6 +160,15 @@ impl TaskKind {
             _ => None,
         }
     }
+
+    /// `completion`'s rationale checked step by step, for tasks whose steps can be checked
+    /// (arithmetic: each scratchpad line against the correct one); `None` otherwise.
+    pub fn check_rationale(self, item: &Item, completion: &str) -> Option<Vec<crate::arithmetic::LineCheck>> {
+        match self {
+            TaskKind::Arithmetic => crate::arithmetic::Addition::of_item(item)?.check_scratchpad(completion),
+            _ => None,
+        }
+    }
 }
 
 impl Item {
