@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use starling_model::sampling::SamplingConfig;
 use starling_star::attempt::{Outcome, RationaleRecord};
 use starling_star::config::fine_tuning;
+use starling_star::flow::{IterationFlow, iteration_flow};
 use starling_star::report::IterationRow;
 use starling_star::{Resume, StarConfig, StarData, StarEvent, StarLoop, StarSetup};
 use starling_tasks::{Item, TaskKind};
@@ -108,6 +109,9 @@ impl LiveOptions {
     }
 }
 
+/// Rationales with a right answer and a wrong step shown per iteration.
+const LUCKY_SHOWN: usize = 2;
+
 /// What one step did, for the page.
 #[derive(Serialize, Default)]
 struct StepEvent {
@@ -123,6 +127,10 @@ struct StepEvent {
     /// After a generation phase: one record of each outcome, with its question.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     samples: Vec<Sample>,
+    /// After a generation phase: where the training questions went, per digit count, and a
+    /// few rationales with the right answer and a wrong scratchpad line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flow: Option<IterationFlow>,
     finished: bool,
 }
 
@@ -199,14 +207,19 @@ fn page_event(run: &StarLoop, event: StarEvent) -> StepEvent {
         StarEvent::Evaluated { iteration, done, total, .. } => {
             StepEvent { phase: "evaluate", iteration, done, total, ..StepEvent::default() }
         }
-        StarEvent::Generated { iteration, done, total, .. } => StepEvent {
-            phase: "generate",
-            iteration,
-            done,
-            total,
-            samples: if done == total { samples(run.records(), &run.data().train) } else { Vec::new() },
-            ..StepEvent::default()
-        },
+        StarEvent::Generated { iteration, done, total, .. } => {
+            let complete = done == total;
+            StepEvent {
+                phase: "generate",
+                iteration,
+                done,
+                total,
+                samples: if complete { samples(run.records(), &run.data().train) } else { Vec::new() },
+                flow: complete
+                    .then(|| iteration_flow(TaskKind::Arithmetic, run.records(), &run.data().train, LUCKY_SHOWN)),
+                ..StepEvent::default()
+            }
+        }
         StarEvent::TrainingStarts { iteration, steps, .. } => {
             StepEvent { phase: "train", iteration, done: 0, total: steps, ..StepEvent::default() }
         }

@@ -17,7 +17,12 @@ use starling_tasks::hops::{HOPS_CARD_FILE, HopDocument, HopsCard};
 use wasm_bindgen::prelude::*;
 
 use crate::backend::{Backend, pick_backend};
-use crate::{js_err, named_files, read_all, to_js, yield_to_browser};
+use crate::{Page, js_err, named_files, read_all, to_js, yield_to_browser};
+
+/// The longest text the Inside view draws: one thought per token, each a column of the picture.
+const MAX_INSIDE_TOKENS: usize = 64;
+/// Next tokens listed per prediction (base, post-thought, mixed) in the Inside view.
+const INSIDE_TOP_K: usize = 4;
 
 struct Loaded {
     model: QuietModel,
@@ -43,6 +48,35 @@ struct PageToken {
     weight: f32,
     /// log p(token) with the thought minus without.
     gain: f32,
+}
+
+/// The Inside view's picture of one text (see `starling_quiet::inside`), with token texts.
+#[derive(Serialize)]
+struct PageInside {
+    tokens: Vec<String>,
+    /// Query steps per thought: the start marker, the thought's tokens, the end marker.
+    steps: usize,
+    markers: [&'static str; 2],
+    /// `sight[s][p]`: `{text: [lo, hi), thought: [lo, hi)}`, the keys the step-s query of
+    /// position p attends to.
+    sight: Vec<Vec<starling_quiet::inside::Sight>>,
+    positions: Vec<PagePosition>,
+}
+
+#[derive(Serialize)]
+struct PagePosition {
+    thought: Vec<String>,
+    weight: f32,
+    candidates: Vec<PageCandidate>,
+    next: Option<PageCandidate>,
+}
+
+#[derive(Serialize)]
+struct PageCandidate {
+    text: String,
+    base: f32,
+    post: f32,
+    mixed: f32,
 }
 
 #[wasm_bindgen]
@@ -135,6 +169,17 @@ impl Starling {
         self.inner.backend.destroy_device()
     }
 
+    /// Thinks after every token of `prompt` (greedy thoughts, all positions at once) and
+    /// resolves to what the Inside view draws: `{tokens, steps, markers, sight, positions:
+    /// [{thought, weight, candidates: [{text, base, post, mixed}], next}]}`.
+    pub fn inside(&self, prompt: String) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let page = inside(&inner, &prompt).await.map_err(JsValue::from)?;
+            to_js(&page).map_err(JsValue::from)
+        })
+    }
+
     /// Continues `prompt` by up to `max_tokens` tokens, thinking before each one; calls
     /// `on_token({text, thought, weight, gain})` as each arrives; generation stops early when it
     /// returns `false`. Resolves to the number of tokens.
@@ -164,6 +209,43 @@ impl Starling {
             .as_ref()
             .ok_or_else(|| js_err(format!("this model has no multi-hop task card ({HOPS_CARD_FILE})")))
     }
+}
+
+async fn inside(l: &Loaded, prompt: &str) -> Result<PageInside, JsError> {
+    let ids = l.tokenizer.encode(prompt, true).map_err(js_err)?;
+    if ids.len() > MAX_INSIDE_TOKENS {
+        return Err(js_err(format!(
+            "the text has {} tokens; the picture draws at most {MAX_INSIDE_TOKENS} (one column per token): shorten it",
+            ids.len()
+        )));
+    }
+    let kernel = starling_thought::Kernel::Auto;
+    let seen = starling_quiet::inside::look_inside(&l.model, &ids, INSIDE_TOP_K, 0.0, kernel, &mut Page)
+        .await
+        .map_err(js_err)?;
+    let text = |id: u32| l.tokenizer.decode(&[id], false).unwrap_or_else(|_| format!("<{id}>"));
+    let candidate = |c: &starling_quiet::inside::Candidate| PageCandidate {
+        text: text(c.id),
+        base: c.base,
+        post: c.post,
+        mixed: c.mixed,
+    };
+    Ok(PageInside {
+        tokens: seen.tokens.iter().map(|&id| text(id)).collect(),
+        steps: seen.steps,
+        markers: ["<start>", "<end>"],
+        sight: seen.sight,
+        positions: seen
+            .positions
+            .iter()
+            .map(|p| PagePosition {
+                thought: p.thought_ids.iter().map(|&id| text(id)).collect(),
+                weight: p.mix_weight,
+                candidates: p.candidates.iter().map(candidate).collect(),
+                next: p.next.as_ref().map(candidate),
+            })
+            .collect(),
+    })
 }
 
 async fn think(

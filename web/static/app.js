@@ -7,6 +7,7 @@ import { setupThink, thinkReady } from './think.js';
 import { setupRationalize, reasonerReady } from './rationalize.js';
 import { setupStar, starReady } from './star.js';
 import { setupLearn } from './learn.js';
+import { setupInside, insideReady } from './inside.js';
 
 const params = new URLSearchParams(location.search);
 let engine = null;
@@ -81,6 +82,7 @@ async function load(source) {
       $('model-info').textContent = `${source.label}: ${size(source.bytes)}, thought ${next.nThought} tokens, loaded in ${secs()} s`;
       $('think-button').disabled = false;
       thinkReady(next);
+      insideReady();
     } else {
       $('reason-info').textContent = `${source.label}: ${size(source.bytes)}, ${next.description}, loaded in ${secs()} s`;
       reasonerReady(next);
@@ -121,6 +123,7 @@ async function main() {
   performance.mark('starling:engine-started');
   setupTabs();
   setupThink();
+  setupInside();
   setupRationalize();
   setupStar();
   setupLearn(async (options) => {

@@ -2,12 +2,12 @@
 // in the engine, one optimizer step per request; every few steps it is asked held-out questions
 // at each hop count. Drawn as it goes: the answer's loss with and without the thought, the mean
 // mixing weight, and a map of how much the thought helped, by hop count and step.
-import { $, status, describe, sleep } from './common.js';
+import { $, status, describe } from './common.js';
 import { lineChart, gainShade } from './charts.js';
+import { StepRun } from './runner.js';
 
-let lesson = null;
-let running = false;
-let stopAsked = false;
+let run = null; // the StepRun driving the engine's lesson
+let steps = 1; // the lesson's length
 let numbers = []; // one per step
 let probes = [];
 let loadLesson = null; // (options) => Remote, from app.js
@@ -19,7 +19,7 @@ function options() {
 const probeEvery = () => Math.max(1, parseInt($('learn-every').value, 10) || 10);
 
 function drawLoss() {
-  const xMax = lesson?.steps ?? 1;
+  const xMax = steps;
   const top = Math.max(0.5, ...numbers.map((n) => Math.max(n.talk_nll, n.talk_nll_base)));
   $('learn-loss').innerHTML = lineChart({
     title: 'the answer\'s loss with and without the thought, by step',
@@ -82,115 +82,66 @@ function drawProbes() {
   }));
 }
 
-async function probe() {
+async function probe(lesson) {
   const p = await lesson.call('probe');
   probes.push(p);
   drawProbes();
   document.body.dataset.learnProbes = String(probes.length);
 }
 
-async function loop() {
-  running = true;
-  document.body.dataset.learn = 'running';
-  $('learn-pause').textContent = 'Pause';
-  $('learn-pause').disabled = false;
-  try {
-    if (!probes.length) await probe(); // step 0: the warm start itself
-    while (running) {
-      const n = await lesson.call('step');
-      if (n === null) break;
-      numbers.push(n);
-      window.learnNumbers = numbers; // for the console and the browser tests
-      $('learn-progress').textContent = `step ${n.step} of ${n.steps}: loss ${n.loss.toFixed(3)}, answer's loss ${n.talk_nll.toFixed(3)} with the thought, ${n.talk_nll_base.toFixed(3)} without; w ${n.mix_weight.toFixed(3)} (${n.seconds.toFixed(2)} s a step)`;
-      drawLoss();
-      document.body.dataset.learnSteps = String(n.step);
-      if (n.step % probeEvery() === 0 || n.step === n.steps) await probe();
-      await sleep(0);
-    }
-    if (running || numbers.at(-1)?.step === lesson.steps) {
-      finish('finished', `finished: ${lesson.steps} steps`);
-    } else if (stopAsked) {
-      finish('stopped', `stopped after ${numbers.length} steps`);
-    } else {
-      document.body.dataset.learn = 'paused';
-      $('learn-pause').textContent = 'Resume';
-      $('learn-pause').disabled = false;
-    }
-  } catch (e) {
-    status(`Learning stopped: ${describe(e)}`);
-    finish('failed', 'failed');
-  }
+// One optimizer step (the warm start is probed first); true once every step has run.
+async function step(lesson) {
+  if (!probes.length) await probe(lesson); // step 0: the warm start itself
+  const n = await lesson.call('step');
+  if (n === null) return true;
+  numbers.push(n);
+  window.learnNumbers = numbers; // for the console and the browser tests
+  $('learn-progress').textContent = `step ${n.step} of ${n.steps}: loss ${n.loss.toFixed(3)}, answer's loss ${n.talk_nll.toFixed(3)} with the thought, ${n.talk_nll_base.toFixed(3)} without; w ${n.mix_weight.toFixed(3)} (${n.seconds.toFixed(2)} s a step)`;
+  drawLoss();
+  document.body.dataset.learnSteps = String(n.step);
+  if (n.step % probeEvery() === 0 || n.step === n.steps) await probe(lesson);
+  return n.step === n.steps;
 }
 
-function finish(state, text) {
-  lesson?.free();
-  lesson = null;
-  running = false;
-  stopAsked = false;
-  document.body.dataset.learn = state;
-  $('learn-progress').textContent = text;
-  $('learn-pause').textContent = 'Pause';
-  $('learn-pause').disabled = true;
-  $('learn-stop').disabled = true;
-  $('learn-start').disabled = false;
+function ended(state, error) {
+  if (state === 'finished') $('learn-progress').textContent = `finished: ${steps} steps`;
+  if (state === 'stopped') $('learn-progress').textContent = `stopped after ${numbers.length} steps`;
+  if (state === 'failed') {
+    status(`Learning stopped: ${describe(error)}`);
+    $('learn-progress').textContent = 'failed';
+  }
 }
 
 async function start(ev) {
   ev.preventDefault();
-  if (running || !loadLesson) return;
+  if (run.running || !loadLesson) return;
   status('');
   $('learn-start').disabled = true;
   $('learn-progress').textContent = 'loading the warm start…';
-  let next;
+  let lesson;
   try {
-    next = await loadLesson(options());
+    lesson = await loadLesson(options());
   } catch (e) {
     status(`Could not start learning: ${describe(e)}`);
     $('learn-progress').textContent = '';
     $('learn-start').disabled = false;
     return;
   }
-  lesson?.free(); // a paused run, abandoned for this one
-  lesson = next;
+  steps = lesson.steps;
   numbers = [];
   probes = [];
   drawLoss();
   drawProbes();
   $('learn-info').textContent = `${lesson.description}, on ${lesson.backend}`;
-  $('learn-stop').disabled = false;
   delete document.body.dataset.learnSteps;
   delete document.body.dataset.learnProbes;
-  loop();
-}
-
-function pauseOrResume() {
-  if (!lesson) return;
-  if (running) {
-    running = false;
-    $('learn-pause').disabled = true;
-    $('learn-pause').textContent = 'Pausing…';
-  } else {
-    loop();
-  }
-}
-
-function stop() {
-  if (!lesson) return;
-  $('learn-stop').disabled = true;
-  if (running) {
-    stopAsked = true;
-    running = false;
-    $('learn-pause').disabled = true;
-  } else {
-    finish('stopped', `stopped after ${numbers.length} steps`);
-  }
+  run.begin(lesson);
 }
 
 // `load(options)` loads the warm start into the engine as a lesson.
 export function setupLearn(load) {
   loadLesson = load;
+  run = new StepRun({ key: 'learn', ids: { start: 'learn-start', pause: 'learn-pause', stop: 'learn-stop' }, step, ended });
   $('learn-form').addEventListener('submit', start);
-  $('learn-pause').addEventListener('click', pauseOrResume);
-  $('learn-stop').addEventListener('click', stop);
   $('learn-start').disabled = false;
 }

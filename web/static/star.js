@@ -1,13 +1,14 @@
 // The STaR-live view: runs STaR in the engine one step at a time (a dev batch, a batch of
 // rationales, or one optimizer step), drawing as it goes; Pause simply stops asking for steps,
 // Stop ends the run.
-import { $, models, status, describe, sleep } from './common.js';
+import { $, models, status, describe } from './common.js';
+import { lineChart } from './charts.js';
+import { StepRun } from './runner.js';
+import { flowDiagram, groupBars, luckyRationale } from './star_flow.js';
 
-let live = null;
-let running = false;
-// Stop was pressed while a step ran: the run ends when it returns.
-let stopAsked = false;
+let run = null; // the StepRun driving the engine's STaR run
 let rows = [];
+let flows = []; // per iteration: where its training questions went
 
 const COLOURS = ['#2962ff', '#d35400', '#16a085', '#8e44ad', '#c0392b', '#7f8c8d'];
 
@@ -27,25 +28,23 @@ function options() {
 const groups = () => [...new Set(rows.flatMap((r) => Object.keys(r.dev.by_group ?? {})))].sort((a, b) => parseInt(a, 10) - parseInt(b, 10));
 const pct = (t) => (t && t.total ? (100 * t.correct) / t.total : 0);
 
-// Dev accuracy per digit count (and overall, dashed) against the iteration.
+// Dev accuracy per digit count (and overall, dashed) against the iteration, a point per finished
+// iteration.
 function drawChart() {
-  const [w, h, left, bottom, top, right] = [640, 260, 44, 30, 12, 150];
   const n = Math.max(1, ...rows.map((r) => r.iteration));
-  const x = (i) => left + ((w - left - right) * i) / n;
-  const y = (p) => top + (h - top - bottom) * (1 - p / 100);
-  let svg = `<svg viewBox="0 0 ${w} ${h}" width="${w}" height="${h}" role="img" aria-label="dev accuracy by iteration">`;
-  for (const p of [0, 25, 50, 75, 100]) svg += `<line x1="${left}" x2="${w - right}" y1="${y(p)}" y2="${y(p)}" stroke="#e3e3e3"/><text x="${left - 6}" y="${y(p) + 4}" text-anchor="end" font-size="11">${p}%</text>`;
-  for (let i = 0; i <= n; i++) svg += `<text x="${x(i)}" y="${h - 10}" text-anchor="middle" font-size="11">${i}</text>`;
-  svg += `<text x="${(left + w - right) / 2}" y="${h}" text-anchor="middle" font-size="11">iteration</text>`;
-  const series = groups().map((g, k) => [g, COLOURS[k % COLOURS.length], (r) => pct(r.dev.by_group[g]), '']);
-  series.push(['all', '#333', (r) => pct(r.dev.overall), '4 3']);
-  series.forEach(([name, colour, value, dash], k) => {
-    const pts = rows.map((r) => `${x(r.iteration).toFixed(1)},${y(value(r)).toFixed(1)}`).join(' ');
-    svg += `<polyline fill="none" stroke="${colour}" stroke-width="2" stroke-dasharray="${dash}" points="${pts}"/>`;
-    for (const r of rows) svg += `<circle cx="${x(r.iteration)}" cy="${y(value(r))}" r="3" fill="${colour}"/>`;
-    svg += `<text x="${w - right + 12}" y="${top + 14 + 16 * k}" font-size="12" fill="${colour}">${name}</text>`;
+  const series = groups().map((g, k) => ({ name: g, colour: COLOURS[k % COLOURS.length], dots: true, points: rows.map((r) => [r.iteration, pct(r.dev.by_group[g])]) }));
+  series.push({ name: 'all', colour: '#333', dash: '4 3', dots: true, points: rows.map((r) => [r.iteration, pct(r.dev.overall)]) });
+  $('star-chart').innerHTML = lineChart({
+    title: 'dev accuracy by iteration',
+    xMax: n,
+    xTicks: Array.from({ length: n + 1 }, (_, i) => i),
+    yMin: 0,
+    yMax: 100,
+    yTicks: [0, 25, 50, 75, 100],
+    yLabel: (v) => `${v}%`,
+    xLabel: 'iteration',
+    series,
   });
-  $('star-chart').innerHTML = `${svg}</svg>`;
 }
 
 // The share of the kept and rationalized rationales whose every scratchpad line is right: a right
@@ -85,77 +84,50 @@ function progress(ev) {
   $('star-progress').textContent = `iteration ${ev.iteration}: ${what} ${ev.done}/${ev.total}${loss}`;
 }
 
-async function loop() {
-  running = true;
-  $('star-pause').textContent = 'Pause';
-  $('star-pause').disabled = false;
-  document.body.dataset.star = 'running';
-  try {
-    while (running) {
-      const ev = await live.call('step');
-      progress(ev);
-      if (ev.samples) drawSamples(ev.iteration, ev.samples);
-      if (ev.row) {
-        rows.push(ev.row);
-        drawChart();
-        drawTable();
-        document.body.dataset.starIterations = String(ev.row.iteration);
-      }
-      if (ev.finished) {
-        $('star-progress').textContent = `finished: ${rows.length - 1} iterations`;
-        document.body.dataset.star = 'finished';
-        stopped();
-        return;
-      }
-      await sleep(0);
-    }
-    if (stopAsked) {
-      $('star-progress').textContent = `stopped after ${rows.length ? `${rows.length - 1} iterations` : 'the start'}`;
-      document.body.dataset.star = 'stopped';
-      stopped();
-      return;
-    }
-    document.body.dataset.star = 'paused';
-    $('star-pause').textContent = 'Resume';
-    $('star-pause').disabled = false;
-    $('star-start').disabled = false; // a paused run may be abandoned for a new one
-  } catch (e) {
-    status(`STaR stopped: ${describe(e)}`);
-    document.body.dataset.star = 'failed';
-    stopped();
-  }
+// The flow of the iteration chosen in the selector (the latest by default).
+function drawFlow() {
+  const pick = $('star-flow-iteration');
+  const chosen = Number(pick.value) || flows.at(-1)?.iteration;
+  pick.replaceChildren(...flows.map((f) => Object.assign(document.createElement('option'), { value: f.iteration, textContent: `iteration ${f.iteration}`, selected: f.iteration === chosen })));
+  const shown = flows.find((f) => f.iteration === chosen) ?? flows.at(-1);
+  $('star-flow-panel').hidden = !shown;
+  if (!shown) return;
+  $('star-flow').innerHTML = flowDiagram(shown.flow, shown.iteration);
+  $('star-flow-groups').innerHTML = groupBars(shown.flow);
+  const lucky = shown.flow.lucky.map(luckyRationale);
+  $('star-lucky').replaceChildren(...(lucky.length ? lucky : [Object.assign(document.createElement('p'), { className: 'hint', textContent: 'Every rationale trained on in this iteration has every scratchpad line right.' })]));
 }
 
-// The run is over (finished or failed): Start begins a new one.
-function stopped() {
-  live?.free();
-  live = null;
-  running = false;
-  stopAsked = false;
-  $('star-pause').textContent = 'Pause';
-  $('star-pause').disabled = true;
-  $('star-stop').disabled = true;
-  $('star-start').disabled = false;
+// One step of the run; true once it finished.
+async function step(live) {
+  const ev = await live.call('step');
+  progress(ev);
+  if (ev.samples) drawSamples(ev.iteration, ev.samples);
+  if (ev.flow) {
+    flows.push({ iteration: ev.iteration, flow: ev.flow });
+    $('star-flow-iteration').value = '';
+    drawFlow();
+    document.body.dataset.starFlows = String(flows.length);
+  }
+  if (ev.row) {
+    rows.push(ev.row);
+    drawChart();
+    drawTable();
+    document.body.dataset.starIterations = String(ev.row.iteration);
+  }
+  return ev.finished;
 }
 
-// Stop: the run ends after the step in flight (at once when paused).
-function stop() {
-  if (!live) return;
-  $('star-stop').disabled = true;
-  if (running) {
-    stopAsked = true;
-    running = false;
-    $('star-pause').disabled = true;
-    return;
-  }
-  $('star-progress').textContent = `stopped after ${rows.length ? `${rows.length - 1} iterations` : 'the start'}`;
-  document.body.dataset.star = 'stopped';
-  stopped();
+function ended(state, error) {
+  const done = rows.length ? `${rows.length - 1} iterations` : 'the start';
+  if (state === 'finished') $('star-progress').textContent = `finished: ${done}`;
+  if (state === 'stopped') $('star-progress').textContent = `stopped after ${done}`;
+  if (state === 'failed') status(`STaR stopped: ${describe(error)}`);
 }
 
 async function start(ev) {
   ev.preventDefault();
-  if (!models.reasoner || running) return;
+  if (!models.reasoner || run.running) return;
   status('');
   $('star-start').disabled = true;
   let next;
@@ -166,36 +138,25 @@ async function start(ev) {
     $('star-start').disabled = false;
     return;
   }
-  live?.free(); // a paused run, abandoned for this one
-  live = next;
   rows = [];
+  flows = [];
   $('star-chart').replaceChildren();
   $('star-samples').replaceChildren();
   $('star-table').tHead.replaceChildren();
   $('star-table').tBodies[0].replaceChildren();
+  drawFlow();
   delete document.body.dataset.starIterations;
-  $('star-progress').textContent = `${live.trainSize} training sums, ${live.devSize} dev sums`;
-  $('star-stop').disabled = false;
-  loop();
-}
-
-function pauseOrResume() {
-  if (!live) return;
-  if (running) {
-    running = false; // the loop stops after the step in flight
-    $('star-pause').disabled = true;
-    $('star-pause').textContent = 'Pausing…';
-  } else {
-    loop();
-  }
+  delete document.body.dataset.starFlows;
+  $('star-progress').textContent = `${next.trainSize} training sums, ${next.devSize} dev sums`;
+  run.begin(next);
 }
 
 export function starReady() {
-  if (!live) $('star-start').disabled = false;
+  if (!run.active) $('star-start').disabled = false;
 }
 
 export function setupStar() {
+  run = new StepRun({ key: 'star', ids: { start: 'star-start', pause: 'star-pause', stop: 'star-stop' }, step, ended });
   $('star-form').addEventListener('submit', start);
-  $('star-pause').addEventListener('click', pauseOrResume);
-  $('star-stop').addEventListener('click', stop);
+  $('star-flow-iteration').addEventListener('change', drawFlow);
 }
