@@ -215,8 +215,7 @@ fn page_event(run: &StarLoop, event: StarEvent) -> StepEvent {
                 done,
                 total,
                 samples: if complete { samples(run.records(), &run.data().train) } else { Vec::new() },
-                flow: complete
-                    .then(|| iteration_flow(TaskKind::Arithmetic, run.records(), &run.data().train, LUCKY_SHOWN)),
+                flow: complete.then(|| iteration_flow(run.config(), run.records(), &run.data().train, LUCKY_SHOWN)),
                 ..StepEvent::default()
             }
         }

@@ -1,7 +1,8 @@
 // STaR's data flow for one iteration, drawn from what Rust counted (starling_star::flow): the
 // training questions split into those the model got right on its own (kept), those it got right
 // only with the answer as a hint (rationalized) and the rest (rejected); kept and rationalized
-// form the fine-tuning set. Hatched: rationales trained on whose scratchpad has a wrong line.
+// form the fine-tuning set (less those with a wrong step, when the run requires sound steps).
+// Hatched: rationales trained on whose scratchpad is not right line for line (or missing).
 
 const esc = (text) => String(text).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
 
@@ -23,22 +24,25 @@ export function flowDiagram(flow, iteration) {
   const rationalized = sum(g, 'rationalized');
   const rejected = sum(g, 'rejected');
   const wrong = rationalized + rejected;
-  const unsound = sum(g, 'kept_unsound') + sum(g, 'rationalized_unsound');
+  const answeredRight = kept + rationalized;
+  const trained = sum(g, 'trained_on'); // fewer than answeredRight when the run requires sound steps
+  const unsound = trained - (answeredRight - sum(g, 'kept_unsound') - sum(g, 'rationalized_unsound'));
   const [w, h, top, gap, bar] = [660, 250, 28, 14, 16];
   const scale = (h - top - 2 * gap - 10) / n;
   const xs = [20, 220, 420, 620];
   const node = (x, y, count, colour, label, sub) => {
     const hh = Math.max(count ? 1.5 : 0, count * scale);
     let s = `<rect x="${x}" y="${y}" width="${bar}" height="${hh}" fill="${colour}"/>`;
-    const anchor = x > w / 2 ? 'end' : 'start';
+    // Labels to the right of their bar, but the last column's (the fine-tuning set) to its left.
+    const anchor = x + bar >= w - 40 ? 'end' : 'start';
     const tx = anchor === 'end' ? x - 4 : x + bar + 4;
     s += `<text x="${tx}" y="${y + Math.min(hh / 2 + 4, 14)}" font-size="12" text-anchor="${anchor}">${esc(label)}: ${count}</text>`;
     if (sub) s += `<text x="${tx}" y="${y + Math.min(hh / 2 + 4, 14) + 14}" font-size="11" fill="#555" text-anchor="${anchor}">${esc(sub)}</text>`;
     return [s, hh];
   };
-  let svg = `<svg viewBox="0 0 ${w} ${h}" role="img" aria-label="iteration ${iteration}: ${n} questions, ${kept} kept, ${rationalized} rationalized, ${rejected} rejected; ${kept + rationalized} trained on, ${unsound} of them with a wrong step">`;
+  let svg = `<svg viewBox="0 0 ${w} ${h}" role="img" aria-label="iteration ${iteration}: ${n} questions, ${kept} kept, ${rationalized} rationalized, ${rejected} rejected; ${trained} trained on, ${unsound} of them without every step right">`;
   svg += '<defs><pattern id="unsound-hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="6" height="6" fill="#fff"/><line x1="0" y1="0" x2="0" y2="6" stroke="#a40000" stroke-width="3"/></pattern></defs>';
-  const heads = ['training questions', 'the model\'s own answer', 'with the hint', 'fine-tuning set'];
+  const heads = ['training questions', 'the model\'s own answer', flow.rationalize ? 'with the hint' : '(no hints: rationalization off)', 'fine-tuning set'];
   heads.forEach((t, i) => { svg += `<text x="${i === 3 ? xs[i] + bar : xs[i]}" y="14" font-size="12" font-weight="600" text-anchor="${i === 3 ? 'end' : 'start'}">${t}</text>`; });
   // Column 0: every question.
   svg += node(xs[0], top, n, '#555', 'questions')[0];
@@ -53,20 +57,26 @@ export function flowDiagram(flow, iteration) {
   };
   // Column 1: right on its own (kept) or wrong; column 2: the wrong ones asked again with the
   // answer as a hint.
+  // Without rationalization the wrong ones are rejected at once.
   const [keptY, wrongY] = split(xs[0], top, xs[1], [
     { count: kept, colour: OUTCOME_COLOURS.kept, label: 'right (kept)' },
-    { count: wrong, colour: OUTCOME_COLOURS.wrong, label: 'wrong' },
+    flow.rationalize
+      ? { count: wrong, colour: OUTCOME_COLOURS.wrong, label: 'wrong' }
+      : { count: rejected, colour: OUTCOME_COLOURS.rejected, label: 'wrong (rejected)' },
   ]);
-  const [ratY] = split(xs[1], wrongY, xs[2], [
-    { count: rationalized, colour: OUTCOME_COLOURS.rationalized, label: 'right (rationalized)' },
-    { count: rejected, colour: OUTCOME_COLOURS.rejected, label: 'still wrong (rejected)' },
-  ]);
+  const [ratY] = flow.rationalize
+    ? split(xs[1], wrongY, xs[2], [
+      { count: rationalized, colour: OUTCOME_COLOURS.rationalized, label: 'right (rationalized)' },
+      { count: rejected, colour: OUTCOME_COLOURS.rejected, label: 'still wrong (rejected)' },
+    ])
+    : [wrongY];
   // Column 3: kept and rationalized, trained on without the hint.
   const setY = top;
   svg += band(xs[1] + bar, keptY, xs[3], setY, kept * scale, OUTCOME_COLOURS.kept);
   svg += band(xs[2] + bar, ratY, xs[3], setY + kept * scale, rationalized * scale, OUTCOME_COLOURS.rationalized);
-  const trained = kept + rationalized;
-  svg += node(xs[3], setY, trained, '#2962ff', 'trained on', unsound ? `${unsound} right answer, wrong step (hatched)` : 'every step right')[0];
+  const leftOut = answeredRight - trained;
+  const sub = !flow.checkable ? '' : unsound ? `${unsound} right answer, not every step right (hatched)` : 'every step right';
+  svg += node(xs[3], setY, trained, '#2962ff', 'trained on', leftOut ? `${sub}; ${leftOut} left out (steps not all right)` : sub)[0];
   if (unsound) svg += `<rect x="${xs[3]}" y="${setY + (trained - unsound) * scale}" width="${bar}" height="${Math.max(1.5, unsound * scale)}" fill="url(#unsound-hatch)" stroke="#a40000" stroke-width="0.5"/>`;
   return `${svg}</svg>`;
 }
@@ -81,11 +91,11 @@ export function groupBars(flow) {
       return `<span class="part" style="${style}" title="${esc(title)}"></span>`;
     };
     const bar = part(g.kept - g.kept_unsound, OUTCOME_COLOURS.kept, `${g.kept - g.kept_unsound} kept, every step right`)
-      + part(g.kept_unsound, OUTCOME_COLOURS.kept, `${g.kept_unsound} kept with a wrong step`, true)
+      + part(g.kept_unsound, OUTCOME_COLOURS.kept, `${g.kept_unsound} kept, not every step right`, true)
       + part(g.rationalized - g.rationalized_unsound, OUTCOME_COLOURS.rationalized, `${g.rationalized - g.rationalized_unsound} rationalized, every step right`)
-      + part(g.rationalized_unsound, OUTCOME_COLOURS.rationalized, `${g.rationalized_unsound} rationalized with a wrong step`, true)
+      + part(g.rationalized_unsound, OUTCOME_COLOURS.rationalized, `${g.rationalized_unsound} rationalized, not every step right`, true)
       + part(g.rejected, OUTCOME_COLOURS.rejected, `${g.rejected} rejected`);
-    return `<tr><th>${esc(g.group)}</th><td><span class="stack">${bar}</span></td><td>${g.kept} kept · ${g.rationalized} rationalized · ${g.rejected} rejected${g.kept_unsound + g.rationalized_unsound ? ` · ${g.kept_unsound + g.rationalized_unsound} with a wrong step` : ''}</td></tr>`;
+    return `<tr><th>${esc(g.group)}</th><td><span class="stack">${bar}</span></td><td>${g.kept} kept · ${g.rationalized} rationalized · ${g.rejected} rejected${g.kept_unsound + g.rationalized_unsound ? ` · ${g.kept_unsound + g.rationalized_unsound} not every step right` : ''}</td></tr>`;
   });
   return `<table class="flow-groups" aria-label="outcomes per digit count">${rows.join('')}</table>`;
 }
@@ -99,7 +109,7 @@ export function luckyRationale(l) {
   const title = document.createElement('strong');
   title.textContent = `${l.outcome === 'kept' ? 'kept' : 'rationalized'}: the right answer (${l.answer}) from a wrong step — trained on all the same`;
   const pre = document.createElement('pre');
-  pre.append(l.question, '<scratch>\n');
+  pre.append(l.question, '\n<scratch>\n');
   for (const line of l.lines) {
     const span = document.createElement('span');
     span.className = line.right ? 'line-right' : 'line-wrong';

@@ -183,24 +183,63 @@ impl Addition {
         Some(self.check_scratchpad(completion)?.iter().all(|l| l.right))
     }
 
-    /// `completion`'s scratchpad line by line against the correct one (a missing or extra line
-    /// is a wrong one). `None` when the completion has no `<scratch>` … `</scratch>` block.
+    /// `completion`'s scratchpad line by line against the correct one, aligned like a diff: a
+    /// missing line shows as one (`written: None`) without shifting the lines after it, an extra
+    /// one as `expected: None`, and a wrong line beside the correct one it replaces. `None` when
+    /// the completion has no `<scratch>` … `</scratch>` block.
     pub fn check_scratchpad(&self, completion: &str) -> Option<Vec<LineCheck>> {
         let start = completion.find("<scratch>")?;
         let body = &completion[start + "<scratch>".len()..];
         let end = body.find("</scratch>")?;
         let written: Vec<&str> = body[..end].lines().map(str::trim).filter(|l| !l.is_empty()).collect();
         let expected = self.scratch_lines();
-        let lines = written.len().max(expected.len());
-        Some(
-            (0..lines)
-                .map(|i| {
-                    let (w, e) = (written.get(i).map(|w| w.to_string()), expected.get(i).cloned());
-                    LineCheck { right: w.is_some() && w == e, written: w, expected: e }
-                })
-                .collect(),
-        )
+        let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+        Some(align_lines(&written, &expected))
     }
+}
+
+/// `written` against `expected` through their longest common subsequence: common lines are
+/// right; between two of them, the unmatched lines pair up in order (a wrong line for a
+/// correct one), and what is left over is an extra or a missing line.
+fn align_lines(written: &[&str], expected: &[&str]) -> Vec<LineCheck> {
+    let (n, m) = (written.len(), expected.len());
+    // common[i][j]: the longest common subsequence of written[i..] and expected[j..].
+    let mut common = vec![vec![0usize; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            common[i][j] = if written[i] == expected[j] {
+                common[i + 1][j + 1] + 1
+            } else {
+                common[i + 1][j].max(common[i][j + 1])
+            };
+        }
+    }
+    let mut out = Vec::with_capacity(n.max(m));
+    let (mut unmatched_w, mut unmatched_e): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
+    let flush = |out: &mut Vec<LineCheck>, w: &mut Vec<&str>, e: &mut Vec<&str>| {
+        for k in 0..w.len().max(e.len()) {
+            let (written, expected) = (w.get(k).map(|s| s.to_string()), e.get(k).map(|s| s.to_string()));
+            out.push(LineCheck { written, expected, right: false });
+        }
+        w.clear();
+        e.clear();
+    };
+    let (mut i, mut j) = (0, 0);
+    while i < n || j < m {
+        if i < n && j < m && written[i] == expected[j] {
+            flush(&mut out, &mut unmatched_w, &mut unmatched_e);
+            out.push(LineCheck { written: Some(written[i].into()), expected: Some(expected[j].into()), right: true });
+            (i, j) = (i + 1, j + 1);
+        } else if j == m || (i < n && common[i + 1][j] >= common[i][j + 1]) {
+            unmatched_w.push(written[i]);
+            i += 1;
+        } else {
+            unmatched_e.push(expected[j]);
+            j += 1;
+        }
+    }
+    flush(&mut out, &mut unmatched_w, &mut unmatched_e);
+    out
 }
 
 /// One line of a written scratchpad against the correct one.
@@ -440,11 +479,23 @@ mod tests {
         assert_eq!(wrong.len(), 1);
         assert_eq!(wrong[0].written.as_deref(), Some("2 + 5 , 3 C: 0"));
         assert_eq!(wrong[0].expected.as_deref(), Some("2 + 5 , 3 C: 1"));
+        // A missing line is marked missing, and the lines after it stay right.
         let missing_line = right.replace("6 + 2 , 8 3 C: 0\n", "");
         assert_eq!(p.scratchpad_is_sound(&missing_line), Some(false));
         let checked = p.check_scratchpad(&missing_line).unwrap();
-        assert_eq!(checked.len(), 5, "the correct scratchpad's length");
-        assert_eq!(checked[4], LineCheck { written: None, expected: Some("0 8 8 3".into()), right: false });
+        let rights: Vec<bool> = checked.iter().map(|l| l.right).collect();
+        assert_eq!(rights, [true, true, false, true, true]);
+        assert_eq!(checked[2], LineCheck { written: None, expected: Some("6 + 2 , 8 3 C: 0".into()), right: false });
+        // An extra line likewise; a scratchpad cut short misses its last lines.
+        let extra_line = right.replace("6 + 2 , 8 3 C: 0\n", "6 + 2 , 8 3 C: 0\n6 + 2 , 8 3 C: 0\n");
+        let checked = p.check_scratchpad(&extra_line).unwrap();
+        assert_eq!(checked.iter().filter(|l| !l.right).count(), 1);
+        assert!(checked.iter().any(|l| l.expected.is_none() && l.written.as_deref() == Some("6 + 2 , 8 3 C: 0")));
+        let cut = "\n<scratch>\n6 2 4 + 2 5 9 , C: 0\n2 + 5 , 3 C: 1\n</scratch>\n8 8 3\n";
+        let checked = p.check_scratchpad(cut).unwrap();
+        let missing: Vec<_> =
+            checked.iter().filter(|l| l.written.is_none()).filter_map(|l| l.expected.as_deref()).collect();
+        assert_eq!(missing, ["6 + 2 , 8 3 C: 0", ", 8 8 3 C: 0", "0 8 8 3"]);
         assert_eq!(p.scratchpad_is_sound("\n8 8 3\n"), None);
     }
 

@@ -152,6 +152,11 @@ impl TaskKind {
         self != TaskKind::Arithmetic && item.leaks_hint(completion)
     }
 
+    /// Whether a rationale's steps can be checked one by one (arithmetic's scratchpad lines).
+    pub fn steps_checkable(self) -> bool {
+        matches!(self, TaskKind::Arithmetic)
+    }
+
     /// Whether every step of `completion`'s rationale is right, for tasks whose steps can be
     /// checked (arithmetic: each scratchpad line); `None` for the others, or without a rationale.
     pub fn rationale_is_sound(self, item: &Item, completion: &str) -> Option<bool> {
