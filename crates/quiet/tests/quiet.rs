@@ -4,7 +4,6 @@
 //! checkpoints round-trip and resume.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use starling_model::generate::GenerateConfig;
 use starling_model::weights::init_transformer;
@@ -15,7 +14,7 @@ use starling_quiet::config::{MixingWeight, PolicyReduction, QuietPreset};
 use starling_quiet::config::{Thinking, ThoughtSource};
 use starling_quiet::eval::{OfficialOptions, official_scores};
 use starling_quiet::generate::generate_thoughtful;
-use starling_quiet::inside::{Candidate, look_inside};
+use starling_quiet::inside::look_inside;
 use starling_quiet::loss::{quiet_gradients, quiet_loss};
 use starling_quiet::model::ThoughtState;
 use starling_quiet::probe::{next_token_with, sample_at};
@@ -118,6 +117,21 @@ fn training_starts_exactly_at_the_base_model() {
 /// The thought-parallel path (all positions think at once through the attention op) for the
 /// last position of `ids`: greedy thought, mixed logits → argmax.
 fn reference_next(m: &QuietModel, ids: &[u32], kernel: Kernel) -> (u32, Vec<u32>) {
+    let (predictions, thoughts) = reference_predictions(m, ids, kernel);
+    (*predictions.mixed.last().unwrap(), thoughts)
+}
+
+/// The likeliest next token at every position of `ids`, by the base model, after the thought and
+/// mixed (greedy thoughts).
+struct Likeliest {
+    base: Vec<u32>,
+    post: Vec<u32>,
+    mixed: Vec<u32>,
+}
+
+/// The reference computation, op by op: [`Likeliest`] at every position, and the last position's
+/// thought.
+fn reference_predictions(m: &QuietModel, ids: &[u32], kernel: Kernel) -> (Likeliest, Vec<u32>) {
     let device = m.device();
     let l = ids.len();
     let d = m.hidden_size();
@@ -137,11 +151,16 @@ fn reference_next(m: &QuietModel, ids: &[u32], kernel: Kernel) -> (u32, Vec<u32>
         ],
         1,
     );
-    let h_post = m.thought_steps(block, &mut state).narrow(2, l - 1, 1).narrow(1, nt + 1, 1);
-    let (mixed, _) = m.mix(h_base.narrow(1, l - 1, 1).reshape([1, 1, 1, d]), h_post);
-    let next = log_softmax(m.logits4(mixed), 3).argmax(3).into_data().try_into_vec_as::<i64>().unwrap()[0] as u32;
+    let h_post = m.thought_steps(block, &mut state).narrow(1, nt + 1, 1);
+    let h_base = h_base.reshape([1, 1, l, d]);
+    let (mixed, _) = m.mix(h_base.clone(), h_post.clone());
+    let argmax = |h: Tensor<4>| -> Vec<u32> {
+        let ids: Vec<i64> = m.logits4(h).argmax(3).into_data().try_into_vec_as().unwrap();
+        ids.into_iter().map(|i| i as u32).collect()
+    };
     let th: Vec<i64> = thoughts.into_data().try_into_vec_as().unwrap();
-    (next, (0..nt).map(|t| th[t * l + l - 1] as u32).collect())
+    let likeliest = Likeliest { base: argmax(h_base), post: argmax(h_post), mixed: argmax(mixed) };
+    (likeliest, (0..nt).map(|t| th[t * l + l - 1] as u32).collect())
 }
 
 #[test]
@@ -553,19 +572,17 @@ fn inside_equals_the_analysis(m: &QuietModel, tok: &Tokenizer, kernel: Kernel) {
         }
     }
     assert!(inside.positions.last().unwrap().next.is_none(), "the last token has no next token");
-    // The likeliest mixed token at the end is the one thoughtful decoding writes there.
-    let last = inside.positions.last().unwrap();
-    assert_eq!(last.candidates[0].id, reference_next(m, &ids, kernel).0);
-    for at in &inside.positions {
+    // Each prediction's likeliest token (by the reference computation) is among the candidates,
+    // and the likeliest mixed one comes first.
+    let (likeliest, _) = reference_predictions(m, &ids, kernel);
+    for (p, at) in inside.positions.iter().enumerate() {
         let c = &at.candidates;
         assert!((3..=9).contains(&c.len()), "the union of three top-3 lists: {c:?}");
         assert!(c.windows(2).all(|w| w[0].mixed >= w[1].mixed), "likeliest mixed first: {c:?}");
         assert!(c.iter().all(|x| [x.base, x.post, x.mixed].iter().all(|p| (0.0..=1.0).contains(p))));
-        // Mixing blends, so each prediction's likeliest token is a candidate.
-        let picks: [fn(&Candidate) -> f32; 2] = [|x| x.base, |x| x.post];
-        for pick in picks {
-            let best = c.iter().map(pick).fold(0f32, f32::max);
-            assert!(c.iter().any(|x| pick(x) == best));
+        assert_eq!(c[0].id, likeliest.mixed[p], "{kernel:?} position {p}: {c:?}");
+        for id in [likeliest.base[p], likeliest.post[p]] {
+            assert!(c.iter().any(|x| x.id == id), "{kernel:?} position {p}: {id} is not a candidate: {c:?}");
         }
     }
     assert!(inside.positions.iter().any(|at| at.mix_weight > 1e-3), "the trained head mixes");
