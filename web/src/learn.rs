@@ -161,6 +161,13 @@ impl Lesson {
         self.steps
     }
 
+    /// Destroys the WebGPU device under the lesson, as a lost GPU would mid-training (tests use
+    /// it to check that the page explains the loss and keeps working). False on the CPU.
+    #[wasm_bindgen(js_name = loseDevice)]
+    pub fn lose_device(&self) -> bool {
+        self.backend.destroy_device()
+    }
+
     /// The continuation's settings in a line.
     #[wasm_bindgen(getter)]
     pub fn description(&self) -> String {

@@ -67,17 +67,34 @@ fn js_err(e: impl std::fmt::Display + 'static) -> JsError {
     }
 }
 
-/// An error of a device read, explained when the WebGPU device was lost.
-fn read_err(e: impl std::fmt::Debug) -> JsError {
-    js_err(read_err_message(&e))
+/// A failed device read, explained when the WebGPU device was lost. A read in flight when the
+/// device goes fails before wgpu's device-lost callback has run, so the event loop gets a few
+/// turns first.
+async fn read_failure(e: impl std::fmt::Debug) -> String {
+    for _ in 0..LOST_CALLBACK_TURNS {
+        if backend::device_lost().is_some() {
+            break;
+        }
+        next_task().await;
+    }
+    read_err_message(&e)
 }
+
+/// Event-loop turns a failed read waits for the device-lost callback (seen: one is not enough
+/// on chromium's WebGPU).
+const LOST_CALLBACK_TURNS: usize = 5;
 
 fn read_err_message(e: &dyn std::fmt::Debug) -> String {
     match backend::device_lost() {
         Some(why) => format!(
             "the WebGPU device was lost ({why}). Load the model again: it will run on the CPU (reload the page to try the GPU again)"
         ),
-        None => format!("reading a result back from the device failed: {e:?}"),
+        None => {
+            // The error's Debug form ends with a backtrace section that is empty in WebAssembly.
+            let text = format!("{e:?}");
+            let text = text.split("\nBacktrace:").next().unwrap_or_default().trim_end().to_string();
+            format!("reading a result back from the device failed: {text}")
+        }
     }
 }
 
@@ -116,7 +133,10 @@ async fn next_task() {
 
 /// Reads device tensors back in one awaited transaction.
 async fn read_all<const N: usize>(tensors: Transaction) -> Result<[TensorData; N], JsError> {
-    let data = tensors.execute_async().await.map_err(read_err)?;
+    let data = match tensors.execute_async().await {
+        Ok(data) => data,
+        Err(e) => return Err(js_err(read_failure(e).await)),
+    };
     data.try_into().map_err(|_| js_err("the device returned the wrong number of results"))
 }
 
@@ -126,7 +146,10 @@ pub(crate) struct Page;
 
 impl Host for Page {
     async fn read(&mut self, reads: Transaction) -> starling_model::Result<Vec<TensorData>> {
-        let data = reads.execute_async().await.map_err(|e| ModelError::Device(read_err_message(&e)))?;
+        let data = match reads.execute_async().await {
+            Ok(data) => data,
+            Err(e) => return Err(ModelError::Device(read_failure(e).await)),
+        };
         yield_to_browser().await;
         Ok(data)
     }

@@ -62,12 +62,13 @@ class Remote {
   // the engine to end the call after the piece in flight.
   stream(method, args, onPiece) {
     const { id, done } = this.engine.request({ op: 'call', handle: this.handle, method, args, stream: true }, { onEvent: onPiece });
-    return { done, stop: () => this.engine.request({ op: 'stop', target: id }) };
+    return { done, stop: () => this.engine.request({ op: 'stop', target: id }).done.catch(() => {}) };
   }
 
   // Lets the engine drop the model (calls in flight finish first).
   free() {
-    this.engine.request({ op: 'free', handle: this.handle });
+    // Nothing waits on a free: an engine that can no longer answer (aborted) is not an error here.
+    this.engine.request({ op: 'free', handle: this.handle }).done.catch(() => {});
   }
 }
 

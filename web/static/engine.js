@@ -28,7 +28,7 @@ const KINDS = [
     kind: 'lesson',
     of: Lesson,
     summary: (m) => ({ backend: m.backend, webgpu: m.webgpu, steps: m.steps, description: m.description }),
-    methods: ['step', 'probe'],
+    methods: ['step', 'probe', 'loseDevice'],
   },
 ];
 // What each kind of model is loaded with.
@@ -40,8 +40,16 @@ const LOADERS = {
 
 // An error from Rust, explained: a lost GPU device, or the panic message when the module aborted.
 function describe(e) {
-  const lost = deviceLost();
-  const panic = lastPanic();
+  // After an abort the module's exports may trap too: the error is then told as it is.
+  const ask = (f) => {
+    try {
+      return f();
+    } catch {
+      return null;
+    }
+  };
+  const lost = ask(deviceLost);
+  const panic = ask(lastPanic);
   let text = `${e?.message ?? e}`;
   if (lost && !text.includes('device was lost')) text += ` — the WebGPU device was lost (${lost}); load the model again to continue on the CPU`;
   if (panic) text += ` — ${panic}. Reload the page to start again.`;

@@ -56,7 +56,7 @@ function reveal() {
     const [s, p] = [Number(td.dataset.s), Number(td.dataset.p)];
     const done = s <= shown;
     td.textContent = done ? visible(stepToken(s, p)) : '';
-    td.tabIndex = done ? 0 : -1;
+    td.tabIndex = -1; // one tab stop in the grid: the focused query (arrow keys move it)
     td.classList.toggle('pending', !done);
     td.classList.toggle('current', s === shown);
     td.setAttribute('aria-label', done ? `${stepName(s)} after ${visible(seen.tokens[p])}: ${visible(stepToken(s, p))}` : 'not computed yet');
@@ -64,7 +64,7 @@ function reveal() {
   $('inside-step').value = shown;
   $('inside-step-label').textContent = `step ${shown + 1} of ${seen.steps} (${stepName(shown)})`;
   document.body.dataset.insideStep = String(shown);
-  if (!query || query.s > shown) focusQuery(shown, query?.p ?? seen.tokens.length - 1);
+  focusQuery(Math.min(query?.s ?? shown, shown), query?.p ?? seen.tokens.length - 1);
 }
 
 // Marks what the query at step s, position p attends to, and shows that position's mixing.
@@ -75,7 +75,12 @@ function focusQuery(s, p) {
   for (const th of $('inside-grid').querySelectorAll('th[data-p]')) th.classList.toggle('seen', inRange(Number(th.dataset.p), sight.text));
   for (const td of $('inside-grid').querySelectorAll('td')) {
     const [ts, tp] = [Number(td.dataset.s), Number(td.dataset.p)];
-    td.classList.toggle('query', ts === s && tp === p);
+    const isQuery = ts === s && tp === p;
+    td.classList.toggle('query', isQuery);
+    td.tabIndex = isQuery ? 0 : -1;
+    // A screen reader reads what the focused query sees when it lands on the cell.
+    if (isQuery) td.setAttribute('aria-describedby', 'inside-sight');
+    else td.removeAttribute('aria-describedby');
     td.classList.toggle('seen', tp === p && inRange(ts, sight.thought) && !(ts === s));
     td.classList.toggle('other', tp !== p && ts <= shown);
   }
@@ -166,7 +171,7 @@ function play() {
     shown += 1;
     query = { s: shown, p: query?.p ?? seen.tokens.length - 1 };
     reveal();
-    focusQuery(query.s, query.p);
+    if (shown === seen.steps - 1) stopPlaying(); // the last step: Play again starts over
   };
   tick();
   playing = setInterval(tick, 700);
@@ -198,14 +203,16 @@ async function look(ev) {
   }
 }
 
-// Arrow keys move between thought queries: left and right across positions, up and down steps.
+// Arrow keys move from the focused cell to the next thought query: left and right across
+// positions, up and down steps (the pointer may have focused another query meanwhile).
 function move(ev) {
   const moves = { ArrowLeft: [0, -1], ArrowRight: [0, 1], ArrowUp: [-1, 0], ArrowDown: [1, 0] };
   const d = moves[ev.key];
-  if (!d || !seen || !query) return;
+  const from = ev.target.closest?.('td');
+  if (!d || !seen || !from) return;
   ev.preventDefault();
-  const s = Math.max(0, Math.min(shown, query.s + d[0]));
-  const p = Math.max(0, Math.min(seen.tokens.length - 1, query.p + d[1]));
+  const s = Math.max(0, Math.min(shown, Number(from.dataset.s) + d[0]));
+  const p = Math.max(0, Math.min(seen.tokens.length - 1, Number(from.dataset.p) + d[1]));
   $('inside-grid').querySelector(`td[data-s="${s}"][data-p="${p}"]`)?.focus();
 }
 
@@ -223,14 +230,19 @@ export function setupInside() {
     stopPlaying();
     shown = Number($('inside-step').value);
     reveal();
-    focusQuery(Math.min(query?.s ?? shown, shown), query?.p ?? seen.tokens.length - 1);
   });
   const grid = $('inside-grid');
   const pick = (ev) => {
     const td = ev.target.closest?.('td');
-    if (td && !td.classList.contains('pending')) focusQuery(Number(td.dataset.s), Number(td.dataset.p));
+    if (!td || td.classList.contains('pending')) return;
+    const [s, p] = [Number(td.dataset.s), Number(td.dataset.p)];
+    if (query?.s !== s || query?.p !== p) focusQuery(s, p);
   };
-  grid.addEventListener('mouseover', pick);
+  // The pointer picks a query only when it really moves: a cell that comes under a resting
+  // pointer because the keyboard scrolled the page must not take the query from the keyboard.
+  grid.addEventListener('pointermove', (ev) => {
+    if (ev.movementX || ev.movementY) pick(ev);
+  });
   grid.addEventListener('focusin', pick);
   grid.addEventListener('click', pick);
   grid.addEventListener('keydown', move);

@@ -114,9 +114,12 @@ function ended(state, error) {
 
 async function start(ev) {
   ev.preventDefault();
-  if (run.running || !loadLesson) return;
+  if (run.busy || !loadLesson) return;
   status('');
-  $('learn-start').disabled = true;
+  run.loading();
+  delete document.body.dataset.learnSteps;
+  delete document.body.dataset.learnProbes;
+  window.starlingLesson = null;
   $('learn-progress').textContent = 'loading the warm start…';
   let lesson;
   try {
@@ -124,7 +127,7 @@ async function start(ev) {
   } catch (e) {
     status(`Could not start learning: ${describe(e)}`);
     $('learn-progress').textContent = '';
-    $('learn-start').disabled = false;
+    run.notLoaded();
     return;
   }
   steps = lesson.steps;
@@ -133,8 +136,7 @@ async function start(ev) {
   drawLoss();
   drawProbes();
   $('learn-info').textContent = `${lesson.description}, on ${lesson.backend}`;
-  delete document.body.dataset.learnSteps;
-  delete document.body.dataset.learnProbes;
+  window.starlingLesson = lesson; // for the console and the browser tests
   run.begin(lesson);
 }
 

@@ -14,16 +14,44 @@ export class StepRun {
     this.remote = null;
     this.running = false;
     this.stopAsked = false;
+    this.pending = false; // a new run is being loaded
+    this.looping = false; // a loop is stepping (or awaiting a step of) the run
     $(ids.pause).addEventListener('click', () => this.pauseOrResume());
     $(ids.stop).addEventListener('click', () => this.stop());
   }
 
+  // A run is loaded (running or paused) or being loaded.
   get active() {
-    return this.remote !== null;
+    return this.remote !== null || this.pending;
   }
 
-  // Starts stepping `remote` (a paused run is abandoned for it).
+  // Stepping, or loading a new run: Start must wait.
+  get busy() {
+    return this.running || this.pending;
+  }
+
+  // A view is loading a new run: a paused one is abandoned now (so Resume cannot step it while
+  // the new one loads), and the buttons wait until `begin` or `notLoaded`.
+  loading() {
+    this.remote?.free();
+    this.remote = null;
+    this.running = false;
+    this.stopAsked = false;
+    this.pending = true;
+    this.state = 'loading';
+    for (const id of Object.values(this.ids)) $(id).disabled = true;
+  }
+
+  // The run being loaded could not be: Start may be pressed again.
+  notLoaded() {
+    this.pending = false;
+    this.state = 'failed';
+    $(this.ids.start).disabled = false;
+  }
+
+  // Starts stepping `remote`, just loaded.
   begin(remote) {
+    this.pending = false;
     this.remote?.free();
     this.remote = remote;
     this.stopAsked = false;
@@ -35,7 +63,12 @@ export class StepRun {
     document.body.dataset[this.key] = value;
   }
 
+  // Steps until the run completes, is paused or stopped. One loop per run: a loop whose run was
+  // replaced (or freed) ends without touching the page.
   async loop() {
+    if (this.looping) return;
+    const remote = this.remote;
+    this.looping = true;
     this.running = true;
     this.state = 'running';
     $(this.ids.pause).textContent = 'Pause';
@@ -43,7 +76,9 @@ export class StepRun {
     $(this.ids.start).disabled = true;
     try {
       while (this.running) {
-        if (await this.stepOnce(this.remote)) {
+        const complete = await this.stepOnce(remote);
+        if (this.remote !== remote) return;
+        if (complete) {
           this.end('finished');
           return;
         }
@@ -58,7 +93,9 @@ export class StepRun {
       $(this.ids.pause).disabled = false;
       $(this.ids.start).disabled = false; // a paused run may be abandoned for a new one
     } catch (e) {
-      this.end('failed', e);
+      if (this.remote === remote) this.end('failed', e);
+    } finally {
+      this.looping = false;
     }
   }
 

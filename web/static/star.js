@@ -127,15 +127,17 @@ function ended(state, error) {
 
 async function start(ev) {
   ev.preventDefault();
-  if (!models.reasoner || run.running) return;
+  if (!models.reasoner || run.busy) return;
   status('');
-  $('star-start').disabled = true;
+  run.loading();
+  delete document.body.dataset.starIterations;
+  delete document.body.dataset.starFlows;
   let next;
   try {
     next = await models.reasoner.call('startStar', JSON.stringify(options()));
   } catch (e) {
     status(`STaR could not start: ${describe(e)}`);
-    $('star-start').disabled = false;
+    run.notLoaded();
     return;
   }
   rows = [];
@@ -145,8 +147,6 @@ async function start(ev) {
   $('star-table').tHead.replaceChildren();
   $('star-table').tBodies[0].replaceChildren();
   drawFlow();
-  delete document.body.dataset.starIterations;
-  delete document.body.dataset.starFlows;
   $('star-progress').textContent = `${next.trainSize} training sums, ${next.devSize} dev sums`;
   run.begin(next);
 }

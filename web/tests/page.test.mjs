@@ -208,6 +208,7 @@ async function run(mode) {
     results[mode].star = await starView(page, mode, gaps);
     results[mode].learn = await learnView(page, mode, gaps);
     if (mode === 'cpu') results[mode].rise = await starRise(page, gaps);
+    if (mode === 'webgpu') await deviceLostWhileLearning(page);
     if (mode === 'webgpu') await deviceLost(page);
     assert.deepEqual(errors, [], 'no uncaught errors in the page');
     // The page's thread during each view's work (and while the models load).
@@ -300,7 +301,13 @@ async function insideView(page, mode, gaps, nThought) {
     query: document.body.dataset.insideQuery,
   }));
   assert.deepEqual(marked, { text: [0, 1], thought: [[0, 1], [1, 1]], query: '2,1' });
-  assert.equal(await page.$$eval('#inside-mask rect', (r) => r.length) > 0, true, 'the mask is drawn');
+  // The mask of step 2: a filled cell per (query, key) the kernels' rule allows, the focused
+  // query's in its own colour, and the outline of its row.
+  const keys = (sight) => sight.text[1] - sight.text[0] + sight.thought[1] - sight.thought[0];
+  const fills = await page.$$eval('#inside-mask rect', (rs) => rs.map((r) => r.getAttribute('fill')));
+  assert.equal(fills.filter((f) => f !== 'none').length, seen.sight[2].reduce((n, sight) => n + keys(sight), 0), 'a cell per visible key');
+  assert.equal(fills.filter((f) => f === '#d35400').length, keys(seen.sight[2][1]), 'the focused query\'s keys');
+  assert.equal(fills.filter((f) => f === 'none').length, 1, 'the focused row outlined');
   // The keyboard moves between queries.
   await page.focus('#inside-grid td[data-s="2"][data-p="1"]');
   await page.keyboard.press('ArrowRight');
@@ -457,7 +464,13 @@ async function starView(page, mode, gaps) {
   // The iteration's data flow: the diagram's counts are the table's.
   assert.equal(await page.evaluate(() => document.body.dataset.starFlows), '1');
   const flowLabel = await page.getAttribute('#star-flow svg', 'aria-label');
-  assert.match(flowLabel, new RegExp(`${kept} kept, ${rationalized} rationalized, ${rejected} rejected; ${kept + rationalized} trained on`), flowLabel);
+  const counts = flowLabel.match(/^iteration 1: (\d+) questions, (\d+) kept, (\d+) rationalized, (\d+) rejected; (\d+) trained on, (\d+) of them without every step right$/);
+  assert.ok(counts, `the flow's label: ${flowLabel}`);
+  const [questions, fKept, fRationalized, fRejected, trained, unsound] = counts.slice(1).map(Number);
+  assert.deepEqual([fKept, fRationalized, fRejected, trained], [kept, rationalized, rejected, kept + rationalized], flowLabel);
+  assert.equal(questions, kept + rationalized + rejected);
+  // The hatched share is the table's "every line right" column, counted the other way round.
+  assert.equal(`${((100 * (trained - unsound)) / trained).toFixed(0)}%`, rows[1].at(-3), `${flowLabel} vs ${rows[1]}`);
   const groupRows = await page.$$eval('#star-flow-groups tr', (trs) => trs.map((tr) => tr.cells[0].textContent));
   assert.deepEqual(groupRows, ['1 digits', '2 digits'], 'a bar per digit count');
   await page.screenshot({ path: path.join(shots, `star-${mode}.png`), fullPage: true });
@@ -512,6 +525,30 @@ async function starRise(page, gaps) {
   console.log(`[cpu] STaR at the page's settings, finished in ${total.toFixed(0)} s: ${JSON.stringify(all.rows)}`);
   await page.screenshot({ path: path.join(shots, 'star-rise-cpu.png'), fullPage: true });
   return { longest, before, after, seconds, total };
+}
+
+// WebGPU device lost in the middle of Learn's training (destroyed after its first step, while
+// the next is asked for): the run fails with a message naming the loss, and Start trains again,
+// on the CPU.
+async function deviceLostWhileLearning(page) {
+  await page.click('#tabs [data-view="learn"]');
+  await page.fill('#learn-steps', '4');
+  await page.fill('#learn-batch', '2');
+  await page.fill('#learn-every', '4');
+  await page.click('#learn-start');
+  await page.waitForFunction(() => Number(document.body.dataset.learnSteps ?? 0) >= 1, null, { timeout: 600_000 });
+  assert.equal(await page.evaluate(() => window.starlingLesson.call('loseDevice')), true);
+  await page.waitForSelector('body[data-learn="failed"], body[data-learn="finished"]', { timeout: 600_000 });
+  const message = await page.textContent('#status');
+  console.log(`[webgpu] device lost while learning: ${message}`);
+  assert.equal(await page.evaluate(() => document.body.dataset.learn), 'failed', 'a run whose device is lost cannot finish');
+  assert.match(message, /device was lost/);
+  await page.screenshot({ path: path.join(shots, 'learn-device-lost.png'), fullPage: true });
+  await page.fill('#learn-steps', '2');
+  await page.click('#learn-start');
+  await page.waitForSelector('body[data-learn="finished"], body[data-learn="failed"]', { timeout: 600_000 });
+  assert.equal(await page.evaluate(() => document.body.dataset.learn), 'finished', `after the loss, Learn runs again: ${await page.textContent('#status')}`);
+  assert.match(await page.textContent('#learn-info'), /on CPU/);
 }
 
 // WebGPU device lost (destroyed under the model): a visible message naming it, and the page keeps
