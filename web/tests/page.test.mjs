@@ -322,10 +322,18 @@ async function insideView(page, mode, gaps, nThought) {
   assert.ok(bars >= 4, `the candidates' bars: ${bars}`);
   await page.screenshot({ path: path.join(shots, `inside-${mode}.png`), fullPage: true });
   await page.setViewportSize({ width: 390, height: 844 });
+  await fitsPhone(page, 'Inside');
   await page.screenshot({ path: path.join(shots, `inside-phone-${mode}.png`), fullPage: true });
   await page.setViewportSize({ width: 1100, height: 900 });
   console.log(`[${mode}] inside ${JSON.stringify(text)}: ${l} tokens, thought before the answer ${JSON.stringify(seen.positions[l - 1].thought.join(''))}, w ${w}`);
   return seen.positions.map((p) => ({ thought: p.thought.join(''), w: p.weight }));
+}
+
+// At a phone's width the page itself never scrolls sideways (wide tables and diagrams scroll
+// in their own boxes).
+async function fitsPhone(page, view) {
+  const [scroll, width] = await page.evaluate(() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]);
+  assert.ok(scroll <= width, `${view} at a phone's width: the page is ${scroll} px wide in a ${width} px window`);
 }
 
 // Learn to think: the warm start runs Quiet-STaR in the page. On the CPU path, enough steps for
@@ -475,6 +483,7 @@ async function starView(page, mode, gaps) {
   assert.deepEqual(groupRows, ['1 digits', '2 digits'], 'a bar per digit count');
   await page.screenshot({ path: path.join(shots, `star-${mode}.png`), fullPage: true });
   await page.setViewportSize({ width: 390, height: 844 });
+  await fitsPhone(page, 'STaR live');
   await page.screenshot({ path: path.join(shots, `star-phone-${mode}.png`), fullPage: true });
   await page.setViewportSize({ width: 1100, height: 900 });
 
