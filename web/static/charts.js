@@ -1,6 +1,5 @@
 // Drawing helpers shared by the views: small SVG charts from numbers Rust returned.
-
-const esc = (text) => String(text).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
+import { esc } from './common.js';
 
 // A line chart: `series` [{name, colour, points: [[x, y], …], dash?}], x from 0 to `xMax`, y from
 // `yMin` to `yMax` (ticks at `yTicks`, labelled by `yLabel`; x ticks at `xTicks`, by default the

@@ -10,3 +10,6 @@ export function status(text) { $('status').textContent = text; }
 export const describe = (e) => `${e?.message ?? e}`;
 
 export const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
+
+// Text made safe inside SVG or HTML markup.
+export const esc = (text) => String(text).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);

@@ -3,8 +3,7 @@
 // only with the answer as a hint (rationalized) and the rest (rejected); kept and rationalized
 // form the fine-tuning set (less those with a wrong step, when the run requires sound steps).
 // Hatched: rationales trained on whose scratchpad is not right line for line (or missing).
-
-const esc = (text) => String(text).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
+import { esc } from './common.js';
 
 export const OUTCOME_COLOURS = { kept: '#0a7a35', rationalized: '#d35400', rejected: '#a40000', wrong: '#8e8e8e' };
 

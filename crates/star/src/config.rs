@@ -158,7 +158,7 @@ impl StarConfig {
         if !(0.0..=1.0).contains(&self.p_show_hint_save) {
             return Err(format!("p_show_hint_save must be a share in [0, 1] (got {})", self.p_show_hint_save));
         }
-        if self.require_sound && self.task != TaskKind::Arithmetic {
+        if self.require_sound && !self.task.steps_checkable() {
             return Err(format!(
                 "require_sound needs a task whose rationale steps can be checked (arithmetic), not {}",
                 self.task.name()
@@ -169,32 +169,39 @@ impl StarConfig {
     }
 }
 
+/// A complete configuration for unit tests of this crate: 5 iterations, 40 steps growing 20%,
+/// greedy decoding.
+#[cfg(test)]
+pub(crate) fn example(task: TaskKind) -> StarConfig {
+    StarConfig {
+        task,
+        iterations: 5,
+        rationalize: true,
+        shots: 0,
+        first_steps: 40,
+        step_growth: 1.2,
+        train: TrainConfig::default(),
+        sampling: SamplingConfig::greedy(),
+        max_new_tokens: 10,
+        gen_batch: 8,
+        gen_rows: None,
+        epochs: None,
+        patience: 0,
+        seed: 0,
+        gate: None,
+        require_sound: false,
+        p_show_hint_save: 0.0,
+        no_prompt: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn steps_grow_twenty_percent_per_iteration() {
-        let c = StarConfig {
-            task: TaskKind::Arithmetic,
-            iterations: 5,
-            rationalize: true,
-            shots: 0,
-            first_steps: 40,
-            step_growth: 1.2,
-            train: TrainConfig::default(),
-            sampling: SamplingConfig::greedy(),
-            max_new_tokens: 10,
-            gen_batch: 8,
-            gen_rows: None,
-            epochs: None,
-            patience: 0,
-            seed: 0,
-            gate: None,
-            require_sound: false,
-            p_show_hint_save: 0.0,
-            no_prompt: false,
-        };
+        let c = example(TaskKind::Arithmetic);
         assert_eq!((1..=5).map(|n| c.steps_for(n)).collect::<Vec<_>>(), vec![40, 48, 58, 69, 83]);
         assert_eq!(c.steps_for_examples(2, 1000), 48, "without epochs the schedule decides");
         let per_epoch = StarConfig { epochs: Some(2.0), ..c.clone() };

@@ -113,6 +113,7 @@ fn natural_key(group: &str) -> (u64, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::example;
     use starling_tasks::TaskKind;
     use starling_tasks::arithmetic::Addition;
 
@@ -129,29 +130,6 @@ mod tests {
             rationalization_answer: None,
             leaked_hint: false,
             sound: if checkable { sum.scratchpad_is_sound(&completion) } else { None },
-        }
-    }
-
-    fn config(task: TaskKind) -> StarConfig {
-        StarConfig {
-            task,
-            iterations: 1,
-            rationalize: true,
-            shots: 0,
-            first_steps: 1,
-            step_growth: 1.0,
-            train: starling_train::TrainConfig::default(),
-            sampling: starling_model::sampling::SamplingConfig::greedy(),
-            max_new_tokens: 10,
-            gen_batch: 8,
-            gen_rows: None,
-            epochs: None,
-            patience: 0,
-            seed: 0,
-            gate: None,
-            require_sound: false,
-            p_show_hint_save: 0.0,
-            no_prompt: false,
         }
     }
 
@@ -174,7 +152,7 @@ mod tests {
             record(e, Outcome::Kept, "\n8\n".into()),
         ];
         let train: Vec<Item> = [a, b, c, d, e].iter().map(Addition::item).collect();
-        let arithmetic = config(TaskKind::Arithmetic);
+        let arithmetic = example(TaskKind::Arithmetic);
         let flow = iteration_flow(&arithmetic, &records, &train, 5);
         assert!(flow.rationalize && flow.checkable);
         let names: Vec<&str> = flow.groups.iter().map(|g| g.group.as_str()).collect();
@@ -201,7 +179,7 @@ mod tests {
         assert!(flow.lucky.is_empty());
         // `show` bounds what is returned; tasks without checkable steps count nothing unsound.
         assert!(iteration_flow(&arithmetic, &records, &train, 0).lucky.is_empty());
-        let csqa = iteration_flow(&config(TaskKind::Csqa), &records, &train, 5);
+        let csqa = iteration_flow(&example(TaskKind::Csqa), &records, &train, 5);
         assert!(csqa.lucky.is_empty() && !csqa.checkable);
         assert!(csqa.groups.iter().all(|g| g.kept_unsound + g.rationalized_unsound == 0));
         let without_hints = StarConfig { rationalize: false, ..arithmetic };

@@ -160,10 +160,7 @@ impl TaskKind {
     /// Whether every step of `completion`'s rationale is right, for tasks whose steps can be
     /// checked (arithmetic: each scratchpad line); `None` for the others, or without a rationale.
     pub fn rationale_is_sound(self, item: &Item, completion: &str) -> Option<bool> {
-        match self {
-            TaskKind::Arithmetic => crate::arithmetic::Addition::of_item(item)?.scratchpad_is_sound(completion),
-            _ => None,
-        }
+        Some(self.check_rationale(item, completion)?.iter().all(|l| l.right))
     }
 
     /// `completion`'s rationale checked step by step, for tasks whose steps can be checked
